@@ -1,0 +1,59 @@
+using System.Text.Json;
+
+namespace Apex.Client;
+
+/// <summary>Body of <c>POST /api/auth/register</c>.</summary>
+public sealed record RegisterRequest(string Email, string Password, string? DisplayName = null);
+/// <summary>Body of <c>POST /api/auth/login</c>.</summary>
+public sealed record LoginRequest(string Email, string Password);
+/// <summary>Body of <c>POST /api/auth/refresh</c> and <c>/logout</c>.</summary>
+public sealed record RefreshRequest(string RefreshToken);
+/// <summary>Tokens issued at login and refresh.</summary>
+public sealed record TokenResponse(string AccessToken, string RefreshToken, string TokenType, int ExpiresIn, UserDto User);
+/// <summary>A user as the API shows it.</summary>
+public sealed record UserDto(string Id, string Email, string DisplayName, string Tier, DateTimeOffset CreatedAt);
+/// <summary>A single-use ticket for <c>/ws?ticket=</c>.</summary>
+public sealed record WsTicketResponse(string Ticket, int ExpiresIn);
+
+/// <summary>Body of <c>POST /api/threads</c>.</summary>
+public sealed record CreateThreadRequest(string? Title = null, string? Strategy = null);
+/// <summary>Body of <c>PATCH /api/threads/{id}</c>.</summary>
+public sealed record UpdateThreadRequest(string? Title = null, string? Strategy = null);
+/// <summary>A thread.</summary>
+public sealed record ThreadDto(string Id, string Title, string Strategy, long LastSeq, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt);
+/// <summary>A stored message; role is user or assistant.</summary>
+public sealed record MessageDto(string Id, string ThreadId, string? RunId, string Role, string Content, DateTimeOffset CreatedAt);
+/// <summary>A run; status is queued, running, completed, failed or cancelled.</summary>
+public sealed record RunDto(string Id, string ThreadId, string Status, string Strategy, string MessageId, DateTimeOffset CreatedAt,
+    DateTimeOffset? StartedAt, DateTimeOffset? EndedAt, string? Error);
+/// <summary>Body of <c>POST /api/threads/{id}/messages</c>.</summary>
+public sealed record SendMessageRequest(string Content, string? Strategy = null);
+/// <summary>Answer to a message sent over REST.</summary>
+public sealed record SendMessageResponse(RunDto Run, MessageDto Message);
+/// <summary>One page of a list; pass <c>NextCursor</c> as <c>cursor</c> to read on.</summary>
+public sealed record Page<T>(IReadOnlyList<T> Items, string? NextCursor);
+
+/// <summary>A client-to-server frame on <c>/ws</c>.</summary>
+public sealed record ClientFrame(string Type, JsonElement? Payload = null);
+/// <summary>Payload of <c>user_message</c> and <c>start_agent</c>.</summary>
+public sealed record UserMessagePayload(string Content, string? ThreadId = null, string? Strategy = null);
+/// <summary>Payload of <c>stop_agent</c>.</summary>
+public sealed record StopAgentPayload(string RunId);
+/// <summary>Payload of <c>resume</c>.</summary>
+public sealed record ResumePayload(string ThreadId, long AfterSeq);
+/// <summary>Payload of <c>get_thread_history</c> and <c>switch_thread</c>.</summary>
+public sealed record ThreadRefPayload(string ThreadId);
+
+/// <summary>The strategies for a message sent to a thread that is busy.</summary>
+public static class QueueStrategies
+{
+    /// <summary>Wait behind the active run (default).</summary>
+    public const string Enqueue = "enqueue";
+    /// <summary>Refuse with <c>thread_busy</c>.</summary>
+    public const string Reject = "reject";
+    /// <summary>Cancel the active run, then start.</summary>
+    public const string Interrupt = "interrupt";
+
+    /// <summary>Whether a value names a strategy.</summary>
+    public static bool IsValid(string? value) => value is Enqueue or Reject or Interrupt;
+}

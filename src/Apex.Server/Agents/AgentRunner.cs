@@ -1,0 +1,114 @@
+using System.Text;
+using System.Text.Json;
+using Apex.Server.Execution;
+using Apex.Server.Tools;
+using Microsoft.Extensions.AI;
+
+namespace Apex.Server.Agents;
+
+internal sealed record AgentOutcome(string Status, JsonElement? Result, string Text)
+{
+    public bool Succeeded => Status == "ok";
+}
+
+/// <summary>
+/// Runs one agent: the model is called with the agent's instructions and tools; its tool calls go
+/// through the <see cref="ToolDispatcher"/> and their results back to the model, until it answers.
+/// </summary>
+internal sealed partial class AgentRunner(IChatClient chat, ToolRegistry tools, ToolDispatcher dispatcher, RunEvents events, LimitsOptions limits, ILogger logger)
+{
+    public async Task<AgentOutcome> RunAsync(AgentDefinition agent, UserExecutionContext parent, string brief, string? answerMessageId)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(parent.CancellationToken);
+        timeout.CancelAfter(limits.AgentTimeout);
+        var context = parent.CreateChild("agent:" + agent.Name, timeout.Token);
+        await events.AgentStartedAsync(agent.Name, context.Depth, AgentNames.Supervisor);
+        await events.AgentThinkingAsync(agent.Name, agent.Purpose + ".");
+        try
+        {
+            var text = await ConverseAsync(agent, context, brief, answerMessageId);
+            var result = agent.WritesAnswer ? (JsonElement?)null : ParseResult(text);
+            await events.AgentCompletedAsync(agent.Name, "ok", result);
+            return new AgentOutcome("ok", result, text);
+        }
+        catch (OperationCanceledException) when (parent.CancellationToken.IsCancellationRequested)
+        {
+            throw; // the run is ending: the engine closes this agent with the run's status
+        }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested)
+        {
+            var message = $"The {agent.Name} agent did not finish within {limits.AgentTimeout.TotalSeconds:0.#} s.";
+            await events.AgentErrorAsync(agent.Name, "timeout", message);
+            await events.AgentCompletedAsync(agent.Name, "error", null);
+            return new AgentOutcome("timeout", null, message);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            LogAgentFailed(logger, ex, agent.Name, parent.RunId);
+            await events.AgentErrorAsync(agent.Name, "agent_failed", $"The {agent.Name} agent failed: {ex.Message}");
+            await events.AgentCompletedAsync(agent.Name, "error", null);
+            return new AgentOutcome("error", null, ex.Message);
+        }
+    }
+
+    private async Task<string> ConverseAsync(AgentDefinition agent, UserExecutionContext context, string brief, string? answerMessageId)
+    {
+        List<ChatMessage> messages = [new(ChatRole.System, agent.Instructions), new(ChatRole.User, brief)];
+        var options = new ChatOptions { Tools = agent.Tools.IsEmpty ? null : tools.Declarations(agent.Tools), ToolMode = agent.Tools.IsEmpty ? null : ChatToolMode.Auto };
+        for (var turn = 0; turn < limits.MaxModelTurnsPerAgent; turn++)
+        {
+            var text = new StringBuilder();
+            var calls = new List<FunctionCallContent>();
+            await foreach (var update in chat.GetStreamingResponseAsync(messages, options, context.CancellationToken))
+            {
+                foreach (var content in update.Contents)
+                {
+                    switch (content)
+                    {
+                        case TextContent { Text.Length: > 0 } t:
+                            text.Append(t.Text);
+                            if (agent.WritesAnswer && answerMessageId is not null) await events.MessageDeltaAsync(agent.Name, answerMessageId, t.Text);
+                            break;
+                        case TextReasoningContent { Text.Length: > 0 } r:
+                            await events.AgentThinkingAsync(agent.Name, r.Text);
+                            break;
+                        case FunctionCallContent call:
+                            calls.Add(call);
+                            break;
+                    }
+                }
+            }
+            if (calls.Count == 0) return text.ToString();
+            if (text.Length > 0) await events.AgentThinkingAsync(agent.Name, text.ToString());
+
+            messages.Add(new ChatMessage(ChatRole.Assistant, [.. text.Length > 0 ? [new TextContent(text.ToString())] : Array.Empty<AIContent>(), .. calls]));
+            var results = new List<AIContent>(calls.Count);
+            foreach (var call in calls) results.Add(await dispatcher.InvokeAsync(context, agent.Name, call));
+            messages.Add(new ChatMessage(ChatRole.Tool, results));
+        }
+        throw new InvalidOperationException($"No answer after {limits.MaxModelTurnsPerAgent} model turns.");
+    }
+
+    /// <summary>Agents answer with a JSON object; a model that wraps it in a code fence or prose still counts.</summary>
+    internal static JsonElement ParseResult(string text)
+    {
+        var start = text.IndexOf('{');
+        var end = text.LastIndexOf('}');
+        if (start >= 0 && end > start)
+        {
+            try
+            {
+                using var document = JsonDocument.Parse(text.AsMemory(start, end - start + 1));
+                if (document.RootElement.ValueKind == JsonValueKind.Object) return document.RootElement.Clone();
+            }
+            catch (JsonException)
+            {
+                // not JSON: fall through and keep the text
+            }
+        }
+        return JsonSerializer.SerializeToElement(new Dictionary<string, object?> { ["text"] = text }, ToolJson.Options);
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Agent {Agent} failed in run {RunId}")]
+    private static partial void LogAgentFailed(ILogger logger, Exception exception, string agent, string runId);
+}

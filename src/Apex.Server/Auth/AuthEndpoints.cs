@@ -1,0 +1,84 @@
+using System.Net.Mail;
+using Apex.Client;
+using Apex.Server.Hosting;
+using Apex.Server.Storage;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.Extensions.Options;
+
+namespace Apex.Server.Auth;
+
+internal static class AuthEndpoints
+{
+    public static RouteGroupBuilder MapAuthEndpoints(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/api/auth").WithTags("Auth");
+        group.MapPost("/register", Register).RequireRateLimiting(RateLimits.Auth);
+        group.MapPost("/login", Login).RequireRateLimiting(RateLimits.Auth);
+        group.MapPost("/refresh", Refresh).RequireRateLimiting(RateLimits.Auth);
+        group.MapPost("/logout", Logout).RequireAuthorization();
+        group.MapGet("/me", Me).RequireAuthorization();
+        app.MapPost("/api/ws-ticket", IssueTicket).RequireAuthorization().WithTags("Auth");
+        return group;
+    }
+
+    private static async Task<Results<Created<TokenResponse>, ValidationProblem, ProblemHttpResult>> Register(RegisterRequest request, IApexStore store,
+        TokenService tokens, IPasswordHasher<UserRecord> hasher, IdGenerator ids, TimeProvider time, IOptions<AuthOptions> options, CancellationToken cancellationToken)
+    {
+        var errors = new Dictionary<string, string[]>();
+        var email = request.Email?.Trim() ?? "";
+        if (!IsEmail(email)) errors["email"] = ["A valid email address is required."];
+        if ((request.Password?.Length ?? 0) < options.Value.MinPasswordLength) errors["password"] = [$"The password must have at least {options.Value.MinPasswordLength} characters."];
+        else if (request.Password!.Length > 128) errors["password"] = ["The password must have at most 128 characters."];
+        if (request.DisplayName is { Length: > 100 }) errors["display_name"] = ["The display name must have at most 100 characters."];
+        if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
+
+        var draft = new UserRecord(ids.NewId(), email, Normalize(email), "", string.IsNullOrWhiteSpace(request.DisplayName) ? email.Split('@')[0] : request.DisplayName.Trim(),
+            options.Value.DefaultTier, time.GetUtcNow(), 0, null);
+        var user = draft with { PasswordHash = hasher.HashPassword(draft, request.Password!) };
+        if (!await store.CreateUserAsync(user, cancellationToken))
+            return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Email already registered", detail: "An account with this email exists; sign in instead.");
+        return TypedResults.Created("/api/auth/me", await tokens.IssueAsync(user, cancellationToken));
+    }
+
+    private static async Task<Results<Ok<TokenResponse>, ProblemHttpResult>> Login(LoginRequest request, IApexStore store, TokenService tokens,
+        IPasswordHasher<UserRecord> hasher, TimeProvider time, IOptions<AuthOptions> options, CancellationToken cancellationToken)
+    {
+        var invalid = TypedResults.Problem(statusCode: StatusCodes.Status401Unauthorized, title: "Invalid credentials", detail: "The email or password is wrong.");
+        var user = await store.FindUserByEmailAsync(Normalize(request.Email ?? ""), cancellationToken);
+        if (user is null || string.IsNullOrEmpty(request.Password)) return invalid;
+        var now = time.GetUtcNow();
+        if (user.LockoutUntil is { } until && until > now)
+            return TypedResults.Problem(statusCode: StatusCodes.Status423Locked, title: "Account locked",
+                detail: $"Too many failed sign-ins. Try again after {until:u}.");
+        if (hasher.VerifyHashedPassword(user, user.PasswordHash, request.Password) == PasswordVerificationResult.Failed)
+        {
+            await store.RecordLoginFailureAsync(user.Id, options.Value.MaxFailedLogins, now + options.Value.LockoutDuration, cancellationToken);
+            return invalid;
+        }
+        await store.ResetLoginFailuresAsync(user.Id, cancellationToken);
+        return TypedResults.Ok(await tokens.IssueAsync(user, cancellationToken));
+    }
+
+    private static async Task<Results<Ok<TokenResponse>, ProblemHttpResult>> Refresh(RefreshRequest request, TokenService tokens, CancellationToken cancellationToken) =>
+        string.IsNullOrEmpty(request.RefreshToken) || await tokens.RefreshAsync(request.RefreshToken, cancellationToken) is not { } refreshed
+            ? TypedResults.Problem(statusCode: StatusCodes.Status401Unauthorized, title: "Invalid refresh token", detail: "The refresh token is unknown, expired, revoked or already used.")
+            : TypedResults.Ok(refreshed);
+
+    private static async Task<NoContent> Logout(CurrentUser user, IApexStore store, TimeProvider time, CancellationToken cancellationToken)
+    {
+        await store.RevokeSessionAsync(user.Id, user.SessionId, time.GetUtcNow(), cancellationToken);
+        return TypedResults.NoContent();
+    }
+
+    private static async Task<Results<Ok<UserDto>, NotFound>> Me(CurrentUser user, IApexStore store, CancellationToken cancellationToken) =>
+        await store.GetUserAsync(user.Id, cancellationToken) is { } record ? TypedResults.Ok(record.ToDto()) : TypedResults.NotFound();
+
+    private static async Task<Ok<WsTicketResponse>> IssueTicket(CurrentUser user, TokenService tokens, IOptions<AuthOptions> options, CancellationToken cancellationToken) =>
+        TypedResults.Ok(new WsTicketResponse(await tokens.IssueTicketAsync(user, cancellationToken), (int)options.Value.WsTicketLifetime.TotalSeconds));
+
+    private static string Normalize(string email) => email.Trim().ToUpperInvariant();
+
+    private static bool IsEmail(string email) =>
+        email.Length is > 3 and <= 254 && MailAddress.TryCreate(email, out var parsed) && parsed.Address == email && email.Contains('.', StringComparison.Ordinal);
+}

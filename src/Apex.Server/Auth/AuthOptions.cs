@@ -1,0 +1,22 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace Apex.Server.Auth;
+
+internal sealed class AuthOptions
+{
+    public const string Section = "Apex:Auth";
+
+    public TimeSpan AccessTokenLifetime { get; set; } = TimeSpan.FromMinutes(15);
+    public TimeSpan RefreshTokenLifetime { get; set; } = TimeSpan.FromDays(30);
+    public TimeSpan WsTicketLifetime { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Failed logins in a row before the account is locked for <see cref="LockoutDuration"/>.</summary>
+    [Range(1, 100)] public int MaxFailedLogins { get; set; } = 5;
+    public TimeSpan LockoutDuration { get; set; } = TimeSpan.FromMinutes(5);
+
+    [Range(8, 128)] public int MinPasswordLength { get; set; } = 8;
+
+    /// <summary>The plan tier of new accounts: free, pro or enterprise.</summary>
+    [Required, RegularExpression("^(free|pro|enterprise)$")]
+    public string DefaultTier { get; set; } = "free";
+}

@@ -1,0 +1,102 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Apex.Server.Agents;
+using Apex.Server.Hosting;
+using Apex.Server.Llm;
+using Apex.Server.Storage;
+using Apex.Server.Tools;
+
+namespace Apex.Server.Execution;
+
+/// <summary>
+/// Runs one run: the supervisor runs triage, picks the pipeline from its data sufficiency, runs
+/// each agent, stores the answer and ends the run with exactly one terminal event.
+/// </summary>
+internal sealed partial class ExecutionEngine(RunRecord run, UserExecutionContext context, RunControl control, RunEvents events, AgentRunner runner,
+    AgentRegistry agents, IApexStore store, IdGenerator ids, TimeProvider time, string nodeId, ILogger logger) : IDisposable
+{
+    private const int HistoryMessages = 12;
+
+    public string RunId => run.Id;
+
+    public RunControl Control => control;
+
+    public async Task RunAsync()
+    {
+        var started = Stopwatch.GetTimestamp();
+        try
+        {
+            await events.RunStartedAsync(nodeId);
+            var history = await store.RecentMessagesAsync(context.UserId, context.ThreadId, HistoryMessages, context.CancellationToken);
+            var request = history.FirstOrDefault(m => m.Id == run.MessageId)?.Content
+                ?? throw new InvalidOperationException("The run's message is missing.");
+
+            await events.AgentStartedAsync(AgentNames.Supervisor, context.Depth, null);
+            await events.AgentThinkingAsync(AgentNames.Supervisor, "Running triage first; its data sufficiency decides the pipeline.");
+
+            var results = new Dictionary<string, JsonElement>();
+            var triage = await runner.RunAsync(agents.Get(AgentNames.Triage), context, Brief(request, history, results), null);
+            if (triage.Result is { } triageResult) results[AgentNames.Triage] = triageResult;
+            var sufficiency = triage.Result is { } r && r.TryGetProperty("data_sufficiency", out var s) && s.ValueKind == JsonValueKind.String
+                ? s.GetString() : DataSufficiency.Insufficient;
+            var pipeline = DataSufficiency.PipelineFor(sufficiency);
+            await events.AgentThinkingAsync(AgentNames.Supervisor, $"Data sufficiency is {sufficiency}: {string.Join(" -> ", pipeline)}.");
+
+            var answerId = ids.NewId();
+            var answer = "";
+            foreach (var name in pipeline)
+            {
+                var agent = agents.Get(name);
+                var outcome = await runner.RunAsync(agent, context, Brief(request, history, results), agent.WritesAnswer ? answerId : null);
+                if (agent.WritesAnswer)
+                {
+                    answer = outcome.Succeeded && outcome.Text.Length > 0 ? outcome.Text : await FallbackReportAsync(answerId, results);
+                }
+                else if (outcome.Result is { } result)
+                {
+                    results[name] = result;
+                }
+            }
+
+            await store.AddMessageAsync(new MessageRecord(answerId, context.ThreadId, context.UserId, run.Id, "assistant", answer, time.GetUtcNow()), CancellationToken.None);
+            await store.SaveRunResultsAsync(context.UserId, run.Id, JsonSerializer.Serialize(results, ToolJson.Options), CancellationToken.None);
+            await events.AgentCompletedAsync(AgentNames.Supervisor, "ok",
+                JsonSerializer.SerializeToElement(new Dictionary<string, object?> { ["data_sufficiency"] = sufficiency, ["pipeline"] = pipeline }, ToolJson.Options));
+            await events.CompletedAsync(answerId, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        }
+        catch (OperationCanceledException) when (context.CancellationToken.IsCancellationRequested)
+        {
+            if (control.Reason == CancelReasons.Timeout)
+                await events.FailedAsync("timeout", "The run did not finish within its time limit.");
+            else
+                await events.CancelledAsync(control.Reason);
+        }
+        catch (Exception ex)
+        {
+            LogRunFailed(logger, ex, run.Id);
+            await events.FailedAsync("error", ex.Message);
+        }
+    }
+
+    /// <summary>Reporting never fails: when the model cannot write the report, the deterministic writer does.</summary>
+    private async Task<string> FallbackReportAsync(string answerId, Dictionary<string, JsonElement> results)
+    {
+        var report = ReportWriter.Write(results);
+        await events.MessageDeltaAsync(AgentNames.Reporting, answerId, report);
+        return report;
+    }
+
+    private string Brief(string request, IReadOnlyList<MessageRecord> history, Dictionary<string, JsonElement> results) =>
+        JsonSerializer.Serialize(new Dictionary<string, object?>
+        {
+            ["request"] = request,
+            ["tier"] = context.Tier,
+            ["history"] = history.Where(m => m.Id != run.MessageId).Select(m => new Dictionary<string, string> { ["role"] = m.Role, ["content"] = m.Content }).ToList(),
+            ["results"] = results,
+        }, ToolJson.Options);
+
+    public void Dispose() => control.Dispose();
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Run {RunId} failed")]
+    private static partial void LogRunFailed(ILogger logger, Exception exception, string runId);
+}

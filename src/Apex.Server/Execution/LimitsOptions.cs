@@ -1,0 +1,57 @@
+using System.ComponentModel.DataAnnotations;
+using Microsoft.Extensions.Options;
+
+namespace Apex.Server.Execution;
+
+/// <summary>
+/// Every limit and timeout of the server, in one place (section <c>Apex:Limits</c>). Their
+/// relations are checked at start-up by <see cref="LimitsOptionsValidator"/>.
+/// </summary>
+internal sealed class LimitsOptions
+{
+    public const string Section = "Apex:Limits";
+
+    [Range(1, 1000)] public int MaxActiveRunsPerUser { get; set; } = 4;
+    [Range(1, 10_000)] public int MaxConcurrentRunsPerNode { get; set; } = 256;
+    [Range(1, 1000)] public int MaxPendingRunsPerThread { get; set; } = 20;
+    [Range(1, 100_000)] public int MaxConnectionsPerUser { get; set; } = 20;
+    [Range(1024, 1024 * 1024)] public int MaxFrameBytes { get; set; } = 8 * 1024;
+    [Range(1, 100_000)] public int MaxMessageChars { get; set; } = 4000;
+    [Range(1, 100_000)] public int MessagesPerMinutePerUser { get; set; } = 120;
+    [Range(1, 100)] public int MaxModelTurnsPerAgent { get; set; } = 8;
+
+    public TimeSpan ToolTimeout { get; set; } = TimeSpan.FromSeconds(30);
+    public TimeSpan AgentTimeout { get; set; } = TimeSpan.FromMinutes(2);
+    public TimeSpan RunTimeout { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>How often the server pings a socket; a socket that does not answer within <see cref="SocketIdleTimeout"/> is closed.</summary>
+    public TimeSpan SocketKeepAliveInterval { get; set; } = TimeSpan.FromSeconds(20);
+    public TimeSpan SocketIdleTimeout { get; set; } = TimeSpan.FromMinutes(10);
+
+    public TimeSpan WsTicketLifetime { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>A running run's lease; a node that stops renewing it is presumed dead when it expires.</summary>
+    public TimeSpan RunLease { get; set; } = TimeSpan.FromSeconds(15);
+    public TimeSpan HeartbeatInterval { get; set; } = TimeSpan.FromSeconds(3);
+
+    /// <summary>On shutdown, how long active runs may go on before they are cancelled.</summary>
+    public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(10);
+}
+
+internal sealed class LimitsOptionsValidator : IValidateOptions<LimitsOptions>
+{
+    public ValidateOptionsResult Validate(string? name, LimitsOptions o)
+    {
+        var failures = new List<string>();
+        if (o.ToolTimeout <= TimeSpan.Zero) failures.Add("ToolTimeout must be positive.");
+        if (o.ToolTimeout > o.AgentTimeout) failures.Add("ToolTimeout must not exceed AgentTimeout: a tool runs inside an agent.");
+        if (o.AgentTimeout > o.RunTimeout) failures.Add("AgentTimeout must not exceed RunTimeout: an agent runs inside a run.");
+        if (o.SocketIdleTimeout <= o.RunTimeout) failures.Add("SocketIdleTimeout must outlive RunTimeout, so a quiet socket survives the longest run.");
+        if (o.SocketKeepAliveInterval >= o.SocketIdleTimeout) failures.Add("SocketKeepAliveInterval must be shorter than SocketIdleTimeout.");
+        if (o.HeartbeatInterval * 2 >= o.RunLease) failures.Add("RunLease must be more than twice HeartbeatInterval, so one late heartbeat does not lose a run.");
+        if (o.MaxMessageChars > o.MaxFrameBytes) failures.Add("MaxMessageChars must fit in MaxFrameBytes.");
+        if (o.WsTicketLifetime <= TimeSpan.Zero) failures.Add("WsTicketLifetime must be positive.");
+        if (o.DrainTimeout < TimeSpan.Zero) failures.Add("DrainTimeout must not be negative.");
+        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+}

@@ -1,0 +1,94 @@
+using System.Text.Json;
+using Apex.Client;
+using Apex.Server.Streaming;
+
+namespace Apex.Server.Execution;
+
+/// <summary>
+/// The run's event writer: stamps the envelope, appends to the event log (which publishes), and
+/// remembers what is open, so that whatever way the run ends, every started agent and tool call
+/// is closed before the one terminal event.
+/// </summary>
+internal sealed class RunEvents(UserExecutionContext run, EventLog log)
+{
+    private readonly Lock _gate = new();
+    private readonly List<(string CallId, string Tool, string Agent, long StartedTicks)> _openTools = [];
+    private readonly List<(string Agent, long StartedTicks)> _openAgents = [];
+    private bool _terminated;
+
+    public bool Terminated { get { lock (_gate) return _terminated; } }
+
+    public Task RunStartedAsync(string nodeId) => AppendAsync(new RunStarted(new RunStartedData(nodeId)), null);
+
+    public Task AgentStartedAsync(string agent, int depth, string? parent)
+    {
+        lock (_gate) _openAgents.Add((agent, System.Diagnostics.Stopwatch.GetTimestamp()));
+        return AppendAsync(new AgentStarted(new AgentStartedData(agent, depth, parent)), agent);
+    }
+
+    public Task AgentThinkingAsync(string agent, string text) => AppendAsync(new AgentThinking(new AgentThinkingData(text)), agent);
+
+    public Task AgentCompletedAsync(string agent, string status, JsonElement? result)
+    {
+        double duration;
+        lock (_gate)
+        {
+            var index = _openAgents.FindLastIndex(a => a.Agent == agent);
+            duration = index < 0 ? 0 : Elapsed(_openAgents[index].StartedTicks);
+            if (index >= 0) _openAgents.RemoveAt(index);
+        }
+        return AppendAsync(new AgentCompleted(new AgentCompletedData(agent, status, duration, result)), agent);
+    }
+
+    public Task AgentErrorAsync(string agent, string code, string message) => AppendAsync(new AgentError(new AgentErrorData(agent, code, message)), agent);
+
+    public Task ToolExecutingAsync(string agent, string callId, string tool, JsonElement arguments)
+    {
+        lock (_gate) _openTools.Add((callId, tool, agent, System.Diagnostics.Stopwatch.GetTimestamp()));
+        return AppendAsync(new ToolExecuting(new ToolExecutingData(callId, tool, arguments)), agent);
+    }
+
+    public Task ToolCompletedAsync(string agent, string callId, string tool, string status, double durationMs, JsonElement? result, string? error)
+    {
+        lock (_gate) _openTools.RemoveAll(t => t.CallId == callId);
+        return AppendAsync(new ToolCompleted(new ToolCompletedData(callId, tool, status, durationMs, result, error)), agent);
+    }
+
+    public Task MessageDeltaAsync(string agent, string messageId, string delta) => AppendAsync(new MessageDelta(new MessageDeltaData(messageId, delta)), agent);
+
+    public Task CompletedAsync(string messageId, double durationMs) => TerminateAsync(new RunCompleted(new RunCompletedData(messageId, durationMs)), "error");
+
+    public Task FailedAsync(string reason, string message) => TerminateAsync(new RunFailed(new RunFailedData(reason, message)), "error");
+
+    public Task CancelledAsync(string reason) => TerminateAsync(new RunCancelled(new RunCancelledData(reason)), "cancelled");
+
+    /// <summary>Closes every open tool call and agent with an honest status, newest first, then writes the terminal event.</summary>
+    private async Task TerminateAsync(ApexEvent terminal, string openStatus)
+    {
+        List<(string CallId, string Tool, string Agent, long StartedTicks)> tools;
+        List<(string Agent, long StartedTicks)> agents;
+        lock (_gate)
+        {
+            if (_terminated) return;
+            _terminated = true;
+            tools = [.. _openTools];
+            agents = [.. _openAgents];
+            _openTools.Clear();
+            _openAgents.Clear();
+        }
+        foreach (var tool in Enumerable.Reverse(tools))
+            await AppendAsync(new ToolCompleted(new ToolCompletedData(tool.CallId, tool.Tool, openStatus, Elapsed(tool.StartedTicks), null, $"The run ended ({terminal.Type}) while the tool was running.")), tool.Agent, force: true);
+        foreach (var agent in Enumerable.Reverse(agents))
+            await AppendAsync(new AgentCompleted(new AgentCompletedData(agent.Agent, openStatus, Elapsed(agent.StartedTicks), null)), agent.Agent, force: true);
+        await AppendAsync(terminal, null, force: true);
+    }
+
+    private async Task AppendAsync(ApexEvent evt, string? agent, bool force = false)
+    {
+        if (!force && Terminated) return;
+        // Appends are not tied to the run's token: the events that report a cancellation must still be written.
+        await log.AppendAsync(evt with { ThreadId = run.ThreadId, RunId = run.RunId, UserId = run.UserId, AgentName = agent }, CancellationToken.None);
+    }
+
+    private static double Elapsed(long startedTicks) => Math.Round(System.Diagnostics.Stopwatch.GetElapsedTime(startedTicks).TotalMilliseconds, 3);
+}

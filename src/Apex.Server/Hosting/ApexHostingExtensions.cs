@@ -1,0 +1,167 @@
+using System.Text.Json;
+using Apex.Client;
+using Apex.Server.Agents;
+using Apex.Server.Auth;
+using Apex.Server.Execution;
+using Apex.Server.Llm;
+using Apex.Server.Runs;
+using Apex.Server.Storage;
+using Apex.Server.Streaming;
+using Apex.Server.Tools;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.Extensions.AI;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+
+namespace Apex.Server.Hosting;
+
+/// <summary>Registers and wires each part of the server; Program.cs lists them.</summary>
+internal static partial class ApexHostingExtensions
+{
+    public static WebApplicationBuilder AddApexHosting(this WebApplicationBuilder builder)
+    {
+        var services = builder.Services;
+        services.AddProblemDetails();
+        services.AddOpenApi();
+        services.ConfigureHttpJsonOptions(o =>
+        {
+            o.SerializerOptions.TypeInfoResolverChain.Insert(0, ApexJsonContext.Default);
+            o.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
+            o.SerializerOptions.DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull;
+        });
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton<IdGenerator>();
+        services.TryAddSingleton<NodeIdentity>();
+        services.AddOptions<LimitsOptions>().BindConfiguration(LimitsOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<LimitsOptions>, LimitsOptionsValidator>());
+        services.TryAddSingleton<RateLimits>();
+        services.AddRateLimiter(o =>
+        {
+            o.RejectionStatusCode = StatusCodes.Status429TooManyRequests;
+            o.AddPolicy(RateLimits.Auth, context => System.Threading.RateLimiting.RateLimitPartition.GetFixedWindowLimiter(
+                context.Connection.RemoteIpAddress?.ToString() ?? "unknown",
+                _ => new System.Threading.RateLimiting.FixedWindowRateLimiterOptions { PermitLimit = 300, Window = TimeSpan.FromMinutes(1) }));
+        });
+        services.AddHealthChecks();
+        return builder;
+    }
+
+    public static IServiceCollection AddApexStorage(this IServiceCollection services)
+    {
+        services.AddOptions<StorageOptions>().BindConfiguration(StorageOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.TryAddSingleton<Database>(sp =>
+        {
+            var options = sp.GetRequiredService<IOptions<StorageOptions>>().Value;
+            return options.Provider switch
+            {
+                "sqlite" => new SqliteDatabase(options.ConnectionString),
+                _ => throw new InvalidOperationException($"Storage provider '{options.Provider}' is not available in this build."),
+            };
+        });
+        services.TryAddSingleton<IApexStore, SqlApexStore>();
+        return services;
+    }
+
+    public static IServiceCollection AddApexAuth(this IServiceCollection services)
+    {
+        services.AddOptions<AuthOptions>().BindConfiguration(AuthOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.TryAddSingleton<IPasswordHasher<UserRecord>, PasswordHasher<UserRecord>>();
+        services.TryAddSingleton<TokenService>();
+        services.AddAuthentication(ApexTokenHandler.SchemeName)
+            .AddScheme<AuthenticationSchemeOptions, ApexTokenHandler>(ApexTokenHandler.SchemeName, null);
+        services.AddAuthorization();
+        return services;
+    }
+
+    /// <summary>Execution, agents, tools and the model.</summary>
+    public static ApexRuntimeBuilder AddApexRuntime(this IServiceCollection services)
+    {
+        services.TryAddSingleton(sp => new AgentRegistry(AgentTeam.Default()));
+        services.TryAddSingleton<ToolRegistry>();
+        services.TryAddSingleton<ExecutionEngineFactory>();
+        services.TryAddSingleton<RunRecovery>();
+        services.TryAddSingleton<RunWorker>();
+        services.AddHostedService(sp => sp.GetRequiredService<RunWorker>());
+        services.TryAddSingleton<RunCoordinator>();
+        services.TryAddSingleton<IChatClient>(sp => new LoggingChatClient(new BuiltInChatClient(), sp.GetRequiredService<ILogger<LoggingChatClient>>()));
+        return new ApexRuntimeBuilder(services).AddTool<WorkloadSummaryTool>();
+    }
+
+    public static IServiceCollection AddApexStreaming(this IServiceCollection services)
+    {
+        services.TryAddSingleton<EventBus>();
+        services.TryAddSingleton<EventLog>();
+        services.AddHostedService(sp => sp.GetRequiredService<EventLog>());
+        services.TryAddSingleton<ThreadFollower>();
+        services.TryAddSingleton<ConnectionRegistry>();
+        return services;
+    }
+
+    public static WebApplication UseApexPipeline(this WebApplication app)
+    {
+        app.UseExceptionHandler();
+        app.UseStatusCodePages();
+        var limits = app.Services.GetRequiredService<IOptions<LimitsOptions>>().Value;
+        app.UseWebSockets(new WebSocketOptions { KeepAliveInterval = limits.SocketKeepAliveInterval, KeepAliveTimeout = limits.SocketIdleTimeout });
+        app.UseAuthentication();
+        app.UseAuthorization();
+        app.UseRateLimiter();
+        app.Lifetime.ApplicationStarted.Register(() =>
+        {
+            var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? [];
+            var database = app.Services.GetRequiredService<Database>();
+            LogListening(app.Logger, string.Join(", ", addresses), database.Provider, database.Describe());
+        });
+        return app;
+    }
+
+    /// <summary>Creates or upgrades the schema before anything uses the database.</summary>
+    public static async Task InitializeApexStorageAsync(this WebApplication app)
+    {
+        var database = app.Services.GetRequiredService<Database>();
+        var applied = await Migrations.ApplyAsync(database, app.Lifetime.ApplicationStopping);
+        LogSchema(app.Logger, Migrations.Latest, applied);
+    }
+
+    public static IEndpointRouteBuilder MapHealthEndpoints(this IEndpointRouteBuilder app)
+    {
+        app.MapGet("/healthz", () => TypedResults.Ok(new Dictionary<string, string> { ["status"] = "ok" })).WithTags("Health").AllowAnonymous();
+        app.MapGet("/readyz", Ready).WithTags("Health").AllowAnonymous();
+        return app;
+    }
+
+    private static async Task<Results<Ok<Dictionary<string, string>>, ProblemHttpResult>> Ready(IApexStore store, CancellationToken cancellationToken)
+    {
+        try
+        {
+            if (await store.IsReadyAsync(cancellationToken)) return TypedResults.Ok(new Dictionary<string, string> { ["status"] = "ready" });
+            return TypedResults.Problem(statusCode: StatusCodes.Status503ServiceUnavailable, title: "Schema not current", detail: "The database schema is not at the version this server needs.");
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status503ServiceUnavailable, title: "Database unreachable", detail: ex.Message);
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Apex listening on {Addresses}; data: {Provider} at {Location}")]
+    private static partial void LogListening(ILogger logger, string addresses, string provider, string location);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Database schema at version {Version} ({Applied} migration(s) applied now)")]
+    private static partial void LogSchema(ILogger logger, int version, int applied);
+}
+
+/// <summary>Adds tools to the runtime: <c>services.AddApexRuntime().AddTool&lt;MyTool&gt;()</c>.</summary>
+internal sealed class ApexRuntimeBuilder(IServiceCollection services)
+{
+    public IServiceCollection Services { get; } = services;
+
+    public ApexRuntimeBuilder AddTool<TTool>() where TTool : class, IApexTool
+    {
+        Services.TryAddEnumerable(ServiceDescriptor.Singleton<IApexTool, TTool>());
+        return this;
+    }
+}

@@ -1,0 +1,110 @@
+using System.Runtime.CompilerServices;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Apex.Server.Agents;
+using Apex.Server.Tools;
+using Microsoft.Extensions.AI;
+
+namespace Apex.Server.Llm;
+
+/// <summary>
+/// The built-in model: deterministic, no network. It reads the conversation as a real model
+/// would (the agent's instructions, the brief, the tools offered, the tool results) and answers
+/// the same way: first with <see cref="FunctionCallContent"/> for the tools it wants, then, once
+/// the results are back, with the agent's JSON result or the markdown report, streamed.
+/// </summary>
+internal sealed partial class BuiltInChatClient : IChatClient
+{
+    public const string ModelId = "apex-builtin-1";
+
+    public async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        var updates = new List<ChatResponseUpdate>();
+        await foreach (var update in GetStreamingResponseAsync(messages, options, cancellationToken)) updates.Add(update);
+        return updates.ToChatResponse();
+    }
+
+    public async IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null,
+        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var conversation = messages.ToList();
+        var agent = AgentLine().Match(conversation.FirstOrDefault(m => m.Role == ChatRole.System)?.Text ?? "") is { Success: true } m ? m.Groups[1].Value : "general";
+        var brief = ParseBrief(conversation.LastOrDefault(x => x.Role == ChatRole.User)?.Text);
+        var calls = conversation.SelectMany(x => x.Contents).OfType<FunctionCallContent>().ToDictionary(c => c.CallId, c => c.Name);
+        var results = conversation.SelectMany(x => x.Contents).OfType<FunctionResultContent>()
+            .Where(r => calls.ContainsKey(r.CallId))
+            .GroupBy(r => calls[r.CallId])
+            .ToDictionary(g => g.Key, g => ToElement(g.Last().Result));
+        var offered = options?.Tools?.OfType<AIFunctionDeclaration>().Select(t => t.Name).ToList() ?? [];
+
+        cancellationToken.ThrowIfCancellationRequested();
+        if (calls.Count == 0 && offered.Count > 0)
+        {
+            var requested = offered.Select((name, i) => (AIContent)new FunctionCallContent($"call_{agent}_{i}", name, ArgumentsFor(name, brief))).ToList();
+            yield return new ChatResponseUpdate(ChatRole.Assistant, requested) { ModelId = ModelId, FinishReason = ChatFinishReason.ToolCalls };
+            yield break;
+        }
+
+        var answer = agent switch
+        {
+            AgentNames.Triage => BuiltInAgents.Triage(brief, results),
+            AgentNames.Data => BuiltInAgents.Data(results),
+            AgentNames.DataHelper => BuiltInAgents.DataHelper(results),
+            AgentNames.Optimization => BuiltInAgents.Optimization(brief, results),
+            AgentNames.Actions => BuiltInAgents.Actions(brief),
+            AgentNames.Reporting => ReportWriter.Write(Results(brief)),
+            _ => "I can analyse your LLM workload: upload usage data and ask about cost, latency or model choice.",
+        };
+        foreach (var chunk in Chunks(answer))
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            yield return new ChatResponseUpdate(ChatRole.Assistant, chunk) { ModelId = ModelId };
+            await Task.Yield();
+        }
+        yield return new ChatResponseUpdate { Role = ChatRole.Assistant, ModelId = ModelId, FinishReason = ChatFinishReason.Stop };
+    }
+
+    public object? GetService(Type serviceType, object? serviceKey = null) =>
+        serviceKey is null && serviceType.IsInstanceOfType(this) ? this : null;
+
+    public void Dispose()
+    {
+    }
+
+    /// <summary>Arguments the built-in model chooses for a tool, from the brief (e.g. the routing what-if's models).</summary>
+    private static Dictionary<string, object?> ArgumentsFor(string tool, JsonElement brief) =>
+        BuiltInAgents.ArgumentsFor(tool, brief) ?? [];
+
+    private static IReadOnlyDictionary<string, JsonElement> Results(JsonElement brief) =>
+        brief.Get("results") is { ValueKind: JsonValueKind.Object } r ? r.EnumerateObject().ToDictionary(p => p.Name, p => p.Value) : new Dictionary<string, JsonElement>();
+
+    private static JsonElement ParseBrief(string? text)
+    {
+        if (string.IsNullOrWhiteSpace(text)) return default;
+        try { return JsonDocument.Parse(text).RootElement.Clone(); }
+        catch (JsonException) { return JsonSerializer.SerializeToElement(new Dictionary<string, object?> { ["request"] = text }, ToolJson.Options); }
+    }
+
+    private static JsonElement ToElement(object? value) => value switch
+    {
+        JsonElement e => e,
+        null => default,
+        _ => JsonSerializer.SerializeToElement(value, ToolJson.Options),
+    };
+
+    /// <summary>Streams line by line, as a model streams tokens.</summary>
+    private static IEnumerable<string> Chunks(string text)
+    {
+        var start = 0;
+        while (start < text.Length)
+        {
+            var end = text.IndexOf('\n', start);
+            end = end < 0 ? text.Length : end + 1;
+            yield return text[start..end];
+            start = end;
+        }
+    }
+
+    [GeneratedRegex(@"^Agent:\s*(\w+)", RegexOptions.Multiline)]
+    private static partial Regex AgentLine();
+}

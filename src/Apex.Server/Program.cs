@@ -1,0 +1,28 @@
+using Apex.Server.Auth;
+using Apex.Server.Hosting;
+using Apex.Server.Runs;
+using Apex.Server.Streaming;
+using Apex.Server.Threads;
+
+var builder = WebApplication.CreateBuilder(args);
+builder.AddApexHosting();
+builder.Services.AddApexStorage();
+builder.Services.AddApexAuth();
+builder.Services.AddApexRuntime();
+builder.Services.AddApexStreaming();
+
+var app = builder.Build();
+app.UseApexPipeline();
+await app.InitializeApexStorageAsync();
+
+app.MapHealthEndpoints();
+app.MapAuthEndpoints();
+app.MapThreadEndpoints();
+app.MapRunEndpoints();
+app.MapStreamingEndpoints();
+app.MapOpenApi();
+
+await app.RunAsync();
+
+/// <summary>The entry point, visible to the integration tests' WebApplicationFactory.</summary>
+public partial class Program;

@@ -1,0 +1,146 @@
+using System.Collections.Concurrent;
+using System.Threading.Channels;
+using Apex.Server.Execution;
+using Apex.Server.Storage;
+using Microsoft.Extensions.Options;
+
+namespace Apex.Server.Runs;
+
+/// <summary>
+/// Claims runnable runs and executes them, each on its own task, owning their cancellation
+/// (a run outlives the request that started it). Keeps the leases of its runs alive, picks up
+/// cancellations requested through the store, and ends the runs of dead nodes honestly.
+/// </summary>
+internal sealed partial class RunWorker(ExecutionEngineFactory factory, RunRecovery recovery, IApexStore store, Database database,
+    NodeIdentity node, TimeProvider time, IOptions<LimitsOptions> limits, ILogger<RunWorker> logger) : BackgroundService
+{
+    private readonly ConcurrentDictionary<string, (ExecutionEngine Engine, Task Task)> _active = new();
+    private readonly Channel<bool> _wake = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+    private volatile bool _accepting = true;
+
+    public int ActiveCount => _active.Count;
+
+    /// <summary>Something became runnable: look for work now rather than at the next poll.</summary>
+    public void Wake() => _wake.Writer.TryWrite(true);
+
+    /// <summary>Cancels a run if this node is running it.</summary>
+    public bool TryCancelLocal(string runId, string reason)
+    {
+        if (!_active.TryGetValue(runId, out var active)) return false;
+        active.Engine.Control.Cancel(reason);
+        return true;
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        // A single-node database has no other node that could still own a running run: every one left is from a previous process.
+        await recovery.RecoverOrphansAsync(all: !database.SupportsCluster, reason: "server_restart", stoppingToken);
+        using var heartbeat = new PeriodicTimer(limits.Value.HeartbeatInterval, time);
+        var heartbeats = HeartbeatLoopAsync(heartbeat, stoppingToken);
+        Wake();
+        try
+        {
+            while (!stoppingToken.IsCancellationRequested)
+            {
+                await ClaimWhatFitsAsync(stoppingToken);
+                using var poll = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+                // Other nodes' submissions only reach us through the store: poll as a fallback to being woken.
+                poll.CancelAfter(limits.Value.HeartbeatInterval);
+                try { await _wake.Reader.ReadAsync(poll.Token); }
+                catch (OperationCanceledException) when (!stoppingToken.IsCancellationRequested) { }
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+        await heartbeats;
+    }
+
+    private async Task ClaimWhatFitsAsync(CancellationToken stoppingToken)
+    {
+        while (_accepting && _active.Count < limits.Value.MaxConcurrentRunsPerNode)
+        {
+            ExecutionEngine? engine;
+            try
+            {
+                engine = await factory.ClaimNextAsync(stoppingToken);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                LogClaimFailed(logger, ex);
+                return;
+            }
+            if (engine is null) return;
+            var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            var task = RunAsync(engine, gate.Task);
+            _active[engine.RunId] = (engine, task);
+            gate.SetResult();
+        }
+    }
+
+    private async Task RunAsync(ExecutionEngine engine, Task registered)
+    {
+        await registered;
+        try
+        {
+            await Task.Run(engine.RunAsync, CancellationToken.None);
+        }
+        finally
+        {
+            _active.TryRemove(engine.RunId, out _);
+            engine.Dispose();
+            Wake();
+        }
+    }
+
+    private async Task HeartbeatLoopAsync(PeriodicTimer timer, CancellationToken stoppingToken)
+    {
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stoppingToken))
+            {
+                try
+                {
+                    var now = time.GetUtcNow();
+                    var cancelRequested = await store.RenewLeasesAsync(node.Id, _active.Keys.ToList(), now + limits.Value.RunLease, stoppingToken);
+                    foreach (var runId in cancelRequested) TryCancelLocal(runId, CancelReasons.User);
+                    if (database.SupportsCluster) await recovery.RecoverOrphansAsync(all: false, reason: "node_lost", stoppingToken);
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    LogHeartbeatFailed(logger, ex);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    /// <summary>Stops claiming, lets active runs finish up to the drain timeout, then cancels the rest honestly.</summary>
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        _accepting = false;
+        var running = _active.Values.Select(a => a.Task).ToArray();
+        if (running.Length > 0)
+        {
+            LogDraining(logger, running.Length, limits.Value.DrainTimeout.TotalSeconds);
+            var drained = Task.WhenAll(running);
+            if (await Task.WhenAny(drained, Task.Delay(limits.Value.DrainTimeout, time, cancellationToken)) != drained)
+            {
+                foreach (var (engine, _) in _active.Values) engine.Control.Cancel(CancelReasons.Shutdown);
+                await Task.WhenAny(drained, Task.Delay(TimeSpan.FromSeconds(5), time, CancellationToken.None));
+            }
+        }
+        await base.StopAsync(cancellationToken);
+    }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Claiming a run failed")]
+    private static partial void LogClaimFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Renewing run leases failed")]
+    private static partial void LogHeartbeatFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Shutting down: draining {Count} active runs for up to {Seconds} s")]
+    private static partial void LogDraining(ILogger logger, int count, double seconds);
+}

@@ -1,0 +1,28 @@
+using System.Data.Common;
+
+namespace Apex.Server.Storage;
+
+/// <summary>
+/// A database the store runs on: how to open connections, how writes are serialized, and the
+/// few SQL spellings that differ between providers. The store's SQL is otherwise shared.
+/// </summary>
+internal abstract class Database : IAsyncDisposable
+{
+    public abstract string Provider { get; }
+
+    /// <summary>Where the data lives, for the start-up log (no secrets).</summary>
+    public abstract string Describe();
+
+    /// <summary>Whether several nodes may share this database.</summary>
+    public abstract bool SupportsCluster { get; }
+
+    /// <summary><c>FOR UPDATE SKIP LOCKED</c> where the provider has it.</summary>
+    public abstract string SkipLocked { get; }
+
+    public abstract ValueTask<DbConnection> OpenAsync(CancellationToken cancellationToken);
+
+    /// <summary>Runs <paramref name="work"/> in one write transaction and commits it.</summary>
+    public abstract Task<T> WriteAsync<T>(Func<DbConnection, DbTransaction, Task<T>> work, CancellationToken cancellationToken);
+
+    public virtual ValueTask DisposeAsync() => ValueTask.CompletedTask;
+}

@@ -1,0 +1,63 @@
+using Apex.Client;
+
+namespace Apex.Server.Storage;
+
+/// <summary>
+/// The one store contract. Every read and write of a user's data names the owner in the query
+/// itself: another user's id behaves exactly like a missing one.
+/// </summary>
+internal interface IApexStore
+{
+    Task<bool> IsReadyAsync(CancellationToken cancellationToken);
+
+    // Accounts
+    Task<bool> CreateUserAsync(UserRecord user, CancellationToken cancellationToken);
+    Task<UserRecord?> FindUserByEmailAsync(string normalizedEmail, CancellationToken cancellationToken);
+    Task<UserRecord?> GetUserAsync(string userId, CancellationToken cancellationToken);
+    Task RecordLoginFailureAsync(string userId, int maxFailures, DateTimeOffset lockoutUntil, CancellationToken cancellationToken);
+    Task ResetLoginFailuresAsync(string userId, CancellationToken cancellationToken);
+    Task SetTierAsync(string userId, string tier, CancellationToken cancellationToken);
+    Task CreateSessionAsync(SessionRecord session, CancellationToken cancellationToken);
+    Task<SessionRecord?> GetSessionAsync(string userId, string sessionId, CancellationToken cancellationToken);
+    Task<SessionRecord?> RotateRefreshTokenAsync(string oldHash, string newHash, DateTimeOffset newExpiry, DateTimeOffset now, CancellationToken cancellationToken);
+    Task<bool> RevokeSessionAsync(string userId, string sessionId, DateTimeOffset now, CancellationToken cancellationToken);
+    Task<string> GetOrCreateSigningKeyAsync(string candidateId, string candidateSecret, DateTimeOffset now, CancellationToken cancellationToken);
+    Task CreateTicketAsync(string ticketHash, string userId, string sessionId, DateTimeOffset expiresAt, CancellationToken cancellationToken);
+    Task<(string UserId, string SessionId)?> ConsumeTicketAsync(string ticketHash, DateTimeOffset now, CancellationToken cancellationToken);
+
+    // Threads and messages
+    Task CreateThreadAsync(ThreadRecord thread, CancellationToken cancellationToken);
+    Task<ThreadRecord?> GetThreadAsync(string userId, string threadId, CancellationToken cancellationToken);
+    Task<IReadOnlyList<ThreadRecord>> ListThreadsAsync(string userId, int limit, string? afterId, CancellationToken cancellationToken);
+    Task<ThreadRecord?> UpdateThreadAsync(string userId, string threadId, string? title, string? strategy, DateTimeOffset now, CancellationToken cancellationToken);
+    Task<bool> DeleteThreadAsync(string userId, string threadId, CancellationToken cancellationToken);
+    Task AddMessageAsync(MessageRecord message, CancellationToken cancellationToken);
+    Task<IReadOnlyList<MessageRecord>> ListMessagesAsync(string userId, string threadId, int limit, string? afterId, CancellationToken cancellationToken);
+    Task<IReadOnlyList<MessageRecord>> RecentMessagesAsync(string userId, string threadId, int count, CancellationToken cancellationToken);
+
+    // Runs
+    Task<SubmitResult> SubmitRunAsync(MessageRecord message, RunRecord run, int maxPending, CancellationToken cancellationToken);
+    Task<RunRecord?> GetRunAsync(string userId, string runId, CancellationToken cancellationToken);
+    Task<IReadOnlyList<RunRecord>> ListRunsAsync(string userId, string threadId, int limit, string? afterId, CancellationToken cancellationToken);
+    Task<RunRecord?> ClaimNextRunAsync(string nodeId, int maxActivePerUser, DateTimeOffset now, DateTimeOffset leaseUntil, CancellationToken cancellationToken);
+    Task<IReadOnlyList<string>> RenewLeasesAsync(string nodeId, IReadOnlyCollection<string> runIds, DateTimeOffset leaseUntil, CancellationToken cancellationToken);
+    Task SaveRunResultsAsync(string userId, string runId, string results, CancellationToken cancellationToken);
+    Task<bool> RequestCancelAsync(string userId, string runId, CancellationToken cancellationToken);
+    Task<IReadOnlyList<RunRecord>> FindOrphanedRunsAsync(DateTimeOffset leaseExpiredBefore, bool all, CancellationToken cancellationToken);
+
+    // Events
+    /// <summary>
+    /// Appends events, each with the next seq of its thread. A terminal event also ends its run, and only if the run is in
+    /// <see cref="EventAppend.ExpectedRunStatus"/>; otherwise it is dropped, which is what keeps one terminal event per run.
+    /// Returns the events stored, stamped with their seq.
+    /// </summary>
+    Task<IReadOnlyList<ApexEvent>> AppendEventsAsync(IReadOnlyList<EventAppend> events, CancellationToken cancellationToken);
+    Task<IReadOnlyList<ApexEvent>> ReadEventsAsync(string userId, string threadId, long afterSeq, int limit, CancellationToken cancellationToken);
+    Task<IReadOnlyList<ApexEvent>> ReadRunEventsAsync(string userId, string runId, CancellationToken cancellationToken);
+    Task<int> DeleteEventsOlderThanAsync(DateTimeOffset cutoff, CancellationToken cancellationToken);
+
+    // Tools
+    Task RecordToolUsageAsync(ToolUsageRecord usage, CancellationToken cancellationToken);
+    Task<long> CountWorkloadCallsAsync(string userId, CancellationToken cancellationToken);
+    Task<WorkloadSummary> GetWorkloadSummaryAsync(string userId, CancellationToken cancellationToken);
+}

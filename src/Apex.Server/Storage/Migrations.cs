@@ -1,0 +1,145 @@
+using System.Collections.Immutable;
+using System.Data.Common;
+
+namespace Apex.Server.Storage;
+
+/// <summary>
+/// Versioned schema migrations, applied in order at start-up inside one transaction each. The SQL
+/// is the common subset of SQLite and PostgreSQL (BIGINT unix-millisecond times, TEXT ids).
+/// Never edit a shipped migration: add a new one.
+/// </summary>
+internal static class Migrations
+{
+    public static ImmutableArray<(int Version, string Name, string Sql)> All { get; } =
+    [
+        (1, "initial", """
+            CREATE TABLE users (
+                id TEXT PRIMARY KEY,
+                email TEXT NOT NULL,
+                normalized_email TEXT NOT NULL UNIQUE,
+                password_hash TEXT NOT NULL,
+                display_name TEXT NOT NULL,
+                tier TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                failed_logins INTEGER NOT NULL DEFAULT 0,
+                lockout_until BIGINT NULL);
+            CREATE TABLE sessions (
+                id TEXT PRIMARY KEY,
+                user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                refresh_hash TEXT NOT NULL UNIQUE,
+                created_at BIGINT NOT NULL,
+                expires_at BIGINT NOT NULL,
+                revoked_at BIGINT NULL);
+            CREATE INDEX ix_sessions_user ON sessions(user_id);
+            CREATE TABLE signing_keys (
+                id TEXT PRIMARY KEY,
+                secret TEXT NOT NULL,
+                created_at BIGINT NOT NULL);
+            CREATE TABLE ws_tickets (
+                ticket_hash TEXT PRIMARY KEY,
+                user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                session_id TEXT NOT NULL,
+                expires_at BIGINT NOT NULL);
+            CREATE TABLE threads (
+                id TEXT PRIMARY KEY,
+                user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                title TEXT NOT NULL,
+                strategy TEXT NOT NULL,
+                last_seq BIGINT NOT NULL DEFAULT 0,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL);
+            CREATE INDEX ix_threads_user ON threads(user_id, updated_at, id);
+            CREATE TABLE messages (
+                id TEXT PRIMARY KEY,
+                thread_id TEXT NOT NULL REFERENCES threads(id) ON DELETE CASCADE,
+                user_id TEXT NOT NULL,
+                run_id TEXT NULL,
+                role TEXT NOT NULL,
+                content TEXT NOT NULL,
+                created_at BIGINT NOT NULL);
+            CREATE INDEX ix_messages_thread ON messages(thread_id, created_at, id);
+            CREATE TABLE runs (
+                id TEXT PRIMARY KEY,
+                thread_id TEXT NOT NULL REFERENCES threads(id) ON DELETE CASCADE,
+                user_id TEXT NOT NULL,
+                status TEXT NOT NULL,
+                strategy TEXT NOT NULL,
+                message_id TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                started_at BIGINT NULL,
+                ended_at BIGINT NULL,
+                error TEXT NULL,
+                node_id TEXT NULL,
+                lease_until BIGINT NULL,
+                cancel_requested INTEGER NOT NULL DEFAULT 0,
+                results TEXT NULL);
+            CREATE INDEX ix_runs_thread ON runs(thread_id, created_at, id);
+            CREATE INDEX ix_runs_status ON runs(status, created_at);
+            CREATE INDEX ix_runs_user ON runs(user_id, status);
+            CREATE UNIQUE INDEX ux_runs_one_running_per_thread ON runs(thread_id) WHERE status = 'running';
+            CREATE TABLE events (
+                thread_id TEXT NOT NULL REFERENCES threads(id) ON DELETE CASCADE,
+                seq BIGINT NOT NULL,
+                user_id TEXT NOT NULL,
+                run_id TEXT NULL,
+                type TEXT NOT NULL,
+                payload TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                PRIMARY KEY (thread_id, seq));
+            CREATE INDEX ix_events_run ON events(run_id);
+            CREATE TABLE tool_usage (
+                id TEXT PRIMARY KEY,
+                user_id TEXT NOT NULL,
+                run_id TEXT NOT NULL,
+                tool TEXT NOT NULL,
+                status TEXT NOT NULL,
+                duration_ms DOUBLE PRECISION NOT NULL,
+                created_at BIGINT NOT NULL);
+            CREATE INDEX ix_tool_usage_user ON tool_usage(user_id, created_at);
+            CREATE TABLE workload_calls (
+                id TEXT PRIMARY KEY,
+                user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                batch_id TEXT NOT NULL,
+                ts BIGINT NOT NULL,
+                provider TEXT NOT NULL,
+                model TEXT NOT NULL,
+                prompt_tokens BIGINT NOT NULL,
+                completion_tokens BIGINT NOT NULL,
+                latency_ms DOUBLE PRECISION NOT NULL,
+                status TEXT NOT NULL,
+                cost DOUBLE PRECISION NULL,
+                prompt_hash TEXT NULL,
+                feature TEXT NULL,
+                team TEXT NULL);
+            CREATE INDEX ix_workload_user_ts ON workload_calls(user_id, ts);
+            """),
+    ];
+
+    public static int Latest => All[^1].Version;
+
+    public static async Task<int> ApplyAsync(Database database, CancellationToken cancellationToken)
+    {
+        await database.WriteAsync(async (connection, transaction) =>
+            await connection.ExecuteAsync("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)", transaction, cancellationToken), cancellationToken);
+        var applied = 0;
+        foreach (var (version, name, sql) in All)
+        {
+            var done = await database.WriteAsync(async (connection, transaction) =>
+            {
+                // Taken inside the write transaction so that two nodes starting together apply each migration once.
+                var current = await CurrentVersionAsync(connection, transaction, cancellationToken);
+                if (current >= version) return false;
+                foreach (var statement in sql.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                    await connection.ExecuteAsync(statement, transaction, cancellationToken);
+                await connection.ExecuteAsync("INSERT INTO schema_version (version, name, applied_at) VALUES (@v, @n, @t)", transaction, cancellationToken,
+                    ("@v", version), ("@n", name), ("@t", DateTimeOffset.UtcNow.ToUnixMs()));
+                return true;
+            }, cancellationToken);
+            if (done) applied++;
+        }
+        return applied;
+    }
+
+    public static async Task<int> CurrentVersionAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken) =>
+        (int)(await connection.ScalarAsync("SELECT MAX(version) FROM schema_version", transaction, cancellationToken) ?? 0);
+}

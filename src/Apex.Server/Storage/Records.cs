@@ -1,0 +1,37 @@
+namespace Apex.Server.Storage;
+
+internal sealed record UserRecord(string Id, string Email, string NormalizedEmail, string PasswordHash, string DisplayName,
+    string Tier, DateTimeOffset CreatedAt, int FailedLogins, DateTimeOffset? LockoutUntil);
+
+internal sealed record SessionRecord(string Id, string UserId, string RefreshHash, DateTimeOffset CreatedAt, DateTimeOffset ExpiresAt, DateTimeOffset? RevokedAt);
+
+internal sealed record ThreadRecord(string Id, string UserId, string Title, string Strategy, long LastSeq, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt);
+
+internal sealed record MessageRecord(string Id, string ThreadId, string UserId, string? RunId, string Role, string Content, DateTimeOffset CreatedAt);
+
+internal sealed record RunRecord(string Id, string ThreadId, string UserId, string Status, string Strategy, string MessageId,
+    DateTimeOffset CreatedAt, DateTimeOffset? StartedAt, DateTimeOffset? EndedAt, string? Error, string? NodeId, bool CancelRequested);
+
+internal static class RunStatus
+{
+    public const string Queued = "queued";
+    public const string Running = "running";
+    public const string Completed = "completed";
+    public const string Failed = "failed";
+    public const string Cancelled = "cancelled";
+
+    public static bool IsFinished(string status) => status is Completed or Failed or Cancelled;
+}
+
+internal sealed record ToolUsageRecord(string Id, string UserId, string RunId, string Tool, string Status, double DurationMs, DateTimeOffset CreatedAt);
+
+/// <summary>The outcome of submitting a message to a thread.</summary>
+internal enum SubmitOutcome { Queued, ThreadBusy, QueueFull }
+
+internal sealed record SubmitResult(SubmitOutcome Outcome, int Position, IReadOnlyList<string> ActiveRunIds);
+
+internal sealed record WorkloadSummary(long Calls, long Errors, long PromptTokens, long CompletionTokens, double AvgLatencyMs,
+    DateTimeOffset? First, DateTimeOffset? Last, IReadOnlyList<string> Models);
+
+/// <summary>An event to append; a terminal one names the run status it requires (queued or running).</summary>
+internal sealed record EventAppend(Apex.Client.ApexEvent Event, string? ExpectedRunStatus = null);

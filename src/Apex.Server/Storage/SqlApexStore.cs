@@ -1,0 +1,309 @@
+using System.Data.Common;
+using System.Text.Json;
+using Apex.Client;
+
+namespace Apex.Server.Storage;
+
+/// <summary>
+/// The store on a relational database. The SQL is shared by SQLite and PostgreSQL; what differs
+/// (connections, write serialization, row locking) lives in <see cref="Database"/>.
+/// </summary>
+internal sealed class SqlApexStore(Database db) : IApexStore
+{
+    private const string UserColumns = "id, email, normalized_email, password_hash, display_name, tier, created_at, failed_logins, lockout_until";
+    private const string ThreadColumns = "id, user_id, title, strategy, last_seq, created_at, updated_at";
+    private const string MessageColumns = "id, thread_id, user_id, run_id, role, content, created_at";
+    private const string RunColumns = "id, thread_id, user_id, status, strategy, message_id, created_at, started_at, ended_at, error, node_id, cancel_requested";
+    private const string SessionColumns = "id, user_id, refresh_hash, created_at, expires_at, revoked_at";
+
+    public async Task<bool> IsReadyAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await db.OpenAsync(cancellationToken);
+        return await Migrations.CurrentVersionAsync(connection, null, cancellationToken) == Migrations.Latest;
+    }
+
+    // ---- Accounts ----
+
+    public Task<bool> CreateUserAsync(UserRecord user, CancellationToken cancellationToken) =>
+        db.WriteAsync(async (c, t) => await c.ExecuteAsync(
+            $"INSERT INTO users ({UserColumns}) VALUES (@id, @e, @ne, @ph, @dn, @tier, @ca, 0, NULL) ON CONFLICT (normalized_email) DO NOTHING", t, cancellationToken,
+            ("@id", user.Id), ("@e", user.Email), ("@ne", user.NormalizedEmail), ("@ph", user.PasswordHash), ("@dn", user.DisplayName),
+            ("@tier", user.Tier), ("@ca", user.CreatedAt.ToUnixMs())) == 1, cancellationToken);
+
+    public Task<UserRecord?> FindUserByEmailAsync(string normalizedEmail, CancellationToken cancellationToken) =>
+        ReadSingleAsync($"SELECT {UserColumns} FROM users WHERE normalized_email = @ne", ReadUser, cancellationToken, ("@ne", normalizedEmail));
+
+    public Task<UserRecord?> GetUserAsync(string userId, CancellationToken cancellationToken) =>
+        ReadSingleAsync($"SELECT {UserColumns} FROM users WHERE id = @id", ReadUser, cancellationToken, ("@id", userId));
+
+    public Task RecordLoginFailureAsync(string userId, int maxFailures, DateTimeOffset lockoutUntil, CancellationToken cancellationToken) =>
+        db.WriteAsync((c, t) => c.ExecuteAsync("""
+            UPDATE users SET
+              lockout_until = CASE WHEN failed_logins + 1 >= @max THEN @until ELSE lockout_until END,
+              failed_logins = CASE WHEN failed_logins + 1 >= @max THEN 0 ELSE failed_logins + 1 END
+            WHERE id = @id
+            """, t, cancellationToken, ("@id", userId), ("@max", maxFailures), ("@until", lockoutUntil.ToUnixMs())), cancellationToken);
+
+    public Task ResetLoginFailuresAsync(string userId, CancellationToken cancellationToken) =>
+        db.WriteAsync((c, t) => c.ExecuteAsync("UPDATE users SET failed_logins = 0, lockout_until = NULL WHERE id = @id AND (failed_logins <> 0 OR lockout_until IS NOT NULL)",
+            t, cancellationToken, ("@id", userId)), cancellationToken);
+
+    public Task SetTierAsync(string userId, string tier, CancellationToken cancellationToken) =>
+        db.WriteAsync((c, t) => c.ExecuteAsync("UPDATE users SET tier = @tier WHERE id = @id", t, cancellationToken, ("@id", userId), ("@tier", tier)), cancellationToken);
+
+    public Task CreateSessionAsync(SessionRecord session, CancellationToken cancellationToken) =>
+        db.WriteAsync((c, t) => c.ExecuteAsync($"INSERT INTO sessions ({SessionColumns}) VALUES (@id, @u, @h, @ca, @ea, NULL)", t, cancellationToken,
+            ("@id", session.Id), ("@u", session.UserId), ("@h", session.RefreshHash), ("@ca", session.CreatedAt.ToUnixMs()), ("@ea", session.ExpiresAt.ToUnixMs())), cancellationToken);
+
+    public Task<SessionRecord?> GetSessionAsync(string userId, string sessionId, CancellationToken cancellationToken) =>
+        ReadSingleAsync($"SELECT {SessionColumns} FROM sessions WHERE id = @id AND user_id = @u", ReadSession, cancellationToken, ("@id", sessionId), ("@u", userId));
+
+    public Task<SessionRecord?> RotateRefreshTokenAsync(string oldHash, string newHash, DateTimeOffset newExpiry, DateTimeOffset now, CancellationToken cancellationToken) =>
+        db.WriteAsync((c, t) => c.QuerySingleAsync(
+            $"UPDATE sessions SET refresh_hash = @new, expires_at = @ea WHERE refresh_hash = @old AND revoked_at IS NULL AND expires_at > @now RETURNING {SessionColumns}",
+            t, ReadSession, cancellationToken, ("@new", newHash), ("@old", oldHash), ("@ea", newExpiry.ToUnixMs()), ("@now", now.ToUnixMs())), cancellationToken);
+
+    public Task<bool> RevokeSessionAsync(string userId, string sessionId, DateTimeOffset now, CancellationToken cancellationToken) =>
+        db.WriteAsync(async (c, t) => await c.ExecuteAsync("UPDATE sessions SET revoked_at = @now WHERE id = @id AND user_id = @u AND revoked_at IS NULL",
+            t, cancellationToken, ("@id", sessionId), ("@u", userId), ("@now", now.ToUnixMs())) == 1, cancellationToken);
+
+    public Task<string> GetOrCreateSigningKeyAsync(string candidateId, string candidateSecret, DateTimeOffset now, CancellationToken cancellationToken) =>
+        db.WriteAsync(async (c, t) =>
+        {
+            var existing = await c.QuerySingleAsync("SELECT secret FROM signing_keys ORDER BY created_at, id LIMIT 1", t, r => r.GetString(0), cancellationToken);
+            if (existing is not null) return existing;
+            await c.ExecuteAsync("INSERT INTO signing_keys (id, secret, created_at) VALUES (@id, @s, @ca)", t, cancellationToken,
+                ("@id", candidateId), ("@s", candidateSecret), ("@ca", now.ToUnixMs()));
+            return candidateSecret;
+        }, cancellationToken);
+
+    public Task CreateTicketAsync(string ticketHash, string userId, string sessionId, DateTimeOffset expiresAt, CancellationToken cancellationToken) =>
+        db.WriteAsync(async (c, t) =>
+        {
+            // Expired tickets are swept by whoever issues the next one: no timer needed.
+            await c.ExecuteAsync("DELETE FROM ws_tickets WHERE expires_at < @now", t, cancellationToken, ("@now", expiresAt.AddMinutes(-5).ToUnixMs()));
+            return await c.ExecuteAsync("INSERT INTO ws_tickets (ticket_hash, user_id, session_id, expires_at) VALUES (@h, @u, @s, @ea)", t, cancellationToken,
+                ("@h", ticketHash), ("@u", userId), ("@s", sessionId), ("@ea", expiresAt.ToUnixMs()));
+        }, cancellationToken);
+
+    public async Task<(string UserId, string SessionId)?> ConsumeTicketAsync(string ticketHash, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        var row = await db.WriteAsync((c, t) => c.QuerySingleAsync(
+            "DELETE FROM ws_tickets WHERE ticket_hash = @h RETURNING user_id, session_id, expires_at", t,
+            r => new Tuple<string, string, long>(r.GetString(0), r.GetString(1), r.GetInt64(2)), cancellationToken, ("@h", ticketHash)), cancellationToken);
+        return row is null || row.Item3 < now.ToUnixMs() ? null : (row.Item1, row.Item2);
+    }
+
+    // ---- Threads and messages ----
+
+    public Task CreateThreadAsync(ThreadRecord thread, CancellationToken cancellationToken) =>
+        db.WriteAsync((c, t) => c.ExecuteAsync($"INSERT INTO threads ({ThreadColumns}) VALUES (@id, @u, @title, @s, 0, @ca, @ua)", t, cancellationToken,
+            ("@id", thread.Id), ("@u", thread.UserId), ("@title", thread.Title), ("@s", thread.Strategy), ("@ca", thread.CreatedAt.ToUnixMs()), ("@ua", thread.UpdatedAt.ToUnixMs())), cancellationToken);
+
+    public Task<ThreadRecord?> GetThreadAsync(string userId, string threadId, CancellationToken cancellationToken) =>
+        ReadSingleAsync($"SELECT {ThreadColumns} FROM threads WHERE id = @id AND user_id = @u", ReadThread, cancellationToken, ("@id", threadId), ("@u", userId));
+
+    public async Task<IReadOnlyList<ThreadRecord>> ListThreadsAsync(string userId, int limit, string? afterId, CancellationToken cancellationToken) =>
+        await ReadAsync($"SELECT {ThreadColumns} FROM threads WHERE user_id = @u AND (@after IS NULL OR id < @after) ORDER BY id DESC LIMIT @limit",
+            ReadThread, cancellationToken, ("@u", userId), ("@after", afterId), ("@limit", limit));
+
+    public Task<ThreadRecord?> UpdateThreadAsync(string userId, string threadId, string? title, string? strategy, DateTimeOffset now, CancellationToken cancellationToken) =>
+        db.WriteAsync((c, t) => c.QuerySingleAsync(
+            $"UPDATE threads SET title = COALESCE(@title, title), strategy = COALESCE(@s, strategy), updated_at = @now WHERE id = @id AND user_id = @u RETURNING {ThreadColumns}",
+            t, ReadThread, cancellationToken, ("@title", title), ("@s", strategy), ("@now", now.ToUnixMs()), ("@id", threadId), ("@u", userId)), cancellationToken);
+
+    public Task<bool> DeleteThreadAsync(string userId, string threadId, CancellationToken cancellationToken) =>
+        db.WriteAsync(async (c, t) => await c.ExecuteAsync("DELETE FROM threads WHERE id = @id AND user_id = @u", t, cancellationToken, ("@id", threadId), ("@u", userId)) == 1, cancellationToken);
+
+    public Task AddMessageAsync(MessageRecord message, CancellationToken cancellationToken) =>
+        db.WriteAsync((c, t) => InsertMessageAsync(c, t, message, cancellationToken), cancellationToken);
+
+    public async Task<IReadOnlyList<MessageRecord>> ListMessagesAsync(string userId, string threadId, int limit, string? afterId, CancellationToken cancellationToken) =>
+        await ReadAsync($"SELECT {MessageColumns} FROM messages WHERE thread_id = @t AND user_id = @u AND (@after IS NULL OR id > @after) ORDER BY id LIMIT @limit",
+            ReadMessage, cancellationToken, ("@t", threadId), ("@u", userId), ("@after", afterId), ("@limit", limit));
+
+    public async Task<IReadOnlyList<MessageRecord>> RecentMessagesAsync(string userId, string threadId, int count, CancellationToken cancellationToken)
+    {
+        var newestFirst = await ReadAsync($"SELECT {MessageColumns} FROM messages WHERE thread_id = @t AND user_id = @u ORDER BY id DESC LIMIT @limit",
+            ReadMessage, cancellationToken, ("@t", threadId), ("@u", userId), ("@limit", count));
+        newestFirst.Reverse();
+        return newestFirst;
+    }
+
+    // ---- Runs ----
+
+    public Task<SubmitResult> SubmitRunAsync(MessageRecord message, RunRecord run, int maxPending, CancellationToken cancellationToken) =>
+        db.WriteAsync(async (c, t) =>
+        {
+            // Touching the thread row first takes its row lock (PostgreSQL), so concurrent submits to one thread serialize.
+            await c.ExecuteAsync("UPDATE threads SET updated_at = @now WHERE id = @t AND user_id = @u", t, cancellationToken,
+                ("@now", run.CreatedAt.ToUnixMs()), ("@t", run.ThreadId), ("@u", run.UserId));
+            var active = await c.QueryAsync("SELECT id, status FROM runs WHERE thread_id = @t AND user_id = @u AND status IN ('queued', 'running') ORDER BY created_at, id",
+                t, r => (Id: r.GetString(0), Status: r.GetString(1)), cancellationToken, ("@t", run.ThreadId), ("@u", run.UserId));
+            var ids = active.Select(a => a.Id).ToList();
+            if (active.Count > 0 && run.Strategy == QueueStrategies.Reject) return new SubmitResult(SubmitOutcome.ThreadBusy, active.Count, ids);
+            if (active.Count(a => a.Status == RunStatus.Queued) >= maxPending) return new SubmitResult(SubmitOutcome.QueueFull, active.Count, ids);
+            await InsertMessageAsync(c, t, message, cancellationToken);
+            await c.ExecuteAsync($"INSERT INTO runs ({RunColumns}) VALUES (@id, @t, @u, 'queued', @s, @m, @ca, NULL, NULL, NULL, NULL, 0)", t, cancellationToken,
+                ("@id", run.Id), ("@t", run.ThreadId), ("@u", run.UserId), ("@s", run.Strategy), ("@m", run.MessageId), ("@ca", run.CreatedAt.ToUnixMs()));
+            return new SubmitResult(SubmitOutcome.Queued, active.Count, ids);
+        }, cancellationToken);
+
+    public Task<RunRecord?> GetRunAsync(string userId, string runId, CancellationToken cancellationToken) =>
+        ReadSingleAsync($"SELECT {RunColumns} FROM runs WHERE id = @id AND user_id = @u", ReadRun, cancellationToken, ("@id", runId), ("@u", userId));
+
+    public async Task<IReadOnlyList<RunRecord>> ListRunsAsync(string userId, string threadId, int limit, string? afterId, CancellationToken cancellationToken) =>
+        await ReadAsync($"SELECT {RunColumns} FROM runs WHERE thread_id = @t AND user_id = @u AND (@after IS NULL OR id > @after) ORDER BY id LIMIT @limit",
+            ReadRun, cancellationToken, ("@t", threadId), ("@u", userId), ("@after", afterId), ("@limit", limit));
+
+    public Task<RunRecord?> ClaimNextRunAsync(string nodeId, int maxActivePerUser, DateTimeOffset now, DateTimeOffset leaseUntil, CancellationToken cancellationToken) =>
+        db.WriteAsync((c, t) => c.QuerySingleAsync($"""
+            UPDATE runs SET status = 'running', node_id = @node, started_at = @now, lease_until = @lease
+            WHERE id = (
+              SELECT r.id FROM runs r
+              WHERE r.status = 'queued'
+                AND NOT EXISTS (SELECT 1 FROM runs a WHERE a.thread_id = r.thread_id AND a.status = 'running')
+                AND NOT EXISTS (SELECT 1 FROM runs q WHERE q.thread_id = r.thread_id AND q.status = 'queued' AND q.id < r.id)
+                AND (SELECT COUNT(*) FROM runs b WHERE b.user_id = r.user_id AND b.status = 'running') < @max
+              ORDER BY r.id
+              LIMIT 1 {db.SkipLocked})
+            RETURNING {RunColumns}
+            """, t, ReadRun, cancellationToken, ("@node", nodeId), ("@now", now.ToUnixMs()), ("@lease", leaseUntil.ToUnixMs()), ("@max", maxActivePerUser)), cancellationToken);
+
+    public async Task<IReadOnlyList<string>> RenewLeasesAsync(string nodeId, IReadOnlyCollection<string> runIds, DateTimeOffset leaseUntil, CancellationToken cancellationToken)
+    {
+        if (runIds.Count == 0) return [];
+        return await db.WriteAsync(async (c, t) =>
+        {
+            var cancelRequested = new List<string>();
+            foreach (var id in runIds)
+            {
+                var flag = await c.ScalarAsync("UPDATE runs SET lease_until = @lease WHERE id = @id AND node_id = @node AND status = 'running' RETURNING cancel_requested",
+                    t, cancellationToken, ("@lease", leaseUntil.ToUnixMs()), ("@id", id), ("@node", nodeId));
+                if (flag is 1) cancelRequested.Add(id);
+            }
+            return cancelRequested;
+        }, cancellationToken);
+    }
+
+    public Task SaveRunResultsAsync(string userId, string runId, string results, CancellationToken cancellationToken) =>
+        db.WriteAsync((c, t) => c.ExecuteAsync("UPDATE runs SET results = @r WHERE id = @id AND user_id = @u", t, cancellationToken,
+            ("@r", results), ("@id", runId), ("@u", userId)), cancellationToken);
+
+    public Task<bool> RequestCancelAsync(string userId, string runId, CancellationToken cancellationToken) =>
+        db.WriteAsync(async (c, t) => await c.ExecuteAsync("UPDATE runs SET cancel_requested = 1 WHERE id = @id AND user_id = @u AND status = 'running'",
+            t, cancellationToken, ("@id", runId), ("@u", userId)) == 1, cancellationToken);
+
+    public async Task<IReadOnlyList<RunRecord>> FindOrphanedRunsAsync(DateTimeOffset leaseExpiredBefore, bool all, CancellationToken cancellationToken) =>
+        await ReadAsync($"SELECT {RunColumns} FROM runs WHERE status = 'running' AND (@all = 1 OR lease_until < @cutoff) ORDER BY id",
+            ReadRun, cancellationToken, ("@all", all ? 1 : 0), ("@cutoff", leaseExpiredBefore.ToUnixMs()));
+
+    // ---- Events ----
+
+    public Task<IReadOnlyList<ApexEvent>> AppendEventsAsync(IReadOnlyList<EventAppend> events, CancellationToken cancellationToken) =>
+        db.WriteAsync<IReadOnlyList<ApexEvent>>(async (c, t) =>
+        {
+            var stored = new List<ApexEvent>(events.Count);
+            foreach (var (evt, expectedStatus) in events)
+            {
+                if (evt.IsTerminal && !await EndRunAsync(c, t, evt, expectedStatus ?? RunStatus.Running, cancellationToken)) continue;
+                // The thread row is the per-thread sequence: incrementing it in the same transaction as the insert keeps seq gapless.
+                var seq = await c.ScalarAsync("UPDATE threads SET last_seq = last_seq + 1 WHERE id = @t AND user_id = @u RETURNING last_seq", t, cancellationToken,
+                    ("@t", evt.ThreadId), ("@u", evt.UserId));
+                if (seq is null) continue; // the thread was deleted under a running run: nothing left to append to
+                var stamped = evt with { Seq = seq.Value };
+                await c.ExecuteAsync("INSERT INTO events (thread_id, seq, user_id, run_id, type, payload, created_at) VALUES (@t, @s, @u, @r, @ty, @p, @ca)", t, cancellationToken,
+                    ("@t", stamped.ThreadId), ("@s", stamped.Seq), ("@u", stamped.UserId), ("@r", stamped.RunId), ("@ty", stamped.Type),
+                    ("@p", JsonSerializer.Serialize(stamped, ApexJsonContext.Default.ApexEvent)), ("@ca", stamped.Timestamp.ToUnixMs()));
+                stored.Add(stamped);
+            }
+            return stored;
+        }, cancellationToken);
+
+    private static async Task<bool> EndRunAsync(DbConnection c, DbTransaction t, ApexEvent terminal, string expectedStatus, CancellationToken cancellationToken)
+    {
+        var (status, error) = terminal switch
+        {
+            RunCompleted => (RunStatus.Completed, (string?)null),
+            RunFailed f => (RunStatus.Failed, $"{f.Data.Reason}: {f.Data.Message}"),
+            RunCancelled x => (RunStatus.Cancelled, x.Data.Reason),
+            _ => throw new ArgumentException($"{terminal.Type} is not terminal."),
+        };
+        return await c.ExecuteAsync("UPDATE runs SET status = @s, error = @e, ended_at = @now, lease_until = NULL WHERE id = @id AND user_id = @u AND status = @expected",
+            t, cancellationToken, ("@s", status), ("@e", error), ("@now", terminal.Timestamp.ToUnixMs()), ("@id", terminal.RunId), ("@u", terminal.UserId),
+            ("@expected", expectedStatus)) == 1;
+    }
+
+    public async Task<IReadOnlyList<ApexEvent>> ReadEventsAsync(string userId, string threadId, long afterSeq, int limit, CancellationToken cancellationToken) =>
+        await ReadAsync("SELECT payload FROM events WHERE thread_id = @t AND user_id = @u AND seq > @after ORDER BY seq LIMIT @limit",
+            ReadEvent, cancellationToken, ("@t", threadId), ("@u", userId), ("@after", afterSeq), ("@limit", limit));
+
+    public async Task<IReadOnlyList<ApexEvent>> ReadRunEventsAsync(string userId, string runId, CancellationToken cancellationToken) =>
+        await ReadAsync("SELECT payload FROM events WHERE run_id = @r AND user_id = @u ORDER BY seq", ReadEvent, cancellationToken, ("@r", runId), ("@u", userId));
+
+    public Task<int> DeleteEventsOlderThanAsync(DateTimeOffset cutoff, CancellationToken cancellationToken) =>
+        db.WriteAsync((c, t) => c.ExecuteAsync("DELETE FROM events WHERE created_at < @cutoff", t, cancellationToken, ("@cutoff", cutoff.ToUnixMs())), cancellationToken);
+
+    // ---- Tools ----
+
+    public Task RecordToolUsageAsync(ToolUsageRecord usage, CancellationToken cancellationToken) =>
+        db.WriteAsync((c, t) => c.ExecuteAsync("INSERT INTO tool_usage (id, user_id, run_id, tool, status, duration_ms, created_at) VALUES (@id, @u, @r, @tool, @s, @d, @ca)",
+            t, cancellationToken, ("@id", usage.Id), ("@u", usage.UserId), ("@r", usage.RunId), ("@tool", usage.Tool), ("@s", usage.Status),
+            ("@d", usage.DurationMs), ("@ca", usage.CreatedAt.ToUnixMs())), cancellationToken);
+
+    public async Task<long> CountWorkloadCallsAsync(string userId, CancellationToken cancellationToken)
+    {
+        await using var connection = await db.OpenAsync(cancellationToken);
+        return await connection.ScalarAsync("SELECT COUNT(*) FROM workload_calls WHERE user_id = @u", null, cancellationToken, ("@u", userId)) ?? 0;
+    }
+
+    public async Task<WorkloadSummary> GetWorkloadSummaryAsync(string userId, CancellationToken cancellationToken)
+    {
+        await using var connection = await db.OpenAsync(cancellationToken);
+        var totals = await connection.QuerySingleAsync("""
+            SELECT COUNT(*), COALESCE(SUM(CASE WHEN status <> 'ok' THEN 1 ELSE 0 END), 0), COALESCE(SUM(prompt_tokens), 0),
+                   COALESCE(SUM(completion_tokens), 0), COALESCE(AVG(latency_ms), 0), MIN(ts), MAX(ts)
+            FROM workload_calls WHERE user_id = @u
+            """, null, r => new WorkloadSummary(r.GetInt64(0), r.GetInt64(1), r.GetInt64(2), r.GetInt64(3), r.GetDouble(4), r.TimeOrNull(5), r.TimeOrNull(6), []),
+            cancellationToken, ("@u", userId));
+        var models = await connection.QueryAsync("SELECT DISTINCT model FROM workload_calls WHERE user_id = @u ORDER BY model", null, r => r.GetString(0), cancellationToken, ("@u", userId));
+        return totals! with { Models = models };
+    }
+
+    // ---- Helpers ----
+
+    private static Task<int> InsertMessageAsync(DbConnection c, DbTransaction t, MessageRecord m, CancellationToken cancellationToken) =>
+        c.ExecuteAsync($"INSERT INTO messages ({MessageColumns}) VALUES (@id, @t, @u, @r, @role, @content, @ca)", t, cancellationToken,
+            ("@id", m.Id), ("@t", m.ThreadId), ("@u", m.UserId), ("@r", m.RunId), ("@role", m.Role), ("@content", m.Content), ("@ca", m.CreatedAt.ToUnixMs()));
+
+    private async Task<List<T>> ReadAsync<T>(string sql, Func<DbDataReader, T> map, CancellationToken cancellationToken, params (string, object?)[] parameters)
+    {
+        await using var connection = await db.OpenAsync(cancellationToken);
+        return await connection.QueryAsync(sql, null, map, cancellationToken, parameters);
+    }
+
+    private async Task<T?> ReadSingleAsync<T>(string sql, Func<DbDataReader, T> map, CancellationToken cancellationToken, params (string, object?)[] parameters) where T : class
+    {
+        await using var connection = await db.OpenAsync(cancellationToken);
+        return await connection.QuerySingleAsync(sql, null, map, cancellationToken, parameters);
+    }
+
+    private static UserRecord ReadUser(DbDataReader r) =>
+        new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetString(4), r.GetString(5), r.Time(6), r.GetInt32(7), r.TimeOrNull(8));
+
+    private static SessionRecord ReadSession(DbDataReader r) =>
+        new(r.GetString(0), r.GetString(1), r.GetString(2), r.Time(3), r.Time(4), r.TimeOrNull(5));
+
+    private static ThreadRecord ReadThread(DbDataReader r) =>
+        new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetInt64(4), r.Time(5), r.Time(6));
+
+    private static MessageRecord ReadMessage(DbDataReader r) =>
+        new(r.GetString(0), r.GetString(1), r.GetString(2), r.StringOrNull(3), r.GetString(4), r.GetString(5), r.Time(6));
+
+    private static RunRecord ReadRun(DbDataReader r) =>
+        new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetString(4), r.GetString(5), r.Time(6),
+            r.TimeOrNull(7), r.TimeOrNull(8), r.StringOrNull(9), r.StringOrNull(10), r.GetInt64(11) != 0);
+
+    private static ApexEvent ReadEvent(DbDataReader r) =>
+        JsonSerializer.Deserialize(r.GetString(0), ApexJsonContext.Default.ApexEvent)!;
+}

@@ -1,0 +1,72 @@
+using System.Threading.Channels;
+using Apex.Client;
+using Apex.Server.Hosting;
+using Apex.Server.Storage;
+
+namespace Apex.Server.Streaming;
+
+/// <summary>
+/// The only way an event enters the system: it is stored (seq assigned in the same transaction)
+/// and only then published. Appends from all runs are batched into one transaction per turn of
+/// the loop, which is what lets SQLite keep up with many concurrent runs.
+/// </summary>
+internal sealed partial class EventLog(IApexStore store, EventBus bus, IdGenerator ids, TimeProvider time, ILogger<EventLog> logger) : BackgroundService
+{
+    private const int MaxBatch = 512;
+    private readonly Channel<PendingAppend> _queue = Channel.CreateUnbounded<PendingAppend>(new UnboundedChannelOptions { SingleReader = true });
+
+    /// <summary>Stores the event and returns it with its <c>seq</c>; null when its thread no longer exists.</summary>
+    public async Task<ApexEvent?> AppendAsync(ApexEvent evt, CancellationToken cancellationToken) => await AppendAsync(evt, null, cancellationToken);
+
+    /// <summary>Stores a terminal event only if the run is still in <paramref name="expectedRunStatus"/>; null when it was not.</summary>
+    public async Task<ApexEvent?> AppendAsync(ApexEvent evt, string? expectedRunStatus, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(evt.ThreadId);
+        ArgumentNullException.ThrowIfNull(evt.UserId);
+        var pending = new PendingAppend(new EventAppend(evt with { EventId = evt.EventId ?? ids.NewId(), Timestamp = evt.Timestamp == default ? time.GetUtcNow() : evt.Timestamp }, expectedRunStatus));
+        if (!_queue.Writer.TryWrite(pending)) throw new InvalidOperationException("The event log is shut down.");
+        // The append itself is not abandoned on cancellation (it may already be committed); only the wait is.
+        return await pending.Completion.Task.WaitAsync(cancellationToken);
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var batch = new List<PendingAppend>(MaxBatch);
+        // Drain on shutdown: runs still write their terminal events while the host stops.
+        while (await _queue.Reader.WaitToReadAsync(CancellationToken.None))
+        {
+            batch.Clear();
+            while (batch.Count < MaxBatch && _queue.Reader.TryRead(out var item)) batch.Add(item);
+            try
+            {
+                var stored = await store.AppendEventsAsync(batch.ConvertAll(p => p.Append), CancellationToken.None);
+                var byId = stored.ToDictionary(e => e.EventId!);
+                foreach (var pending in batch)
+                {
+                    var result = byId.GetValueOrDefault(pending.Append.Event.EventId!);
+                    if (result is not null) bus.Publish(result);
+                    pending.Completion.TrySetResult(result);
+                }
+            }
+            catch (Exception ex)
+            {
+                LogAppendFailed(logger, ex, batch.Count);
+                foreach (var pending in batch) pending.Completion.TrySetException(ex);
+            }
+        }
+    }
+
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        _queue.Writer.TryComplete();
+        await base.StopAsync(cancellationToken);
+    }
+
+    private sealed record PendingAppend(EventAppend Append)
+    {
+        public TaskCompletionSource<ApexEvent?> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Appending a batch of {Count} events failed")]
+    private static partial void LogAppendFailed(ILogger logger, Exception exception, int count);
+}

@@ -1,0 +1,63 @@
+using System.Text.Json;
+
+namespace Apex.Server.Tools;
+
+/// <summary>
+/// Checks tool arguments against the subset of JSON Schema the tools use: an object with typed
+/// properties, required names, enums and numeric bounds. Returns the first problem, or null.
+/// </summary>
+internal static class ArgumentValidator
+{
+    public static string? Validate(JsonElement schema, JsonElement arguments)
+    {
+        if (arguments.ValueKind != JsonValueKind.Object) return "Arguments must be a JSON object.";
+        var properties = schema.TryGetProperty("properties", out var p) ? p : default;
+        if (schema.TryGetProperty("required", out var required))
+        {
+            foreach (var name in required.EnumerateArray())
+                if (!arguments.TryGetProperty(name.GetString()!, out var value) || value.ValueKind == JsonValueKind.Null)
+                    return $"Missing required argument '{name.GetString()}'.";
+        }
+        foreach (var argument in arguments.EnumerateObject())
+        {
+            if (properties.ValueKind != JsonValueKind.Object || !properties.TryGetProperty(argument.Name, out var property))
+            {
+                if (schema.TryGetProperty("additionalProperties", out var extra) && extra.ValueKind == JsonValueKind.False)
+                    return $"Unknown argument '{argument.Name}'.";
+                continue;
+            }
+            var problem = CheckValue(argument.Name, property, argument.Value);
+            if (problem is not null) return problem;
+        }
+        return null;
+    }
+
+    private static string? CheckValue(string name, JsonElement property, JsonElement value)
+    {
+        if (value.ValueKind == JsonValueKind.Null) return null;
+        if (property.TryGetProperty("type", out var typeElement) && typeElement.ValueKind == JsonValueKind.String)
+        {
+            var type = typeElement.GetString();
+            var ok = type switch
+            {
+                "string" => value.ValueKind == JsonValueKind.String,
+                "integer" => value.ValueKind == JsonValueKind.Number && value.TryGetInt64(out _),
+                "number" => value.ValueKind == JsonValueKind.Number,
+                "boolean" => value.ValueKind is JsonValueKind.True or JsonValueKind.False,
+                "array" => value.ValueKind == JsonValueKind.Array,
+                "object" => value.ValueKind == JsonValueKind.Object,
+                _ => true,
+            };
+            if (!ok) return $"Argument '{name}' must be of type {type}.";
+        }
+        if (property.TryGetProperty("enum", out var allowed) && !allowed.EnumerateArray().Any(a => JsonElement.DeepEquals(a, value)))
+            return $"Argument '{name}' must be one of {allowed.GetRawText()}.";
+        if (value.ValueKind == JsonValueKind.Number)
+        {
+            var number = value.GetDouble();
+            if (property.TryGetProperty("minimum", out var min) && number < min.GetDouble()) return $"Argument '{name}' must be at least {min.GetRawText()}.";
+            if (property.TryGetProperty("maximum", out var max) && number > max.GetDouble()) return $"Argument '{name}' must be at most {max.GetRawText()}.";
+        }
+        return null;
+    }
+}

@@ -1,0 +1,77 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Apex.Server.Execution;
+using Apex.Server.Hosting;
+using Apex.Server.Storage;
+using Microsoft.Extensions.AI;
+
+namespace Apex.Server.Tools;
+
+/// <summary>
+/// Executes the model's tool calls for one run: validates arguments, checks the user's tier,
+/// applies the tool timeout, emits <c>tool_executing</c>/<c>tool_completed</c> and records usage.
+/// Every failure comes back as a result the model can read; only the run's cancellation escapes.
+/// </summary>
+internal sealed partial class ToolDispatcher(ToolRegistry tools, RunEvents events, IApexStore store, IdGenerator ids, TimeProvider time,
+    LimitsOptions limits, ILogger logger)
+{
+    public async Task<FunctionResultContent> InvokeAsync(UserExecutionContext agentContext, string agent, FunctionCallContent call)
+    {
+        var context = agentContext.CreateChild("tool:" + call.Name);
+        var arguments = JsonSerializer.SerializeToElement(call.Arguments ?? new Dictionary<string, object?>(), AIJsonUtilities.DefaultOptions);
+        await events.ToolExecutingAsync(agent, call.CallId, call.Name, arguments);
+        var started = Stopwatch.GetTimestamp();
+
+        var (status, result, error) = await ExecuteAsync(context, call.Name, arguments);
+        var duration = Math.Round(Stopwatch.GetElapsedTime(started).TotalMilliseconds, 3);
+        await events.ToolCompletedAsync(agent, call.CallId, call.Name, status, duration, result, error);
+        await store.RecordToolUsageAsync(new ToolUsageRecord(ids.NewId(), context.UserId, context.RunId, call.Name, status, duration, time.GetUtcNow()), CancellationToken.None);
+        LogToolCall(logger, call.Name, status, duration, context.RunId);
+
+        if (status == "cancelled") context.CancellationToken.ThrowIfCancellationRequested();
+        return new FunctionResultContent(call.CallId, result ?? ErrorResult(status, error!));
+    }
+
+    private async Task<(string Status, JsonElement? Result, string? Error)> ExecuteAsync(UserExecutionContext context, string name, JsonElement arguments)
+    {
+        var tool = tools.Find(name);
+        if (tool is null) return ("invalid", null, $"There is no tool named '{name}'. Available: {string.Join(", ", tools.Names)}.");
+        if (!Tiers.Allows(context.Tier, tool.RequiredTier))
+            return ("denied", null, $"'{name}' needs the {tool.RequiredTier} plan; this user is on {context.Tier}. Continue without it.");
+        var problem = ArgumentValidator.Validate(tool.ParametersSchema, arguments);
+        if (problem is not null) return ("invalid", null, problem);
+
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
+        timeout.CancelAfter(limits.ToolTimeout);
+        try
+        {
+            return ("ok", await tool.InvokeAsync(context, arguments, timeout.Token), null);
+        }
+        catch (OperationCanceledException) when (context.CancellationToken.IsCancellationRequested)
+        {
+            return ("cancelled", null, "The run was cancelled while the tool was running.");
+        }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested)
+        {
+            return ("timeout", null, $"The tool did not finish within {limits.ToolTimeout.TotalSeconds:0.#} s.");
+        }
+        catch (ToolException ex)
+        {
+            return ("error", null, ex.Message);
+        }
+        catch (Exception ex)
+        {
+            LogToolCrashed(logger, ex, name);
+            return ("error", null, "The tool failed unexpectedly.");
+        }
+    }
+
+    private static JsonElement ErrorResult(string status, string error) =>
+        JsonSerializer.SerializeToElement(new Dictionary<string, object?> { ["status"] = status, ["error"] = error }, AIJsonUtilities.DefaultOptions);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Tool {Tool} ended {Status} in {DurationMs} ms (run {RunId})")]
+    private static partial void LogToolCall(ILogger logger, string tool, string status, double durationMs, string runId);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Tool {Tool} crashed")]
+    private static partial void LogToolCrashed(ILogger logger, Exception exception, string tool);
+}
