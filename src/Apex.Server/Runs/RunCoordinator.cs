@@ -25,10 +25,8 @@ internal sealed class RunCoordinator(IApexStore store, EventLog log, RunWorker w
     public async Task<(Submission? Accepted, Refusal? Refused)> SubmitAsync(CurrentUser user, string? threadId, string? content, string? strategy,
         CancellationToken cancellationToken)
     {
-        var text = content?.Trim() ?? "";
-        if (text.Length == 0) return Refuse("invalid_payload", "The message content is empty.");
-        if (text.Length > limits.Value.MaxMessageChars) return Refuse("invalid_payload", $"The message is longer than {limits.Value.MaxMessageChars} characters.");
-        if (strategy is not null && !QueueStrategies.IsValid(strategy)) return Refuse("invalid_payload", "strategy must be enqueue, reject or interrupt.");
+        if (Check(content, strategy) is { } invalid) return (null, invalid);
+        var text = content!.Trim();
         if (!rateLimits.TryAcquireMessage(user)) return Refuse("rate_limited", $"At most {limits.Value.MessagesPerMinutePerUser} messages a minute; wait a little.");
 
         var now = time.GetUtcNow();
@@ -89,6 +87,16 @@ internal sealed class RunCoordinator(IApexStore store, EventLog log, RunWorker w
         await store.RequestCancelAsync(user.Id, run.Id, cancellationToken);
         worker.TryCancelLocal(run.Id, reason);
         return (CancelOutcome.Cancelling, run);
+    }
+
+    /// <summary>Checks a message before anything is created for it.</summary>
+    public Refusal? Check(string? content, string? strategy)
+    {
+        var length = content?.Trim().Length ?? 0;
+        if (length == 0) return new Refusal("invalid_payload", "The message content is empty.");
+        if (length > limits.Value.MaxMessageChars) return new Refusal("invalid_payload", $"The message is longer than {limits.Value.MaxMessageChars} characters.");
+        if (strategy is not null && !QueueStrategies.IsValid(strategy)) return new Refusal("invalid_payload", "strategy must be enqueue, reject or interrupt.");
+        return null;
     }
 
     /// <summary>A new thread for a first message, titled after it.</summary>

@@ -122,11 +122,15 @@ internal sealed partial class WebSocketConnection(WebSocket socket, CurrentUser 
 
     private async Task OnUserMessageAsync(UserMessagePayload payload, CancellationToken cancellationToken)
     {
-        if (string.IsNullOrWhiteSpace(payload.Content)) throw new InvalidPayloadException("'content' is required.");
+        if (coordinator.Check(payload.Content, payload.Strategy) is { } invalid)
+        {
+            await Error(invalid.Code, invalid.Message, cancellationToken);
+            return;
+        }
         ThreadRecord? thread;
         if (payload.ThreadId is null)
         {
-            thread = await coordinator.CreateThreadAsync(user, payload.Content, cancellationToken);
+            thread = await coordinator.CreateThreadAsync(user, payload.Content!, cancellationToken);
         }
         else if ((thread = await store.GetThreadAsync(user.Id, payload.ThreadId, cancellationToken)) is null)
         {

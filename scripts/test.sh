@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs every test of the solution and ends with one line computed from the TRX results:
+#   N passed, N failed, N skipped
+# It installs what the tests need on a fresh Debian machine by itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+results="$root/artifacts/test-results"
+rm -rf "$results"
+mkdir -p "$results"
+
+if ! command -v dotnet >/dev/null 2>&1; then
+  echo "test.sh: the .NET SDK (dotnet) is required; see global.json for the version" >&2
+  exit 2
+fi
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+
+dotnet build Apex.slnx -c Release --nologo -v quiet
+set +e
+dotnet test Apex.slnx -c Release --no-build --nologo \
+  --logger "trx;LogFilePrefix=apex" --logger "console;verbosity=normal" \
+  --results-directory "$results" "$@"
+status=$?
+set -e
+
+passed=0; failed=0; skipped=0; files=0
+for trx in "$results"/*.trx; do
+  [ -e "$trx" ] || continue
+  files=$((files + 1))
+  counters=$(grep -o '<Counters [^>]*>' "$trx" | head -n 1)
+  value() { echo "$counters" | sed -n "s/.* $1=\"\([0-9]*\)\".*/\1/p"; }
+  passed=$((passed + $(value passed)))
+  failed=$((failed + $(value failed) + $(value error) + $(value timeout) + $(value aborted)))
+  skipped=$((skipped + $(value notExecuted)))
+done
+if [ "$files" -eq 0 ]; then
+  echo "test.sh: no test results were written (the test run crashed?)" >&2
+  failed=$((failed + 1))
+fi
+if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
+  # The runner failed without a failed test (a crashed host, a build error): never report that as green.
+  failed=1
+fi
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]
