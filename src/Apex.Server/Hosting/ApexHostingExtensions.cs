@@ -87,7 +87,10 @@ internal static partial class ApexHostingExtensions
         services.TryAddSingleton<RunWorker>();
         services.AddHostedService(sp => sp.GetRequiredService<RunWorker>());
         services.TryAddSingleton<RunCoordinator>();
-        services.TryAddSingleton<IChatClient>(sp => new LoggingChatClient(new BuiltInChatClient(), sp.GetRequiredService<ILogger<LoggingChatClient>>()));
+        services.AddOptions<LlmOptions>().BindConfiguration(LlmOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.TryAddSingleton<IChatClient>(sp => new LoggingChatClient(
+            new BuiltInChatClient(sp.GetRequiredService<IOptions<LlmOptions>>().Value.BuiltInDelay, sp.GetRequiredService<TimeProvider>()),
+            sp.GetRequiredService<ILogger<LoggingChatClient>>()));
         return new ApexRuntimeBuilder(services).AddTool<WorkloadSummaryTool>();
     }
 

@@ -13,7 +13,7 @@ namespace Apex.Server.Llm;
 /// the same way: first with <see cref="FunctionCallContent"/> for the tools it wants, then, once
 /// the results are back, with the agent's JSON result or the markdown report, streamed.
 /// </summary>
-internal sealed partial class BuiltInChatClient : IChatClient
+internal sealed partial class BuiltInChatClient(TimeSpan delay, TimeProvider time) : IChatClient
 {
     public const string ModelId = "apex-builtin-1";
 
@@ -37,7 +37,7 @@ internal sealed partial class BuiltInChatClient : IChatClient
             .ToDictionary(g => g.Key, g => ToElement(g.Last().Result));
         var offered = options?.Tools?.OfType<AIFunctionDeclaration>().Select(t => t.Name).ToList() ?? [];
 
-        cancellationToken.ThrowIfCancellationRequested();
+        await PauseAsync(cancellationToken);
         if (calls.Count == 0 && offered.Count > 0)
         {
             var requested = offered.Select((name, i) => (AIContent)new FunctionCallContent($"call_{agent}_{i}", name, ArgumentsFor(name, brief))).ToList();
@@ -55,13 +55,20 @@ internal sealed partial class BuiltInChatClient : IChatClient
             AgentNames.Reporting => ReportWriter.Write(Results(brief)),
             _ => "I can analyse your LLM workload: upload usage data and ask about cost, latency or model choice.",
         };
+        var first = true;
         foreach (var chunk in Chunks(answer))
         {
-            cancellationToken.ThrowIfCancellationRequested();
+            if (!first) await PauseAsync(cancellationToken);
+            first = false;
             yield return new ChatResponseUpdate(ChatRole.Assistant, chunk) { ModelId = ModelId };
-            await Task.Yield();
         }
         yield return new ChatResponseUpdate { Role = ChatRole.Assistant, ModelId = ModelId, FinishReason = ChatFinishReason.Stop };
+    }
+
+    private async Task PauseAsync(CancellationToken cancellationToken)
+    {
+        if (delay > TimeSpan.Zero) await Task.Delay(delay, time, cancellationToken);
+        else cancellationToken.ThrowIfCancellationRequested();
     }
 
     public object? GetService(Type serviceType, object? serviceKey = null) =>

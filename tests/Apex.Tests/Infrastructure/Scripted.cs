@@ -1,0 +1,64 @@
+using System.Runtime.CompilerServices;
+using System.Text.Json;
+using Apex.Server.Execution;
+using Apex.Server.Llm;
+using Apex.Server.Tools;
+using Microsoft.Extensions.AI;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Apex.Tests.Infrastructure;
+
+/// <summary>A tool that takes as long as it is asked to, unless cancelled.</summary>
+internal sealed class SleepTool : IApexTool
+{
+    public string Name => "sleep";
+    public string Description => "Waits the given number of seconds.";
+    public JsonElement ParametersSchema { get; } = JsonDocument.Parse("""{"type":"object","properties":{"seconds":{"type":"number","minimum":0}},"required":["seconds"]}""").RootElement;
+    public string RequiredTier => Tiers.Free;
+
+    public async Task<JsonElement> InvokeAsync(UserExecutionContext context, JsonElement arguments, CancellationToken cancellationToken)
+    {
+        var seconds = arguments.GetProperty("seconds").GetDouble();
+        await Task.Delay(TimeSpan.FromSeconds(seconds), cancellationToken);
+        return JsonSerializer.SerializeToElement(new Dictionary<string, object?> { ["slept"] = seconds });
+    }
+}
+
+/// <summary>
+/// The built-in model, scripted for tests: a request containing <c>[slow]</c> makes triage call the
+/// 10-second <see cref="SleepTool"/> first; <c>[stuck]</c> makes triage's model call hang until cancelled.
+/// </summary>
+internal sealed class ScriptedChatClient() : DelegatingChatClient(new BuiltInChatClient(TimeSpan.Zero, TimeProvider.System))
+{
+    public override async IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null,
+        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var list = messages.ToList();
+        var isTriage = list[0].Text.StartsWith("Agent: triage", StringComparison.Ordinal);
+        // Only this run's request counts, not the history the brief also carries.
+        var request = list.Count > 1 && list[1].Text.StartsWith('{') ? JsonDocument.Parse(list[1].Text).RootElement.GetProperty("request").GetString() ?? "" : "";
+        var calledSleep = list.SelectMany(m => m.Contents).OfType<FunctionCallContent>().Any(c => c.Name == "sleep");
+        if (isTriage && request.Contains("[stuck]", StringComparison.Ordinal)) await Task.Delay(Timeout.Infinite, cancellationToken);
+        if (isTriage && request.Contains("[slow]", StringComparison.Ordinal) && !calledSleep)
+        {
+            yield return new ChatResponseUpdate(ChatRole.Assistant, [new FunctionCallContent("call_sleep", "sleep", new Dictionary<string, object?> { ["seconds"] = 10 })]);
+            yield break;
+        }
+        await foreach (var update in base.GetStreamingResponseAsync(list, options, cancellationToken)) yield return update;
+    }
+
+    public static void Register(IServiceCollection services)
+    {
+        services.AddSingleton<IApexTool, SleepTool>();
+        services.AddSingleton<IChatClient, ScriptedChatClient>();
+    }
+}
+
+public sealed class ScriptedServer : IAsyncLifetime
+{
+    public ApexTestServer Server { get; private set; } = null!;
+
+    public async Task InitializeAsync() => Server = await ApexTestServer.StartAsync(services: ScriptedChatClient.Register);
+
+    public async Task DisposeAsync() => await Server.DisposeAsync();
+}
