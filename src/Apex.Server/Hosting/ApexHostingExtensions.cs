@@ -63,6 +63,8 @@ internal static partial class ApexHostingExtensions
             };
         });
         services.TryAddSingleton<IApexStore, SqlApexStore>();
+        services.TryAddSingleton<EventRetention>();
+        services.AddHostedService(sp => sp.GetRequiredService<EventRetention>());
         return services;
     }
 
@@ -80,6 +82,11 @@ internal static partial class ApexHostingExtensions
     /// <summary>Execution, agents, tools and the model.</summary>
     public static ApexRuntimeBuilder AddApexRuntime(this IServiceCollection services)
     {
+        // The event log is registered before the run worker so that it stops after it (hosted services stop in reverse order):
+        // runs cancelled by the shutdown drain still write their terminal events.
+        services.TryAddSingleton<EventBus>();
+        services.TryAddSingleton<EventLog>();
+        services.AddHostedService(sp => sp.GetRequiredService<EventLog>());
         services.TryAddSingleton(sp => new AgentRegistry(AgentTeam.Default()));
         services.TryAddSingleton<ToolRegistry>();
         services.TryAddSingleton<ExecutionEngineFactory>();
@@ -96,9 +103,6 @@ internal static partial class ApexHostingExtensions
 
     public static IServiceCollection AddApexStreaming(this IServiceCollection services)
     {
-        services.TryAddSingleton<EventBus>();
-        services.TryAddSingleton<EventLog>();
-        services.AddHostedService(sp => sp.GetRequiredService<EventLog>());
         services.TryAddSingleton<ThreadFollower>();
         services.TryAddSingleton<ConnectionRegistry>();
         return services;

@@ -26,7 +26,8 @@ internal sealed class SleepTool : IApexTool
 
 /// <summary>
 /// The built-in model, scripted for tests: a request containing <c>[slow]</c> makes triage call the
-/// 10-second <see cref="SleepTool"/> first; <c>[stuck]</c> makes triage's model call hang until cancelled.
+/// 10-second <see cref="SleepTool"/> first; <c>[stuck]</c> makes triage's model call hang until cancelled;
+/// <c>[stall]</c> makes each agent's first model call take 1.5 s.
 /// </summary>
 internal sealed class ScriptedChatClient() : DelegatingChatClient(new BuiltInChatClient(TimeSpan.Zero, TimeProvider.System))
 {
@@ -39,6 +40,8 @@ internal sealed class ScriptedChatClient() : DelegatingChatClient(new BuiltInCha
         var request = list.Count > 1 && list[1].Text.StartsWith('{') ? JsonDocument.Parse(list[1].Text).RootElement.GetProperty("request").GetString() ?? "" : "";
         var calledSleep = list.SelectMany(m => m.Contents).OfType<FunctionCallContent>().Any(c => c.Name == "sleep");
         if (isTriage && request.Contains("[stuck]", StringComparison.Ordinal)) await Task.Delay(Timeout.Infinite, cancellationToken);
+        var firstTurn = !list.SelectMany(m => m.Contents).OfType<FunctionResultContent>().Any();
+        if (request.Contains("[stall]", StringComparison.Ordinal) && firstTurn) await Task.Delay(TimeSpan.FromSeconds(1.5), cancellationToken);
         if (isTriage && request.Contains("[slow]", StringComparison.Ordinal) && !calledSleep)
         {
             yield return new ChatResponseUpdate(ChatRole.Assistant, [new FunctionCallContent("call_sleep", "sleep", new Dictionary<string, object?> { ["seconds"] = 10 })]);
