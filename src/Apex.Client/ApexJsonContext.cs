@@ -30,6 +30,10 @@ namespace Apex.Client;
 [JsonSerializable(typeof(Page<ThreadDto>))]
 [JsonSerializable(typeof(Page<MessageDto>))]
 [JsonSerializable(typeof(Page<RunDto>))]
+[JsonSerializable(typeof(WorkloadReport))]
+[JsonSerializable(typeof(WorkloadSummaryDto))]
+[JsonSerializable(typeof(SampleWorkloadRequest))]
+[JsonSerializable(typeof(Page<ToolUsageDto>))]
 [JsonSerializable(typeof(JsonElement))]
 [JsonSerializable(typeof(Dictionary<string, object?>))]
 public sealed partial class ApexJsonContext : JsonSerializerContext;

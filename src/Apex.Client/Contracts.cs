@@ -57,3 +57,16 @@ public static class QueueStrategies
     /// <summary>Whether a value names a strategy.</summary>
     public static bool IsValid(string? value) => value is Enqueue or Reject or Interrupt;
 }
+
+/// <summary>One rejected row of an upload.</summary>
+public sealed record RowErrorDto(int Line, string Reason);
+/// <summary>The validation report of a workload upload.</summary>
+public sealed record WorkloadReport(string BatchId, string Format, int RowsAccepted, int RowsRejected, IReadOnlyList<RowErrorDto> Errors,
+    int RowsPricedFromTable, IReadOnlyList<string> UnpricedModels);
+/// <summary>Body of <c>POST /api/workloads/sample</c>.</summary>
+public sealed record SampleWorkloadRequest(int? Days = null, int? CallsPerDay = null, int? Seed = null);
+/// <summary>One entry of the user's tool usage log.</summary>
+public sealed record ToolUsageDto(string Id, string RunId, string Tool, string Status, double DurationMs, DateTimeOffset CreatedAt);
+/// <summary>What the user's stored workload data holds.</summary>
+public sealed record WorkloadSummaryDto(long Calls, long Errors, long PromptTokens, long CompletionTokens, double TotalCostUsd,
+    DateTimeOffset? FirstCall, DateTimeOffset? LastCall, IReadOnlyList<string> Models);

@@ -3,6 +3,7 @@ using Apex.Server.Hosting;
 using Apex.Server.Runs;
 using Apex.Server.Streaming;
 using Apex.Server.Threads;
+using Apex.Server.Workloads;
 
 var builder = WebApplication.CreateBuilder(args);
 builder.AddApexHosting();
@@ -19,6 +20,7 @@ app.MapHealthEndpoints();
 app.MapAuthEndpoints();
 app.MapThreadEndpoints();
 app.MapRunEndpoints();
+app.MapWorkloadEndpoints();
 app.MapStreamingEndpoints();
 app.MapOpenApi();
 

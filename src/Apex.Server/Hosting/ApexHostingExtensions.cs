@@ -98,7 +98,16 @@ internal static partial class ApexHostingExtensions
         services.TryAddSingleton<IChatClient>(sp => new LoggingChatClient(
             new BuiltInChatClient(sp.GetRequiredService<IOptions<LlmOptions>>().Value.BuiltInDelay, sp.GetRequiredService<TimeProvider>()),
             sp.GetRequiredService<ILogger<LoggingChatClient>>()));
-        return new ApexRuntimeBuilder(services).AddTool<WorkloadSummaryTool>();
+        services.AddOptions<Workloads.WorkloadOptions>().BindConfiguration(Workloads.WorkloadOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        return new ApexRuntimeBuilder(services)
+            .AddTool<WorkloadSummaryTool>()
+            .AddTool<CostBreakdownTool>()
+            .AddTool<LatencyProfileTool>()
+            .AddTool<ErrorAnalysisTool>()
+            .AddTool<RepeatedPromptsTool>()
+            .AddTool<TokenEfficiencyTool>()
+            .AddTool<RoutingWhatIfTool>()
+            .AddTool<AnomaliesTool>();
     }
 
     public static IServiceCollection AddApexStreaming(this IServiceCollection services)

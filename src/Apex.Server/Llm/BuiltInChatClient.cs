@@ -38,9 +38,10 @@ internal sealed partial class BuiltInChatClient(TimeSpan delay, TimeProvider tim
         var offered = options?.Tools?.OfType<AIFunctionDeclaration>().Select(t => t.Name).ToList() ?? [];
 
         await PauseAsync(cancellationToken);
-        if (calls.Count == 0 && offered.Count > 0)
+        var planned = calls.Count == 0 ? BuiltInAgents.PlanToolCalls(offered, brief) : [];
+        if (planned.Count > 0)
         {
-            var requested = offered.Select((name, i) => (AIContent)new FunctionCallContent($"call_{agent}_{i}", name, ArgumentsFor(name, brief))).ToList();
+            var requested = planned.Select((call, i) => (AIContent)new FunctionCallContent($"call_{agent}_{i}", call.Tool, call.Arguments)).ToList();
             yield return new ChatResponseUpdate(ChatRole.Assistant, requested) { ModelId = ModelId, FinishReason = ChatFinishReason.ToolCalls };
             yield break;
         }
@@ -77,10 +78,6 @@ internal sealed partial class BuiltInChatClient(TimeSpan delay, TimeProvider tim
     public void Dispose()
     {
     }
-
-    /// <summary>Arguments the built-in model chooses for a tool, from the brief (e.g. the routing what-if's models).</summary>
-    private static Dictionary<string, object?> ArgumentsFor(string tool, JsonElement brief) =>
-        BuiltInAgents.ArgumentsFor(tool, brief) ?? [];
 
     private static IReadOnlyDictionary<string, JsonElement> Results(JsonElement brief) =>
         brief.Get("results") is { ValueKind: JsonValueKind.Object } r ? r.EnumerateObject().ToDictionary(p => p.Name, p => p.Value) : new Dictionary<string, JsonElement>();

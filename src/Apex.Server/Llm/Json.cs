@@ -13,6 +13,10 @@ internal static class JsonRead
 
     public static string? Text(this JsonElement element, string name) => ((JsonElement?)element).Text(name);
 
+    public static double Number(this JsonElement element, string name, double fallback = 0) => ((JsonElement?)element).Number(name, fallback);
+
+    public static IEnumerable<JsonElement> Items(this JsonElement element, string name) => ((JsonElement?)element).Items(name);
+
     public static double Number(this JsonElement? element, string name, double fallback = 0) =>
         element.Get(name) is { ValueKind: JsonValueKind.Number } n ? n.GetDouble() : fallback;
 

@@ -43,10 +43,11 @@ internal static class ReportWriter
             {
                 JsonElement? s = strategy;
                 md.AppendLine($"- **{s.Text("name")}**: about **${JsonRead.Money(s.Number("projected_monthly_savings_usd"))}/month**. {s.Text("description")} " +
-                              $"Trade-off: {s.Text("trade_offs") ?? "none noted"}.");
+                              $"Trade-off: {(s.Text("trade_offs") ?? "none noted").TrimEnd('.')}.");
             }
             md.AppendLine();
             md.AppendLine($"Total projected savings: **${JsonRead.Money(optimization.Number("total_projected_monthly_savings_usd"))}/month**.").AppendLine();
+            foreach (var note in optimization.Items("notes")) md.AppendLine($"> {note.GetString()}").AppendLine();
         }
 
         if (actions is not null)

@@ -60,4 +60,17 @@ internal interface IApexStore
     Task RecordToolUsageAsync(ToolUsageRecord usage, CancellationToken cancellationToken);
     Task<long> CountWorkloadCallsAsync(string userId, CancellationToken cancellationToken);
     Task<WorkloadSummary> GetWorkloadSummaryAsync(string userId, CancellationToken cancellationToken);
+    Task<IReadOnlyList<ToolUsageRecord>> ListToolUsageAsync(string userId, int limit, string? beforeId, CancellationToken cancellationToken);
+
+    // Workload data: every query below reads only the named user's rows
+    /// <summary>Imports an upload in one transaction, optionally replacing the user's earlier data in the same transaction.</summary>
+    Task InsertWorkloadCallsAsync(string userId, IReadOnlyList<WorkloadCall> calls, bool replaceExisting, CancellationToken cancellationToken);
+    Task<int> DeleteWorkloadAsync(string userId, CancellationToken cancellationToken);
+    Task<IReadOnlyList<ModelStats>> GetModelStatsAsync(string userId, CancellationToken cancellationToken);
+    /// <summary>Cost per group; <paramref name="groupBy"/> is model, day, feature or team.</summary>
+    Task<IReadOnlyList<CostGroup>> GetCostBreakdownAsync(string userId, string groupBy, CancellationToken cancellationToken);
+    Task<IReadOnlyDictionary<string, double[]>> GetLatenciesByModelAsync(string userId, CancellationToken cancellationToken);
+    Task<IReadOnlyList<(string Model, string Status, long Calls)>> GetErrorCountsAsync(string userId, CancellationToken cancellationToken);
+    Task<IReadOnlyList<RepeatedPrompt>> GetRepeatedPromptsAsync(string userId, CancellationToken cancellationToken);
+    Task<IReadOnlyList<HourlyCost>> GetHourlyCostAsync(string userId, CancellationToken cancellationToken);
 }

@@ -30,8 +30,19 @@ internal enum SubmitOutcome { Queued, ThreadBusy, QueueFull }
 
 internal sealed record SubmitResult(SubmitOutcome Outcome, int Position, IReadOnlyList<string> ActiveRunIds);
 
-internal sealed record WorkloadSummary(long Calls, long Errors, long PromptTokens, long CompletionTokens, double AvgLatencyMs,
+internal sealed record WorkloadSummary(long Calls, long Errors, long PromptTokens, long CompletionTokens, double AvgLatencyMs, double Cost,
     DateTimeOffset? First, DateTimeOffset? Last, IReadOnlyList<string> Models);
 
 /// <summary>An event to append; a terminal one names the run status it requires (queued or running).</summary>
 internal sealed record EventAppend(Apex.Client.ApexEvent Event, string? ExpectedRunStatus = null);
+
+internal sealed record WorkloadCall(string Id, string UserId, string BatchId, DateTimeOffset Timestamp, string Provider, string Model,
+    long PromptTokens, long CompletionTokens, double LatencyMs, string Status, double? Cost, string? PromptHash, string? Feature, string? Team);
+
+internal sealed record ModelStats(string Model, string Provider, long Calls, long Errors, long PromptTokens, long CompletionTokens, double Cost, double AvgLatencyMs);
+
+internal sealed record CostGroup(string Key, long Calls, double Cost);
+
+internal sealed record RepeatedPrompt(string PromptHash, string Model, long Calls, double Cost, double FirstCallCost);
+
+internal sealed record HourlyCost(DateTimeOffset Hour, long Calls, double Cost);

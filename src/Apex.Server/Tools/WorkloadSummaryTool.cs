@@ -18,7 +18,7 @@ internal sealed class WorkloadSummaryTool(IApexStore store) : IApexTool
     public async Task<JsonElement> InvokeAsync(UserExecutionContext context, JsonElement arguments, CancellationToken cancellationToken)
     {
         var s = await store.GetWorkloadSummaryAsync(context.UserId, cancellationToken);
-        var days = s.First is { } first && s.Last is { } last ? Math.Round((last - first).TotalDays, 2) : 0;
+        var days = s.First is { } first && s.Last is { } last ? (last - first).TotalDays : 0;
         return JsonSerializer.SerializeToElement(new Dictionary<string, object?>
         {
             ["calls"] = s.Calls,
@@ -27,10 +27,12 @@ internal sealed class WorkloadSummaryTool(IApexStore store) : IApexTool
             ["prompt_tokens"] = s.PromptTokens,
             ["completion_tokens"] = s.CompletionTokens,
             ["avg_latency_ms"] = Math.Round(s.AvgLatencyMs, 1),
+            ["total_cost_usd"] = Math.Round(s.Cost, 2),
+            ["monthly_cost_usd"] = Math.Round(s.Cost * 30 / Math.Max(1, days), 2),
             ["models"] = s.Models,
             ["first_call"] = s.First,
             ["last_call"] = s.Last,
-            ["days_covered"] = days,
+            ["days_covered"] = Math.Round(days, 2),
         }, ToolJson.Options);
     }
 }
