@@ -23,6 +23,13 @@ internal sealed class ExecutionEngineFactory(IApexStore store, EventLog log, Too
         var run = await store.ClaimNextRunAsync(node.Id, options.MaxActiveRunsPerUser, now, now + options.RunLease, cancellationToken);
         if (run is null) return null;
         var tier = (await store.GetUserAsync(run.UserId, cancellationToken))?.Tier ?? Tiers.Free;
+        return Create(run, tier, now);
+    }
+
+    /// <summary>Wires one claimed run: its context, event writer, tool dispatcher, agent runner and engine.</summary>
+    internal ExecutionEngine Create(RunRecord run, string tier, DateTimeOffset now)
+    {
+        var options = limits.Value;
         var control = new RunControl(options.RunTimeout, time);
         var context = UserExecutionContext.Create(run.UserId, run.ThreadId, run.Id, tier, now, control.Token);
         var events = new RunEvents(context, log);

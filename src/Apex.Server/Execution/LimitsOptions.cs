@@ -19,6 +19,8 @@ internal sealed class LimitsOptions
     [Range(1, 100_000)] public int MaxMessageChars { get; set; } = 4000;
     [Range(1, 100_000)] public int MessagesPerMinutePerUser { get; set; } = 120;
     [Range(1, 100)] public int MaxModelTurnsPerAgent { get; set; } = 8;
+    /// <summary>Sign-in requests (register, login, refresh) per client address per minute.</summary>
+    [Range(1, 1_000_000)] public int AuthRequestsPerMinutePerAddress { get; set; } = 300;
 
     public TimeSpan ToolTimeout { get; set; } = TimeSpan.FromSeconds(30);
     public TimeSpan AgentTimeout { get; set; } = TimeSpan.FromMinutes(2);

@@ -44,7 +44,11 @@ internal static partial class ApexHostingExtensions
             o.RejectionStatusCode = StatusCodes.Status429TooManyRequests;
             o.AddPolicy(RateLimits.Auth, context => System.Threading.RateLimiting.RateLimitPartition.GetFixedWindowLimiter(
                 context.Connection.RemoteIpAddress?.ToString() ?? "unknown",
-                _ => new System.Threading.RateLimiting.FixedWindowRateLimiterOptions { PermitLimit = 300, Window = TimeSpan.FromMinutes(1) }));
+                _ => new System.Threading.RateLimiting.FixedWindowRateLimiterOptions
+                {
+                    PermitLimit = context.RequestServices.GetRequiredService<IOptions<LimitsOptions>>().Value.AuthRequestsPerMinutePerAddress,
+                    Window = TimeSpan.FromMinutes(1),
+                }));
         });
         services.AddHealthChecks();
         return builder;

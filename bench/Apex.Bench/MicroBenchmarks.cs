@@ -1,0 +1,134 @@
+using System.Text.Json;
+using Apex.Client;
+using Apex.Server.Agents;
+using Apex.Server.Execution;
+using Apex.Server.Hosting;
+using Apex.Server.Llm;
+using Apex.Server.Storage;
+using Apex.Server.Streaming;
+using Apex.Server.Tools;
+using BenchmarkDotNet.Attributes;
+using Microsoft.Extensions.AI;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+
+namespace Apex.Bench;
+
+/// <summary>The server's own parts, wired by hand as the DI container would, on a throwaway SQLite file.</summary>
+internal sealed class Rig : IAsyncDisposable
+{
+    public Rig()
+    {
+        Path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"apex-bench-{Guid.NewGuid():N}.db");
+        Database = new SqliteDatabase(Path);
+        Migrations.ApplyAsync(Database, CancellationToken.None).GetAwaiter().GetResult();
+        Store = new SqlApexStore(Database);
+        Ids = new IdGenerator(TimeProvider.System);
+        Log = new EventLog(Store, new EventBus(), Ids, TimeProvider.System, NullLogger<EventLog>.Instance);
+        Log.StartAsync(CancellationToken.None).GetAwaiter().GetResult();
+        Tools = new ToolRegistry([new WorkloadSummaryTool(Store)]);
+        Factory = new ExecutionEngineFactory(Store, Log, Tools, new AgentRegistry(AgentTeam.Default()), new BuiltInChatClient(TimeSpan.Zero, TimeProvider.System),
+            Ids, TimeProvider.System, Options.Create(new LimitsOptions()), new NodeIdentity(), NullLoggerFactory.Instance);
+        var now = DateTimeOffset.UtcNow;
+        UserId = Ids.NewId();
+        Store.CreateUserAsync(new UserRecord(UserId, "bench@example.com", "BENCH@EXAMPLE.COM", "x", "bench", Tiers.Free, now, 0, null), CancellationToken.None).GetAwaiter().GetResult();
+        ThreadId = Ids.NewId();
+        Store.CreateThreadAsync(new ThreadRecord(ThreadId, UserId, "bench", QueueStrategies.Enqueue, 0, now, now), CancellationToken.None).GetAwaiter().GetResult();
+        Run = new RunRecord(Ids.NewId(), ThreadId, UserId, RunStatus.Running, QueueStrategies.Enqueue, Ids.NewId(), now, now, null, null, "bench", false);
+    }
+
+    public string Path { get; }
+    public Database Database { get; }
+    public SqlApexStore Store { get; }
+    public IdGenerator Ids { get; }
+    public EventLog Log { get; }
+    public ToolRegistry Tools { get; }
+    public ExecutionEngineFactory Factory { get; }
+    public string UserId { get; }
+    public string ThreadId { get; }
+    public RunRecord Run { get; }
+
+    public async ValueTask DisposeAsync()
+    {
+        await Log.StopAsync(CancellationToken.None);
+        await Database.DisposeAsync();
+        foreach (var suffix in new[] { "", "-wal", "-shm" }) File.Delete(Path + suffix);
+    }
+}
+
+[MemoryDiagnoser]
+public class ExecutionBenchmarks
+{
+    private Rig _rig = null!;
+
+    [GlobalSetup]
+    public void Setup() => _rig = new Rig();
+
+    [GlobalCleanup]
+    public void Cleanup() => _rig.DisposeAsync().AsTask().GetAwaiter().GetResult();
+
+    [Benchmark(Description = "UserExecutionContext.Create")]
+    public object CreateContext() =>
+        UserExecutionContext.Create(_rig.UserId, _rig.ThreadId, _rig.Run.Id, Tiers.Free, DateTimeOffset.UtcNow, CancellationToken.None);
+
+    [Benchmark(Description = "context + engine for a run")]
+    public object CreateEngine()
+    {
+        var engine = _rig.Factory.Create(_rig.Run, Tiers.Free, DateTimeOffset.UtcNow);
+        engine.Dispose();
+        return engine;
+    }
+}
+
+[MemoryDiagnoser]
+public class EventBenchmarks
+{
+    private readonly ApexEvent _event = new ToolCompleted(new ToolCompletedData("call_data_1", "cost_breakdown", "ok", 12.5,
+        JsonSerializer.SerializeToElement(new Dictionary<string, object?> { ["total_cost_usd"] = 27.75, ["groups"] = new[] { "gpt-4o", "gpt-4o-mini" } }, ToolJson.Options), null))
+    {
+        EventId = "01a2016f-a034-7000-a218-987a45311b7d", Seq = 17, ThreadId = "01a2016f-a296-7000-995b-8965ac0a208b", RunId = "01a2016f-a43e-7001-8edb-6587a6390d1d",
+        UserId = "01a2016f-a034-7000-a218-987a45311b7d", AgentName = "data", Timestamp = DateTimeOffset.UtcNow,
+    };
+    private Rig _rig = null!;
+
+    [GlobalSetup]
+    public void Setup() => _rig = new Rig();
+
+    [GlobalCleanup]
+    public void Cleanup() => _rig.DisposeAsync().AsTask().GetAwaiter().GetResult();
+
+    [Benchmark(Description = "serialize one event envelope")]
+    public byte[] Serialize() => JsonSerializer.SerializeToUtf8Bytes(_event, ApexJsonContext.Default.ApexEvent);
+
+    [Benchmark(Description = "append 1 event (one transaction)", OperationsPerInvoke = 1)]
+    public Task AppendOne() => _rig.Store.AppendEventsAsync([new EventAppend(_event with { ThreadId = _rig.ThreadId, UserId = _rig.UserId })], CancellationToken.None);
+
+    [Benchmark(Description = "append 64 events (one transaction), per event", OperationsPerInvoke = 64)]
+    public Task AppendBatch() => _rig.Store.AppendEventsAsync([.. Enumerable.Range(0, 64).Select(_ => new EventAppend(_event with { ThreadId = _rig.ThreadId, UserId = _rig.UserId }))], CancellationToken.None);
+
+    [Benchmark(Description = "event log append (batched writer, stored + published)")]
+    public Task AppendThroughLog() => _rig.Log.AppendAsync(_event with { EventId = null, ThreadId = _rig.ThreadId, UserId = _rig.UserId }, CancellationToken.None);
+}
+
+[MemoryDiagnoser]
+public class ToolBenchmarks
+{
+    private Rig _rig = null!;
+    private ToolDispatcher _dispatcher = null!;
+    private UserExecutionContext _context = null!;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _rig = new Rig();
+        _context = UserExecutionContext.Create(_rig.UserId, _rig.ThreadId, _rig.Run.Id, Tiers.Free, DateTimeOffset.UtcNow, CancellationToken.None);
+        _dispatcher = new ToolDispatcher(_rig.Tools, new RunEvents(_context, _rig.Log), _rig.Store, _rig.Ids, TimeProvider.System, new LimitsOptions(), NullLogger.Instance);
+    }
+
+    [GlobalCleanup]
+    public void Cleanup() => _rig.DisposeAsync().AsTask().GetAwaiter().GetResult();
+
+    [Benchmark(Description = "one tool call through the ToolDispatcher (2 events + usage row)")]
+    public Task<FunctionResultContent> CallTool() =>
+        _dispatcher.InvokeAsync(_context, AgentNames.Data, new FunctionCallContent("call_1", "workload_summary", new Dictionary<string, object?>()));
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Starts a Release server on a throwaway SQLite file (built-in model) and drives it with the load generator.
+# Usage: bench/run-load.sh [users] [messages] [idle sockets]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+users=${1:-100}; messages=${2:-5}; idle=${3:-0}
+port=5099
+dir=$(mktemp -d)
+dotnet build Apex.slnx -c Release --nologo -v quiet
+Apex__Storage__ConnectionString="$dir/apex.db" \
+Apex__Limits__MaxConnectionsPerUser=1000 \
+Apex__Limits__MaxActiveRunsPerUser=8 \
+Apex__Limits__AuthRequestsPerMinutePerAddress=100000 \
+Logging__LogLevel__Default=Warning \
+  dotnet src/Apex.Server/bin/Release/net10.0/Apex.Server.dll --urls "http://127.0.0.1:$port" &
+server=$!
+trap 'kill $server 2>/dev/null; rm -rf "$dir"' EXIT
+until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; do sleep 0.2; done
+dotnet bench/Apex.Bench/bin/Release/net10.0/Apex.Bench.dll load --url "http://127.0.0.1:$port/" \
+  --users "$users" --messages "$messages" --idle "$idle" --pid "$server" --seconds 600
