@@ -15,6 +15,11 @@ if ! command -v dotnet >/dev/null 2>&1; then
 fi
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
+# A throwaway PostgreSQL cluster for the store conformance and multi-node tests (installed when missing).
+source scripts/postgres.sh
+apex_pg_start
+trap apex_pg_stop EXIT
+
 dotnet build Apex.slnx -c Release --nologo -v quiet
 set +e
 dotnet test Apex.slnx -c Release --no-build --nologo \

@@ -22,13 +22,14 @@ internal sealed class Rig : IAsyncDisposable
         Path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"apex-bench-{Guid.NewGuid():N}.db");
         Database = new SqliteDatabase(Path);
         Migrations.ApplyAsync(Database, CancellationToken.None).GetAwaiter().GetResult();
-        Store = new SqlApexStore(Database);
+        var node = new NodeIdentity();
+        Store = new SqlApexStore(Database, node);
         Ids = new IdGenerator(TimeProvider.System);
         Log = new EventLog(Store, new EventBus(), Ids, TimeProvider.System, NullLogger<EventLog>.Instance);
         Log.StartAsync(CancellationToken.None).GetAwaiter().GetResult();
         Tools = new ToolRegistry([new WorkloadSummaryTool(Store)]);
         Factory = new ExecutionEngineFactory(Store, Log, Tools, new AgentRegistry(AgentTeam.Default()), new BuiltInChatClient(TimeSpan.Zero, TimeProvider.System),
-            Ids, TimeProvider.System, Options.Create(new LimitsOptions()), new NodeIdentity(), NullLoggerFactory.Instance);
+            Ids, TimeProvider.System, Options.Create(new LimitsOptions()), node, NullLoggerFactory.Instance);
         var now = DateTimeOffset.UtcNow;
         UserId = Ids.NewId();
         Store.CreateUserAsync(new UserRecord(UserId, "bench@example.com", "BENCH@EXAMPLE.COM", "x", "bench", Tiers.Free, now, 0, null), CancellationToken.None).GetAwaiter().GetResult();

@@ -24,8 +24,6 @@ public sealed class ApexApiException(HttpStatusCode status, string body)
 /// </summary>
 public sealed class ApexClient(HttpClient http) : IDisposable
 {
-    private static JsonSerializerOptions Json => ApexJsonContext.Default.Options;
-
     /// <summary>The underlying HTTP client; its <c>BaseAddress</c> is the server.</summary>
     public HttpClient Http { get; } = http;
 
@@ -94,12 +92,19 @@ public sealed class ApexClient(HttpClient http) : IDisposable
         return ticket!.Ticket;
     }
 
-    /// <summary>Opens <c>/ws</c> with a fresh ticket and waits for <c>connection_established</c>.</summary>
-    public async Task<ApexSocket> ConnectAsync(CancellationToken cancellationToken = default)
+    /// <summary>Uses tokens obtained elsewhere (another client, another node of the same cluster).</summary>
+    public void SignIn(TokenResponse tokens) => Tokens = tokens;
+
+    /// <summary>
+    /// Opens <c>/ws</c> with a fresh ticket and waits for <c>connection_established</c>. The socket goes to
+    /// <paramref name="socketServer"/> when given (any node of the cluster), else to this client's server.
+    /// </summary>
+    public async Task<ApexSocket> ConnectAsync(CancellationToken cancellationToken = default, Uri? socketServer = null)
     {
         var ticket = await GetWsTicketAsync(cancellationToken);
         var socket = new ClientWebSocket();
-        var uri = new UriBuilder(new Uri(Http.BaseAddress!, "ws")) { Scheme = Http.BaseAddress!.Scheme == "https" ? "wss" : "ws", Query = "ticket=" + Uri.EscapeDataString(ticket) }.Uri;
+        var server = socketServer ?? Http.BaseAddress!;
+        var uri = new UriBuilder(new Uri(server, "ws")) { Scheme = server.Scheme == "https" ? "wss" : "ws", Query = "ticket=" + Uri.EscapeDataString(ticket) }.Uri;
         await socket.ConnectAsync(uri, cancellationToken);
         var apex = new ApexSocket(socket);
         var first = await apex.ReceiveAsync(cancellationToken);
@@ -170,8 +175,6 @@ public sealed class ApexClient(HttpClient http) : IDisposable
         if (response.IsSuccessStatusCode) return;
         throw new ApexApiException(response.StatusCode, await response.Content.ReadAsStringAsync(cancellationToken));
     }
-
-    internal static JsonSerializerOptions SerializerOptions => Json;
 }
 
 /// <summary>One open <c>/ws</c> connection: send frames, receive events.</summary>

@@ -139,7 +139,7 @@ internal sealed class TokenService(IApexStore store, IdGenerator ids, TimeProvid
 
     private async Task<byte[]> LoadKeyAsync(CancellationToken cancellationToken)
     {
-        var secret = await store.GetOrCreateSigningKeyAsync(ids.NewId(), Convert.ToBase64String(RandomNumberGenerator.GetBytes(64)), time.GetUtcNow(), cancellationToken);
+        var secret = await store.GetOrCreateSigningKeyAsync(Convert.ToBase64String(RandomNumberGenerator.GetBytes(64)), time.GetUtcNow(), cancellationToken);
         return Convert.FromBase64String(secret);
     }
 

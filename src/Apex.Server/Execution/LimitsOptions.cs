@@ -12,7 +12,8 @@ internal sealed class LimitsOptions
     public const string Section = "Apex:Limits";
 
     [Range(1, 1000)] public int MaxActiveRunsPerUser { get; set; } = 4;
-    [Range(1, 10_000)] public int MaxConcurrentRunsPerNode { get; set; } = 256;
+    /// <summary>Runs this node executes at once; 0 makes it a node that serves clients and executes none.</summary>
+    [Range(0, 10_000)] public int MaxConcurrentRunsPerNode { get; set; } = 256;
     [Range(1, 1000)] public int MaxPendingRunsPerThread { get; set; } = 20;
     [Range(1, 100_000)] public int MaxConnectionsPerUser { get; set; } = 20;
     [Range(1024, 1024 * 1024)] public int MaxFrameBytes { get; set; } = 8 * 1024;

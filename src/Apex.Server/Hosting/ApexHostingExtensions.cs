@@ -63,7 +63,9 @@ internal static partial class ApexHostingExtensions
             return options.Provider switch
             {
                 "sqlite" => new SqliteDatabase(options.ConnectionString),
-                _ => throw new InvalidOperationException($"Storage provider '{options.Provider}' is not available in this build."),
+                "postgres" => new PostgresDatabase(options.ConnectionString
+                    ?? throw new InvalidOperationException("Apex:Storage:ConnectionString is required for the postgres provider.")),
+                _ => throw new InvalidOperationException($"Unknown storage provider '{options.Provider}'."),
             };
         });
         services.TryAddSingleton<IApexStore, SqlApexStore>();
@@ -117,6 +119,7 @@ internal static partial class ApexHostingExtensions
     public static IServiceCollection AddApexStreaming(this IServiceCollection services)
     {
         services.TryAddSingleton<ThreadFollower>();
+        services.AddHostedService<PostgresListener>();
         services.TryAddSingleton<ConnectionRegistry>();
         return services;
     }

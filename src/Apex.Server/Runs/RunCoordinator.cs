@@ -84,7 +84,7 @@ internal sealed class RunCoordinator(IApexStore store, EventLog log, RunWorker w
             if (RunStatus.IsFinished(run.Status)) return (run.Status == RunStatus.Cancelled ? CancelOutcome.AlreadyCancelled : CancelOutcome.AlreadyFinished, run);
         }
 
-        await store.RequestCancelAsync(user.Id, run.Id, cancellationToken);
+        await store.RequestCancelAsync(user.Id, run.Id, reason, cancellationToken);
         worker.TryCancelLocal(run.Id, reason);
         return (CancelOutcome.Cancelling, run);
     }

@@ -8,13 +8,19 @@ namespace Apex.Server.Runs;
 /// Ends runs whose node is gone (a crash, a restart, a lost node): every tool call and agent it
 /// left open is closed, then the run fails with the reason. No run stays <c>running</c>.
 /// </summary>
-internal sealed partial class RunRecovery(IApexStore store, EventLog log, TimeProvider time, ILogger<RunRecovery> logger)
+internal sealed partial class RunRecovery(IApexStore store, EventLog log, TimeProvider time, Execution.NodeIdentity node,
+    Microsoft.Extensions.Options.IOptions<Execution.LimitsOptions> limits, ILogger<RunRecovery> logger)
 {
     public async Task<int> RecoverOrphansAsync(bool all, string reason, CancellationToken cancellationToken)
     {
-        var orphans = await store.FindOrphanedRunsAsync(time.GetUtcNow(), all, cancellationToken);
+        var now = time.GetUtcNow();
+        var orphans = await store.FindOrphanedRunsAsync(now, all, cancellationToken);
+        var recovered = 0;
         foreach (var run in orphans)
         {
+            // Only one node recovers a run, and it holds the run's lease meanwhile.
+            if (!await store.TryTakeOverRunAsync(run.Id, node.Id, now, now + limits.Value.RunLease, ignoreLease: all, cancellationToken)) continue;
+            recovered++;
             var events = await store.ReadRunEventsAsync(run.UserId, run.Id, cancellationToken);
             if (events.Any(e => e.IsTerminal)) continue;
             var openTools = events.OfType<ToolExecuting>().Select(e => e.Data.CallId)
@@ -34,7 +40,7 @@ internal sealed partial class RunRecovery(IApexStore store, EventLog log, TimePr
             var terminal = await log.AppendAsync(Stamp(new RunFailed(new RunFailedData(reason, message)), null), RunStatus.Running, cancellationToken);
             if (terminal is not null) LogRecovered(logger, run.Id, reason);
         }
-        return orphans.Count;
+        return recovered;
     }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Run {RunId} ended as failed ({Reason})")]

@@ -34,7 +34,7 @@ internal sealed partial class RunWorker(ExecutionEngineFactory factory, RunRecov
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         // A single-node database has no other node that could still own a running run: every one left is from a previous process.
-        await recovery.RecoverOrphansAsync(all: !database.SupportsCluster, reason: "server_restart", stoppingToken);
+        await recovery.RecoverOrphansAsync(all: !database.SupportsCluster, reason: database.SupportsCluster ? "node_lost" : "server_restart", stoppingToken);
         using var heartbeat = new PeriodicTimer(limits.Value.HeartbeatInterval, time);
         var heartbeats = HeartbeatLoopAsync(heartbeat, stoppingToken);
         Wake();

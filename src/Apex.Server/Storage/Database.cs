@@ -24,5 +24,14 @@ internal abstract class Database : IAsyncDisposable
     /// <summary>Runs <paramref name="work"/> in one write transaction and commits it.</summary>
     public abstract Task<T> WriteAsync<T>(Func<DbConnection, DbTransaction, Task<T>> work, CancellationToken cancellationToken);
 
+    /// <summary>Tells the other nodes, on commit, that something changed; a no-op where there is only one node.</summary>
+    public virtual Task NotifyAsync(DbConnection connection, DbTransaction transaction, string channel, string payload, CancellationToken cancellationToken) =>
+        Task.CompletedTask;
+
+    /// <summary>Serializes schema migrations between nodes starting together.</summary>
+    public virtual Task LockMigrationsAsync(DbConnection connection, DbTransaction transaction, CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public virtual bool IsUniqueViolation(Exception exception) => false;
+
     public virtual ValueTask DisposeAsync() => ValueTask.CompletedTask;
 }

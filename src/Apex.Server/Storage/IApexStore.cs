@@ -21,7 +21,7 @@ internal interface IApexStore
     Task<SessionRecord?> GetSessionAsync(string userId, string sessionId, CancellationToken cancellationToken);
     Task<SessionRecord?> RotateRefreshTokenAsync(string oldHash, string newHash, DateTimeOffset newExpiry, DateTimeOffset now, CancellationToken cancellationToken);
     Task<bool> RevokeSessionAsync(string userId, string sessionId, DateTimeOffset now, CancellationToken cancellationToken);
-    Task<string> GetOrCreateSigningKeyAsync(string candidateId, string candidateSecret, DateTimeOffset now, CancellationToken cancellationToken);
+    Task<string> GetOrCreateSigningKeyAsync(string candidateSecret, DateTimeOffset now, CancellationToken cancellationToken);
     Task CreateTicketAsync(string ticketHash, string userId, string sessionId, DateTimeOffset expiresAt, CancellationToken cancellationToken);
     Task<(string UserId, string SessionId)?> ConsumeTicketAsync(string ticketHash, DateTimeOffset now, CancellationToken cancellationToken);
 
@@ -42,7 +42,9 @@ internal interface IApexStore
     Task<RunRecord?> ClaimNextRunAsync(string nodeId, int maxActivePerUser, DateTimeOffset now, DateTimeOffset leaseUntil, CancellationToken cancellationToken);
     Task<IReadOnlyList<string>> RenewLeasesAsync(string nodeId, IReadOnlyCollection<string> runIds, DateTimeOffset leaseUntil, CancellationToken cancellationToken);
     Task SaveRunResultsAsync(string userId, string runId, string results, CancellationToken cancellationToken);
-    Task<bool> RequestCancelAsync(string userId, string runId, CancellationToken cancellationToken);
+    Task<bool> RequestCancelAsync(string userId, string runId, string reason, CancellationToken cancellationToken);
+    /// <summary>Takes a running run over for recovery: only one node wins, and only once its lease expired (unless <paramref name="ignoreLease"/>).</summary>
+    Task<bool> TryTakeOverRunAsync(string runId, string nodeId, DateTimeOffset now, DateTimeOffset leaseUntil, bool ignoreLease, CancellationToken cancellationToken);
     Task<IReadOnlyList<RunRecord>> FindOrphanedRunsAsync(DateTimeOffset leaseExpiredBefore, bool all, CancellationToken cancellationToken);
 
     // Events

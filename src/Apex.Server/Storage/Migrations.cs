@@ -126,6 +126,7 @@ internal static class Migrations
         {
             var done = await database.WriteAsync(async (connection, transaction) =>
             {
+                await database.LockMigrationsAsync(connection, transaction, cancellationToken);
                 // Taken inside the write transaction so that two nodes starting together apply each migration once.
                 var current = await CurrentVersionAsync(connection, transaction, cancellationToken);
                 if (current >= version) return false;

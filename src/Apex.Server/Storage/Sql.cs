@@ -15,6 +15,8 @@ internal static class Sql
             var parameter = command.CreateParameter();
             parameter.ParameterName = name;
             parameter.Value = value ?? DBNull.Value;
+            // PostgreSQL cannot infer the type of a bare null (as in "@after IS NULL"); every nullable parameter here is text.
+            if (value is null) parameter.DbType = System.Data.DbType.String;
             command.Parameters.Add(parameter);
         }
         return command;

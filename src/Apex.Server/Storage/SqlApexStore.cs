@@ -8,8 +8,12 @@ namespace Apex.Server.Storage;
 /// The store on a relational database. The SQL is shared by SQLite and PostgreSQL; what differs
 /// (connections, write serialization, row locking) lives in <see cref="Database"/>.
 /// </summary>
-internal sealed class SqlApexStore(Database db) : IApexStore
+internal sealed class SqlApexStore(Database db, Execution.NodeIdentity node) : IApexStore
 {
+    public const string EventsChannel = "apex_events";
+    public const string RunsChannel = "apex_runs";
+    public const string CancelChannel = "apex_cancel";
+
     private const string UserColumns = "id, email, normalized_email, password_hash, display_name, tier, created_at, failed_logins, lockout_until";
     private const string ThreadColumns = "id, user_id, title, strategy, last_seq, created_at, updated_at";
     private const string MessageColumns = "id, thread_id, user_id, run_id, role, content, created_at";
@@ -67,14 +71,13 @@ internal sealed class SqlApexStore(Database db) : IApexStore
         db.WriteAsync(async (c, t) => await c.ExecuteAsync("UPDATE sessions SET revoked_at = @now WHERE id = @id AND user_id = @u AND revoked_at IS NULL",
             t, cancellationToken, ("@id", sessionId), ("@u", userId), ("@now", now.ToUnixMs())) == 1, cancellationToken);
 
-    public Task<string> GetOrCreateSigningKeyAsync(string candidateId, string candidateSecret, DateTimeOffset now, CancellationToken cancellationToken) =>
+    public Task<string> GetOrCreateSigningKeyAsync(string candidateSecret, DateTimeOffset now, CancellationToken cancellationToken) =>
         db.WriteAsync(async (c, t) =>
         {
-            var existing = await c.QuerySingleAsync("SELECT secret FROM signing_keys ORDER BY created_at, id LIMIT 1", t, r => r.GetString(0), cancellationToken);
-            if (existing is not null) return existing;
-            await c.ExecuteAsync("INSERT INTO signing_keys (id, secret, created_at) VALUES (@id, @s, @ca)", t, cancellationToken,
-                ("@id", candidateId), ("@s", candidateSecret), ("@ca", now.ToUnixMs()));
-            return candidateSecret;
+            // One well-known row: nodes starting together all insert-or-keep the same one, so they all sign with one key.
+            await c.ExecuteAsync("INSERT INTO signing_keys (id, secret, created_at) VALUES ('primary', @s, @ca) ON CONFLICT (id) DO NOTHING", t, cancellationToken,
+                ("@s", candidateSecret), ("@ca", now.ToUnixMs()));
+            return (await c.QuerySingleAsync("SELECT secret FROM signing_keys WHERE id = 'primary'", t, r => r.GetString(0), cancellationToken))!;
         }, cancellationToken);
 
     public Task CreateTicketAsync(string ticketHash, string userId, string sessionId, DateTimeOffset expiresAt, CancellationToken cancellationToken) =>
@@ -146,6 +149,7 @@ internal sealed class SqlApexStore(Database db) : IApexStore
             await InsertMessageAsync(c, t, message, cancellationToken);
             await c.ExecuteAsync($"INSERT INTO runs ({RunColumns}) VALUES (@id, @t, @u, 'queued', @s, @m, @ca, NULL, NULL, NULL, NULL, 0)", t, cancellationToken,
                 ("@id", run.Id), ("@t", run.ThreadId), ("@u", run.UserId), ("@s", run.Strategy), ("@m", run.MessageId), ("@ca", run.CreatedAt.ToUnixMs()));
+            await db.NotifyAsync(c, t, RunsChannel, node.Id, cancellationToken);
             return new SubmitResult(SubmitOutcome.Queued, active.Count, ids);
         }, cancellationToken);
 
@@ -156,7 +160,19 @@ internal sealed class SqlApexStore(Database db) : IApexStore
         await ReadAsync($"SELECT {RunColumns} FROM runs WHERE thread_id = @t AND user_id = @u AND (@after IS NULL OR id > @after) ORDER BY id LIMIT @limit",
             ReadRun, cancellationToken, ("@t", threadId), ("@u", userId), ("@after", afterId), ("@limit", limit));
 
-    public Task<RunRecord?> ClaimNextRunAsync(string nodeId, int maxActivePerUser, DateTimeOffset now, DateTimeOffset leaseUntil, CancellationToken cancellationToken) =>
+    public async Task<RunRecord?> ClaimNextRunAsync(string nodeId, int maxActivePerUser, DateTimeOffset now, DateTimeOffset leaseUntil, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await ClaimAsync(nodeId, maxActivePerUser, now, leaseUntil, cancellationToken);
+        }
+        catch (DbException ex) when (db.IsUniqueViolation(ex))
+        {
+            return null; // another node started a run of the same thread at the same moment: it is that node's
+        }
+    }
+
+    private Task<RunRecord?> ClaimAsync(string nodeId, int maxActivePerUser, DateTimeOffset now, DateTimeOffset leaseUntil, CancellationToken cancellationToken) =>
         db.WriteAsync((c, t) => c.QuerySingleAsync($"""
             UPDATE runs SET status = 'running', node_id = @node, started_at = @now, lease_until = @lease
             WHERE id = (
@@ -190,9 +206,20 @@ internal sealed class SqlApexStore(Database db) : IApexStore
         db.WriteAsync((c, t) => c.ExecuteAsync("UPDATE runs SET results = @r WHERE id = @id AND user_id = @u", t, cancellationToken,
             ("@r", results), ("@id", runId), ("@u", userId)), cancellationToken);
 
-    public Task<bool> RequestCancelAsync(string userId, string runId, CancellationToken cancellationToken) =>
-        db.WriteAsync(async (c, t) => await c.ExecuteAsync("UPDATE runs SET cancel_requested = 1 WHERE id = @id AND user_id = @u AND status = 'running'",
-            t, cancellationToken, ("@id", runId), ("@u", userId)) == 1, cancellationToken);
+    public Task<bool> RequestCancelAsync(string userId, string runId, string reason, CancellationToken cancellationToken) =>
+        db.WriteAsync(async (c, t) =>
+        {
+            var requested = await c.ExecuteAsync("UPDATE runs SET cancel_requested = 1 WHERE id = @id AND user_id = @u AND status = 'running'",
+                t, cancellationToken, ("@id", runId), ("@u", userId)) == 1;
+            if (requested) await db.NotifyAsync(c, t, CancelChannel, $"{runId}|{reason}", cancellationToken);
+            return requested;
+        }, cancellationToken);
+
+    public Task<bool> TryTakeOverRunAsync(string runId, string nodeId, DateTimeOffset now, DateTimeOffset leaseUntil, bool ignoreLease, CancellationToken cancellationToken) =>
+        db.WriteAsync(async (c, t) => await c.ExecuteAsync(
+            "UPDATE runs SET node_id = @node, lease_until = @lease WHERE id = @id AND status = 'running' AND (@ignore = 1 OR lease_until < @now)",
+            t, cancellationToken, ("@node", nodeId), ("@lease", leaseUntil.ToUnixMs()), ("@id", runId), ("@ignore", ignoreLease ? 1 : 0), ("@now", now.ToUnixMs())) == 1,
+            cancellationToken);
 
     public async Task<IReadOnlyList<RunRecord>> FindOrphanedRunsAsync(DateTimeOffset leaseExpiredBefore, bool all, CancellationToken cancellationToken) =>
         await ReadAsync($"SELECT {RunColumns} FROM runs WHERE status = 'running' AND (@all = 1 OR lease_until < @cutoff) ORDER BY id",
@@ -204,7 +231,10 @@ internal sealed class SqlApexStore(Database db) : IApexStore
         db.WriteAsync<IReadOnlyList<ApexEvent>>(async (c, t) =>
         {
             var stored = new List<ApexEvent>(events.Count);
-            foreach (var (evt, expectedStatus) in events)
+            var lastSeq = new Dictionary<string, long>();
+            var endedRuns = false;
+            // Threads in a fixed order, so that two nodes' batches take the thread row locks in the same order (no deadlock).
+            foreach (var (evt, expectedStatus) in events.GroupBy(e => e.Event.ThreadId!, StringComparer.Ordinal).OrderBy(g => g.Key, StringComparer.Ordinal).SelectMany(g => g))
             {
                 if (evt.IsTerminal && !await EndRunAsync(c, t, evt, expectedStatus ?? RunStatus.Running, cancellationToken)) continue;
                 // The thread row is the per-thread sequence: incrementing it in the same transaction as the insert keeps seq gapless.
@@ -216,7 +246,11 @@ internal sealed class SqlApexStore(Database db) : IApexStore
                     ("@t", stamped.ThreadId), ("@s", stamped.Seq), ("@u", stamped.UserId), ("@r", stamped.RunId), ("@ty", stamped.Type),
                     ("@p", JsonSerializer.Serialize(stamped, ApexJsonContext.Default.ApexEvent)), ("@ca", stamped.Timestamp.ToUnixMs()));
                 stored.Add(stamped);
+                lastSeq[stamped.ThreadId!] = stamped.Seq;
+                endedRuns |= stamped.IsTerminal;
             }
+            foreach (var (thread, seq) in lastSeq) await db.NotifyAsync(c, t, EventsChannel, $"{node.Id}|{thread}|{seq}", cancellationToken);
+            if (endedRuns) await db.NotifyAsync(c, t, RunsChannel, node.Id, cancellationToken);
             return stored;
         }, cancellationToken);
 
@@ -261,8 +295,8 @@ internal sealed class SqlApexStore(Database db) : IApexStore
     {
         await using var connection = await db.OpenAsync(cancellationToken);
         var totals = await connection.QuerySingleAsync("""
-            SELECT COUNT(*), COALESCE(SUM(CASE WHEN status <> 'ok' THEN 1 ELSE 0 END), 0), COALESCE(SUM(prompt_tokens), 0),
-                   COALESCE(SUM(completion_tokens), 0), COALESCE(AVG(latency_ms), 0), COALESCE(SUM(cost), 0), MIN(ts), MAX(ts)
+            SELECT COUNT(*), CAST(COALESCE(SUM(CASE WHEN status <> 'ok' THEN 1 ELSE 0 END), 0) AS BIGINT), CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT),
+                   CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT), COALESCE(AVG(latency_ms), 0), COALESCE(SUM(cost), 0), MIN(ts), MAX(ts)
             FROM workload_calls WHERE user_id = @u
             """, null, r => new WorkloadSummary(r.GetInt64(0), r.GetInt64(1), r.GetInt64(2), r.GetInt64(3), r.GetDouble(4), r.GetDouble(5), r.TimeOrNull(6), r.TimeOrNull(7), []),
             cancellationToken, ("@u", userId));
@@ -285,7 +319,7 @@ internal sealed class SqlApexStore(Database db) : IApexStore
                 INSERT INTO workload_calls (id, user_id, batch_id, ts, provider, model, prompt_tokens, completion_tokens, latency_ms, status, cost, prompt_hash, feature, team)
                 VALUES (@id, @u, @b, @ts, @p, @m, @pt, @ct, @l, @s, @c, @h, @f, @team)
                 """, t, ("@id", ""), ("@u", ""), ("@b", ""), ("@ts", 0L), ("@p", ""), ("@m", ""), ("@pt", 0L), ("@ct", 0L), ("@l", 0.0), ("@s", ""),
-                ("@c", null), ("@h", null), ("@f", null), ("@team", null));
+                ("@c", 0.0), ("@h", null), ("@f", null), ("@team", null));
             foreach (var call in calls)
             {
                 object?[] values = [call.Id, call.UserId, call.BatchId, call.Timestamp.ToUnixMs(), call.Provider, call.Model, call.PromptTokens, call.CompletionTokens,
@@ -301,7 +335,7 @@ internal sealed class SqlApexStore(Database db) : IApexStore
 
     public async Task<IReadOnlyList<ModelStats>> GetModelStatsAsync(string userId, CancellationToken cancellationToken) =>
         await ReadAsync("""
-            SELECT model, MIN(provider), COUNT(*), SUM(CASE WHEN status <> 'ok' THEN 1 ELSE 0 END), SUM(prompt_tokens), SUM(completion_tokens),
+            SELECT model, MIN(provider), COUNT(*), CAST(SUM(CASE WHEN status <> 'ok' THEN 1 ELSE 0 END) AS BIGINT), CAST(SUM(prompt_tokens) AS BIGINT), CAST(SUM(completion_tokens) AS BIGINT),
                    COALESCE(SUM(cost), 0), AVG(latency_ms)
             FROM workload_calls WHERE user_id = @u GROUP BY model ORDER BY COALESCE(SUM(cost), 0) DESC, model
             """, r => new ModelStats(r.GetString(0), r.GetString(1), r.GetInt64(2), r.GetInt64(3), r.GetInt64(4), r.GetInt64(5), r.GetDouble(6), r.GetDouble(7)),

@@ -27,6 +27,19 @@ internal sealed class EventBus
         foreach (var subscriber in subscribers) subscriber.Channel.Writer.TryWrite(evt);
     }
 
+    /// <summary>Events of the thread were stored elsewhere (another node): its followers read them from the store.</summary>
+    public void Wake(string threadId)
+    {
+        if (!_byThread.TryGetValue(threadId, out var subscribers)) return;
+        foreach (var subscriber in subscribers) subscriber.Channel.Writer.TryWrite(null);
+    }
+
+    /// <summary>Wakes every follower, e.g. after missing notifications while reconnecting.</summary>
+    public void WakeAll()
+    {
+        foreach (var thread in _byThread.Keys) Wake(thread);
+    }
+
     private void Remove(Subscription subscription)
     {
         while (_byThread.TryGetValue(subscription.ThreadId, out var list))
@@ -43,7 +56,8 @@ internal sealed class EventBus
     {
         public string ThreadId { get; } = threadId;
 
-        public Channel<ApexEvent> Channel { get; } = System.Threading.Channels.Channel.CreateBounded<ApexEvent>(
+        /// <summary>Live events; null means "new events are in the store".</summary>
+        public Channel<ApexEvent?> Channel { get; } = System.Threading.Channels.Channel.CreateBounded<ApexEvent?>(
             new BoundedChannelOptions(1024) { FullMode = BoundedChannelFullMode.DropOldest, SingleReader = true });
 
         public void Dispose() => bus.Remove(this);

@@ -35,6 +35,7 @@ internal sealed class ThreadFollower(IApexStore store, EventBus bus)
             {
                 while (subscription.Channel.Reader.TryRead(out var live))
                 {
+                    if (live is null) { gap = true; break; }
                     if (live.Seq <= cursor) continue;
                     if (live.Seq != cursor + 1 || live.UserId != userId) { gap = true; break; }
                     cursor = live.Seq;

@@ -21,6 +21,10 @@ public sealed class ServerProcess : IAsyncDisposable
 
     public Uri BaseAddress { get; }
 
+    public int ProcessId => _process.Id;
+
+    public bool HasExited => _process.HasExited;
+
     public static async Task<ServerProcess> StartAsync(string databasePath, Dictionary<string, string>? environment = null, CancellationToken cancellationToken = default)
     {
         var port = FreePort();

@@ -1,0 +1,66 @@
+using Apex.Server.Execution;
+using Apex.Server.Runs;
+using Apex.Server.Streaming;
+using Npgsql;
+
+namespace Apex.Server.Storage;
+
+/// <summary>
+/// One <c>LISTEN</c> connection per node: new events wake this node's followers of the thread,
+/// new or freed runs wake its worker, and cancellations reach the run wherever it executes.
+/// PostgreSQL alone does what other servers add Redis for.
+/// </summary>
+internal sealed partial class PostgresListener(Database database, EventBus bus, RunWorker worker, NodeIdentity node, TimeProvider time,
+    ILogger<PostgresListener> logger) : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        if (database is not PostgresDatabase postgres) return;
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await using var connection = postgres.CreateListenerConnection();
+                await connection.OpenAsync(stoppingToken);
+                connection.Notification += (_, e) => Handle(e.Channel, e.Payload);
+                await using (var listen = new NpgsqlCommand($"LISTEN {SqlApexStore.EventsChannel}; LISTEN {SqlApexStore.RunsChannel}; LISTEN {SqlApexStore.CancelChannel};", connection))
+                    await listen.ExecuteNonQueryAsync(stoppingToken);
+                // Whatever happened while not listening is in the store: look once.
+                bus.WakeAll();
+                worker.Wake();
+                while (true) await connection.WaitAsync(stoppingToken);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex)
+            {
+                LogListenFailed(logger, ex);
+                await Task.Delay(TimeSpan.FromSeconds(1), time, stoppingToken);
+            }
+        }
+    }
+
+    private void Handle(string channel, string payload)
+    {
+        switch (channel)
+        {
+            case SqlApexStore.EventsChannel:
+                var parts = payload.Split('|');
+                // This node's own appends were already published in-process.
+                if (parts.Length == 3 && parts[0] != node.Id) bus.Wake(parts[1]);
+                break;
+            case SqlApexStore.RunsChannel:
+                worker.Wake();
+                break;
+            case SqlApexStore.CancelChannel:
+                var cancel = payload.Split('|', 2);
+                worker.TryCancelLocal(cancel[0], cancel.Length == 2 ? cancel[1] : CancelReasons.User);
+                break;
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Listening for PostgreSQL notifications failed; retrying")]
+    private static partial void LogListenFailed(ILogger logger, Exception exception);
+}
