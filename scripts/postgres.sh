@@ -19,8 +19,9 @@ apex_pg_install() {
 
 apex_pg_free_port() {
   local port
+  # Below the kernel's ephemeral range, so that no client socket of the tests can hold it.
   for _ in $(seq 1 50); do
-    port=$((20000 + RANDOM % 30000))
+    port=$((15000 + RANDOM % 15000))
     if ! (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return 0; fi
   done
   return 1
@@ -39,8 +40,18 @@ apex_pg_start() {
     APEX_PG_RUN=(runuser -u postgres --)
   fi
   "${APEX_PG_RUN[@]}" "$bin/initdb" -D "$APEX_PG_DIR/data" -U apex --auth=trust -E UTF8 >/dev/null
-  "${APEX_PG_RUN[@]}" "$bin/pg_ctl" -D "$APEX_PG_DIR/data" -l "$APEX_PG_DIR/log" -w -t 60 \
-    -o "-p $APEX_PG_PORT -k $APEX_PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off -c synchronous_commit=off" start >/dev/null
+  local attempt
+  for attempt in 1 2 3 4 5; do
+    # fsync off: a throwaway cluster for tests, never for data anyone keeps.
+    if "${APEX_PG_RUN[@]}" "$bin/pg_ctl" -D "$APEX_PG_DIR/data" -l "$APEX_PG_DIR/log" -w -t 60 \
+      -o "-p $APEX_PG_PORT -k $APEX_PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off -c synchronous_commit=off" start >/dev/null; then
+      break
+    fi
+    if [ "$attempt" -eq 5 ]; then
+      echo "postgres.sh: PostgreSQL did not start:" >&2; tail -n 20 "$APEX_PG_DIR/log" >&2; rm -rf "$APEX_PG_DIR"; return 1
+    fi
+    APEX_PG_PORT=$(apex_pg_free_port)
+  done
   export APEX_TEST_POSTGRES="Host=127.0.0.1;Port=$APEX_PG_PORT;Username=apex;Database=postgres;Pooling=true;Maximum Pool Size=40"
   echo "postgres.sh: PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$APEX_PG_PORT" >&2
 }

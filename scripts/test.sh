@@ -17,8 +17,8 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
 # A throwaway PostgreSQL cluster for the store conformance and multi-node tests (installed when missing).
 source scripts/postgres.sh
-apex_pg_start
 trap apex_pg_stop EXIT
+apex_pg_start
 
 dotnet build Apex.slnx -c Release --nologo -v quiet
 set +e

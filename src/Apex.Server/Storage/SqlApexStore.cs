@@ -233,18 +233,24 @@ internal sealed class SqlApexStore(Database db, Execution.NodeIdentity node) : I
             var stored = new List<ApexEvent>(events.Count);
             var lastSeq = new Dictionary<string, long>();
             var endedRuns = false;
+            // Two statements, prepared once per batch and rebound per event.
+            await using var next = c.Command("UPDATE threads SET last_seq = last_seq + 1 WHERE id = @t AND user_id = @u RETURNING last_seq", t, ("@t", ""), ("@u", ""));
+            await using var insert = c.Command("INSERT INTO events (thread_id, seq, user_id, run_id, type, payload, created_at) VALUES (@t, @s, @u, @r, @ty, @p, @ca)", t,
+                ("@t", ""), ("@s", 0L), ("@u", ""), ("@r", ""), ("@ty", ""), ("@p", ""), ("@ca", 0L));
             // Threads in a fixed order, so that two nodes' batches take the thread row locks in the same order (no deadlock).
             foreach (var (evt, expectedStatus) in events.GroupBy(e => e.Event.ThreadId!, StringComparer.Ordinal).OrderBy(g => g.Key, StringComparer.Ordinal).SelectMany(g => g))
             {
                 if (evt.IsTerminal && !await EndRunAsync(c, t, evt, expectedStatus ?? RunStatus.Running, cancellationToken)) continue;
                 // The thread row is the per-thread sequence: incrementing it in the same transaction as the insert keeps seq gapless.
-                var seq = await c.ScalarAsync("UPDATE threads SET last_seq = last_seq + 1 WHERE id = @t AND user_id = @u RETURNING last_seq", t, cancellationToken,
-                    ("@t", evt.ThreadId), ("@u", evt.UserId));
-                if (seq is null) continue; // the thread was deleted under a running run: nothing left to append to
-                var stamped = evt with { Seq = seq.Value };
-                await c.ExecuteAsync("INSERT INTO events (thread_id, seq, user_id, run_id, type, payload, created_at) VALUES (@t, @s, @u, @r, @ty, @p, @ca)", t, cancellationToken,
-                    ("@t", stamped.ThreadId), ("@s", stamped.Seq), ("@u", stamped.UserId), ("@r", stamped.RunId), ("@ty", stamped.Type),
-                    ("@p", JsonSerializer.Serialize(stamped, ApexJsonContext.Default.ApexEvent)), ("@ca", stamped.Timestamp.ToUnixMs()));
+                next.Parameters[0].Value = evt.ThreadId;
+                next.Parameters[1].Value = evt.UserId;
+                var seq = await next.ExecuteScalarAsync(cancellationToken);
+                if (seq is null or DBNull) continue; // the thread was deleted under a running run: nothing left to append to
+                var stamped = evt with { Seq = Convert.ToInt64(seq, System.Globalization.CultureInfo.InvariantCulture) };
+                object?[] values = [stamped.ThreadId, stamped.Seq, stamped.UserId, stamped.RunId, stamped.Type,
+                    JsonSerializer.Serialize(stamped, ApexJsonContext.Default.ApexEvent), stamped.Timestamp.ToUnixMs()];
+                for (var i = 0; i < values.Length; i++) insert.Parameters[i].Value = values[i] ?? DBNull.Value;
+                await insert.ExecuteNonQueryAsync(cancellationToken);
                 stored.Add(stamped);
                 lastSeq[stamped.ThreadId!] = stamped.Seq;
                 endedRuns |= stamped.IsTerminal;

@@ -12,6 +12,7 @@ internal sealed class SqliteDatabase : Database
     private readonly string _connectionString;
     private readonly string _path;
     private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private SqliteConnection? _writer;
 
     public SqliteDatabase(string? configured)
     {
@@ -33,27 +34,38 @@ internal sealed class SqliteDatabase : Database
 
     public override string Describe() => _path;
 
+    /// <summary>A pooled connection for reading: in WAL mode readers never wait for the writer.</summary>
     public override async ValueTask<DbConnection> OpenAsync(CancellationToken cancellationToken)
     {
         var connection = new SqliteConnection(_connectionString);
         await connection.OpenAsync(cancellationToken);
-        await using var pragma = connection.CreateCommand();
-        // synchronous=NORMAL is durable in WAL mode across process crashes (only a power loss can drop the last commits).
-        pragma.CommandText = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;";
-        await pragma.ExecuteNonQueryAsync(cancellationToken);
         return connection;
     }
 
+    /// <summary>
+    /// Writes go through one long-lived connection, one at a time: SQLite has a single writer anyway,
+    /// and this saves opening and configuring a connection per transaction.
+    /// </summary>
     public override async Task<T> WriteAsync<T>(Func<DbConnection, DbTransaction, Task<T>> work, CancellationToken cancellationToken)
     {
         await _writeLock.WaitAsync(cancellationToken);
         try
         {
-            await using var connection = await OpenAsync(cancellationToken);
+            var connection = _writer ??= await OpenWriterAsync(cancellationToken);
             await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
             var result = await work(connection, transaction);
             await transaction.CommitAsync(cancellationToken);
             return result;
+        }
+        catch (SqliteException)
+        {
+            // A broken connection is replaced on the next write.
+            if (_writer is { } broken && broken.State != System.Data.ConnectionState.Open)
+            {
+                await broken.DisposeAsync();
+                _writer = null;
+            }
+            throw;
         }
         finally
         {
@@ -61,10 +73,22 @@ internal sealed class SqliteDatabase : Database
         }
     }
 
-    public override ValueTask DisposeAsync()
+    private async Task<SqliteConnection> OpenWriterAsync(CancellationToken cancellationToken)
     {
+        var connection = new SqliteConnection(_connectionString);
+        await connection.OpenAsync(cancellationToken);
+        await using var pragma = connection.CreateCommand();
+        // WAL lets readers run beside the writer; synchronous=NORMAL is durable across process crashes in WAL mode
+        // (only a power loss can drop the last commits).
+        pragma.CommandText = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;";
+        await pragma.ExecuteNonQueryAsync(cancellationToken);
+        return connection;
+    }
+
+    public override async ValueTask DisposeAsync()
+    {
+        if (_writer is not null) await _writer.DisposeAsync();
         SqliteConnection.ClearAllPools();
         _writeLock.Dispose();
-        return ValueTask.CompletedTask;
     }
 }

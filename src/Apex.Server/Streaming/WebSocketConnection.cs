@@ -48,15 +48,22 @@ internal sealed partial class WebSocketConnection(WebSocket socket, CurrentUser 
 
     private async Task ReceiveLoopAsync(CancellationToken cancellationToken)
     {
-        var buffer = ArrayPool<byte>.Shared.Rent(limits.MaxFrameBytes + 1);
-        try
+        while (socket.State == WebSocketState.Open)
         {
-            while (socket.State == WebSocketState.Open)
+            // Wait for the next frame without holding a buffer: an idle socket costs no receive memory.
+            var waiting = await socket.ReceiveAsync(Memory<byte>.Empty, cancellationToken);
+            if (waiting.MessageType == WebSocketMessageType.Close)
+            {
+                await socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, "bye", cancellationToken);
+                return;
+            }
+            var buffer = ArrayPool<byte>.Shared.Rent(limits.MaxFrameBytes + 1);
+            try
             {
                 var length = 0;
                 var tooLarge = false;
-                ValueWebSocketReceiveResult result;
-                do
+                var result = waiting;
+                while (!result.EndOfMessage)
                 {
                     // Once over the limit, keep reading into the start of the buffer only to discard the rest of the frame.
                     var target = tooLarge ? buffer.AsMemory(0, buffer.Length) : buffer.AsMemory(length, buffer.Length - length);
@@ -71,16 +78,16 @@ internal sealed partial class WebSocketConnection(WebSocket socket, CurrentUser 
                         length += result.Count;
                         if (length > limits.MaxFrameBytes) tooLarge = true;
                     }
-                } while (!result.EndOfMessage);
+                }
 
                 if (tooLarge) await Error("frame_too_large", $"Frames are limited to {limits.MaxFrameBytes} bytes.", cancellationToken);
                 else if (result.MessageType != WebSocketMessageType.Text) await Error("bad_json", "Frames must be JSON text.", cancellationToken);
                 else await HandleFrameAsync(buffer.AsMemory(0, length), cancellationToken);
             }
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+            }
         }
     }
 
