@@ -133,3 +133,27 @@ public class ToolBenchmarks
     public Task<FunctionResultContent> CallTool() =>
         _dispatcher.InvokeAsync(_context, AgentNames.Data, new FunctionCallContent("call_1", "workload_summary", new Dictionary<string, object?>()));
 }
+
+/// <summary>One whole run of the team, in process: claim, every agent and tool, every event stored and published.</summary>
+[MemoryDiagnoser]
+public class RunBenchmarks
+{
+    private Rig _rig = null!;
+
+    [GlobalSetup]
+    public void Setup() => _rig = new Rig();
+
+    [GlobalCleanup]
+    public void Cleanup() => _rig.DisposeAsync().AsTask().GetAwaiter().GetResult();
+
+    [Benchmark(Description = "one complete run (no data: triage, data_helper, reporting)")]
+    public async Task CompleteRun()
+    {
+        var now = DateTimeOffset.UtcNow;
+        var message = new MessageRecord(_rig.Ids.NewId(), _rig.ThreadId, _rig.UserId, null, "user", "How can I cut my LLM cost?", now);
+        var run = new RunRecord(_rig.Ids.NewId(), _rig.ThreadId, _rig.UserId, RunStatus.Queued, QueueStrategies.Enqueue, message.Id, now, null, null, null, null, false);
+        await _rig.Store.SubmitRunAsync(message with { RunId = run.Id }, run, 1000, CancellationToken.None);
+        using var engine = (await _rig.Factory.ClaimNextAsync(CancellationToken.None))!;
+        await engine.RunAsync();
+    }
+}

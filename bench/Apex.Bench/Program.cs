@@ -26,6 +26,82 @@ internal static class BenchProgram
             return report.Lost + report.Duplicated + report.Foreign == 0 && !report.TimedOut ? 0 : 1;
         }
 
+        if (args.Length > 1 && args[0] == "probe")
+        {
+            await using var rig = new Rig();
+            var evt = new Apex.Client.AgentThinking(new Apex.Client.AgentThinkingData("x")) { EventId = "e", ThreadId = rig.ThreadId, UserId = rig.UserId, Timestamp = DateTimeOffset.UtcNow };
+            var probeClock = System.Diagnostics.Stopwatch.StartNew();
+            var cpuBefore = System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime;
+            for (var i = 0; i < 2000; i++)
+            {
+                switch (args[1])
+                {
+                    case "append": await rig.Store.AppendEventsAsync([new Apex.Server.Storage.EventAppend(evt)], CancellationToken.None); break;
+                    case "read": await rig.Store.GetThreadAsync(rig.UserId, rig.ThreadId, CancellationToken.None); break;
+                    case "log": await rig.Log.AppendAsync(evt with { EventId = null }, CancellationToken.None); break;
+                    case "write": await rig.Store.SaveRunResultsAsync(rig.UserId, "r", "{}", CancellationToken.None); break;
+                    case "update":
+                        await rig.Database.WriteAsync(async (c, t) =>
+                        {
+                            await using var command = c.CreateCommand();
+                            command.CommandText = $"UPDATE threads SET last_seq = last_seq + 1 WHERE id = '{rig.ThreadId}' AND user_id = '{rig.UserId}' RETURNING last_seq";
+                            return await command.ExecuteScalarAsync();
+                        }, CancellationToken.None);
+                        break;
+                    case "update-plain":
+                        await rig.Database.WriteAsync(async (c, t) =>
+                        {
+                            await using var command = c.CreateCommand();
+                            command.CommandText = $"UPDATE threads SET last_seq = last_seq + 1 WHERE id = '{rig.ThreadId}' AND user_id = '{rig.UserId}'";
+                            return await command.ExecuteNonQueryAsync();
+                        }, CancellationToken.None);
+                        break;
+                    case "insert":
+                        await rig.Database.WriteAsync(async (c, t) =>
+                        {
+                            await using var command = c.CreateCommand();
+                            command.CommandText = $"INSERT INTO events (thread_id, seq, user_id, run_id, type, payload, created_at) VALUES ('{rig.ThreadId}', {i + 1}, '{rig.UserId}', NULL, 'x', '{{}}', 0)";
+                            return await command.ExecuteNonQueryAsync();
+                        }, CancellationToken.None);
+                        break;
+                    case "tx": await rig.Database.WriteAsync((c, t) => Task.FromResult(0), CancellationToken.None); break;
+                    case "cmd":
+                        await using (var c = await rig.Database.OpenAsync(CancellationToken.None))
+                        await using (var command = c.CreateCommand())
+                        {
+                            command.CommandText = "UPDATE runs SET results = 'x' WHERE id = 'none'";
+                            await command.ExecuteNonQueryAsync();
+                        }
+                        break;
+                }
+            }
+            var cpu = System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime - cpuBefore;
+            GC.Collect();
+            Console.WriteLine($"{args[1]}: {probeClock.Elapsed.TotalMilliseconds * 1000 / 2000:0} µs wall, {cpu.TotalMilliseconds * 1000 / 2000:0} µs CPU per op; pending finalizers after a GC: {GC.GetGCMemoryInfo().FinalizationPendingCount}");
+            return 0;
+        }
+
+        if (args.Length > 1 && args[0] == "runs")
+        {
+            // Complete runs in a loop, in process: a steady target for a profiler.
+            var benchmark = new RunBenchmarks();
+            benchmark.Setup();
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            var count = int.Parse(args[1], CultureInfo.InvariantCulture);
+            for (var i = 0; i < count; i++)
+            {
+                await benchmark.CompleteRun();
+                if (Environment.GetEnvironmentVariable("APEX_BENCH_GC") is not null && i % 200 == 0)
+                {
+                    var info = GC.GetGCMemoryInfo();
+                    Console.WriteLine($"run {i}: gen0 {GC.CollectionCount(0)}, gen2 {GC.CollectionCount(2)}, pending finalizers {info.FinalizationPendingCount}, heap {info.HeapSizeBytes / 1024 / 1024} MB");
+                }
+            }
+            Console.WriteLine($"{count} runs in {clock.Elapsed.TotalSeconds:0.00} s, {clock.Elapsed.TotalMilliseconds / count:0.00} ms each, CPU {System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime.TotalMilliseconds / count:0.00} ms each");
+            benchmark.Cleanup();
+            return 0;
+        }
+
         BenchmarkSwitcher.FromAssembly(typeof(LoadGenerator).Assembly).Run(args.Length > 0 && args[0] == "micro" ? args[1..] : args);
         return 0;
     }

@@ -22,14 +22,15 @@ internal abstract class Database : IAsyncDisposable
     public abstract ValueTask<DbConnection> OpenAsync(CancellationToken cancellationToken);
 
     /// <summary>Runs <paramref name="work"/> in one write transaction and commits it.</summary>
-    public abstract Task<T> WriteAsync<T>(Func<DbConnection, DbTransaction, Task<T>> work, CancellationToken cancellationToken);
+    /// <remarks>The transaction passed to <paramref name="work"/> is null where the provider runs it in SQL (SQLite): commands simply run inside it.</remarks>
+    public abstract Task<T> WriteAsync<T>(Func<DbConnection, DbTransaction?, Task<T>> work, CancellationToken cancellationToken);
 
     /// <summary>Tells the other nodes, on commit, that something changed; a no-op where there is only one node.</summary>
-    public virtual Task NotifyAsync(DbConnection connection, DbTransaction transaction, string channel, string payload, CancellationToken cancellationToken) =>
+    public virtual Task NotifyAsync(DbConnection connection, DbTransaction? transaction, string channel, string payload, CancellationToken cancellationToken) =>
         Task.CompletedTask;
 
     /// <summary>Serializes schema migrations between nodes starting together.</summary>
-    public virtual Task LockMigrationsAsync(DbConnection connection, DbTransaction transaction, CancellationToken cancellationToken) => Task.CompletedTask;
+    public virtual Task LockMigrationsAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken) => Task.CompletedTask;
 
     public virtual bool IsUniqueViolation(Exception exception) => false;
 

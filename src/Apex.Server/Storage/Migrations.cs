@@ -113,6 +113,7 @@ internal static class Migrations
                 team TEXT NULL);
             CREATE INDEX ix_workload_user_ts ON workload_calls(user_id, ts);
             """),
+        (2, "runs by thread and status", "CREATE INDEX ix_runs_thread_status ON runs(thread_id, status, id)"),
     ];
 
     public static int Latest => All[^1].Version;

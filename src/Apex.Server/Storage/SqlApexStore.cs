@@ -260,7 +260,7 @@ internal sealed class SqlApexStore(Database db, Execution.NodeIdentity node) : I
             return stored;
         }, cancellationToken);
 
-    private static async Task<bool> EndRunAsync(DbConnection c, DbTransaction t, ApexEvent terminal, string expectedStatus, CancellationToken cancellationToken)
+    private static async Task<bool> EndRunAsync(DbConnection c, DbTransaction? t, ApexEvent terminal, string expectedStatus, CancellationToken cancellationToken)
     {
         var (status, error) = terminal switch
         {
@@ -388,7 +388,7 @@ internal sealed class SqlApexStore(Database db, Execution.NodeIdentity node) : I
 
     // ---- Helpers ----
 
-    private static Task<int> InsertMessageAsync(DbConnection c, DbTransaction t, MessageRecord m, CancellationToken cancellationToken) =>
+    private static Task<int> InsertMessageAsync(DbConnection c, DbTransaction? t, MessageRecord m, CancellationToken cancellationToken) =>
         c.ExecuteAsync($"INSERT INTO messages ({MessageColumns}) VALUES (@id, @t, @u, @r, @role, @content, @ca)", t, cancellationToken,
             ("@id", m.Id), ("@t", m.ThreadId), ("@u", m.UserId), ("@r", m.RunId), ("@role", m.Role), ("@content", m.Content), ("@ca", m.CreatedAt.ToUnixMs()));
 
