@@ -233,27 +233,35 @@ internal sealed class SqlApexStore(Database db, Execution.NodeIdentity node) : I
             var stored = new List<ApexEvent>(events.Count);
             var lastSeq = new Dictionary<string, long>();
             var endedRuns = false;
-            // Two statements, prepared once per batch and rebound per event.
-            await using var next = c.Command("UPDATE threads SET last_seq = last_seq + 1 WHERE id = @t AND user_id = @u RETURNING last_seq", t, ("@t", ""), ("@u", ""));
-            await using var insert = c.Command("INSERT INTO events (thread_id, seq, user_id, run_id, type, payload, created_at) VALUES (@t, @s, @u, @r, @ty, @p, @ca)", t,
-                ("@t", ""), ("@s", 0L), ("@u", ""), ("@r", ""), ("@ty", ""), ("@p", ""), ("@ca", 0L));
-            // Threads in a fixed order, so that two nodes' batches take the thread row locks in the same order (no deadlock).
-            foreach (var (evt, expectedStatus) in events.GroupBy(e => e.Event.ThreadId!, StringComparer.Ordinal).OrderBy(g => g.Key, StringComparer.Ordinal).SelectMany(g => g))
+            // The two hottest statements of the server: rented, so that the provider can keep them prepared.
+            var next = db.RentCommand(c, t, "UPDATE threads SET last_seq = last_seq + 1 WHERE id = @t AND user_id = @u RETURNING last_seq", "@t", "@u");
+            var insert = db.RentCommand(c, t, "INSERT INTO events (thread_id, seq, user_id, run_id, type, payload, created_at) VALUES (@t, @s, @u, @r, @ty, @p, @ca)",
+                "@t", "@s", "@u", "@r", "@ty", "@p", "@ca");
+            try
             {
-                if (evt.IsTerminal && !await EndRunAsync(c, t, evt, expectedStatus ?? RunStatus.Running, cancellationToken)) continue;
-                // The thread row is the per-thread sequence: incrementing it in the same transaction as the insert keeps seq gapless.
-                next.Parameters[0].Value = evt.ThreadId;
-                next.Parameters[1].Value = evt.UserId;
-                var seq = await next.ExecuteScalarAsync(cancellationToken);
-                if (seq is null or DBNull) continue; // the thread was deleted under a running run: nothing left to append to
-                var stamped = evt with { Seq = Convert.ToInt64(seq, System.Globalization.CultureInfo.InvariantCulture) };
-                object?[] values = [stamped.ThreadId, stamped.Seq, stamped.UserId, stamped.RunId, stamped.Type,
-                    JsonSerializer.Serialize(stamped, ApexJsonContext.Default.ApexEvent), stamped.Timestamp.ToUnixMs()];
-                for (var i = 0; i < values.Length; i++) insert.Parameters[i].Value = values[i] ?? DBNull.Value;
-                await insert.ExecuteNonQueryAsync(cancellationToken);
-                stored.Add(stamped);
-                lastSeq[stamped.ThreadId!] = stamped.Seq;
-                endedRuns |= stamped.IsTerminal;
+                // Threads in a fixed order, so that two nodes' batches take the thread row locks in the same order (no deadlock).
+                foreach (var (evt, expectedStatus) in events.GroupBy(e => e.Event.ThreadId!, StringComparer.Ordinal).OrderBy(g => g.Key, StringComparer.Ordinal).SelectMany(g => g))
+                {
+                    if (evt.IsTerminal && !await EndRunAsync(c, t, evt, expectedStatus ?? RunStatus.Running, cancellationToken)) continue;
+                    // The thread row is the per-thread sequence: incrementing it in the same transaction as the insert keeps seq gapless.
+                    next.Parameters[0].Value = evt.ThreadId;
+                    next.Parameters[1].Value = evt.UserId;
+                    var seq = await next.ExecuteScalarAsync(cancellationToken);
+                    if (seq is null or DBNull) continue; // the thread was deleted under a running run: nothing left to append to
+                    var stamped = evt with { Seq = Convert.ToInt64(seq, System.Globalization.CultureInfo.InvariantCulture) };
+                    object?[] values = [stamped.ThreadId, stamped.Seq, stamped.UserId, stamped.RunId, stamped.Type,
+                        JsonSerializer.Serialize(stamped, ApexJsonContext.Default.ApexEvent), stamped.Timestamp.ToUnixMs()];
+                    for (var i = 0; i < values.Length; i++) insert.Parameters[i].Value = values[i] ?? DBNull.Value;
+                    await insert.ExecuteNonQueryAsync(cancellationToken);
+                    stored.Add(stamped);
+                    lastSeq[stamped.ThreadId!] = stamped.Seq;
+                    endedRuns |= stamped.IsTerminal;
+                }
+            }
+            finally
+            {
+                await db.ReturnCommand(next);
+                await db.ReturnCommand(insert);
             }
             foreach (var (thread, seq) in lastSeq) await db.NotifyAsync(c, t, EventsChannel, $"{node.Id}|{thread}|{seq}", cancellationToken);
             if (endedRuns) await db.NotifyAsync(c, t, RunsChannel, node.Id, cancellationToken);

@@ -14,6 +14,7 @@ internal sealed class SqliteDatabase : Database
     private readonly SemaphoreSlim _writeLock = new(1, 1);
     private SqliteConnection? _writer;
     private SqliteCommand? _begin, _commit, _rollback;
+    private readonly Dictionary<string, DbCommand> _prepared = new(StringComparer.Ordinal);
 
     public SqliteDatabase(string? configured)
     {
@@ -87,6 +88,21 @@ internal sealed class SqliteDatabase : Database
         }
     }
 
+    /// <summary>On the write connection (used by one writer at a time), hot statements stay prepared.</summary>
+    public override DbCommand RentCommand(DbConnection connection, DbTransaction? transaction, string sql, params string[] parameters)
+    {
+        if (!ReferenceEquals(connection, _writer)) return base.RentCommand(connection, transaction, sql, parameters);
+        if (!_prepared.TryGetValue(sql, out var command))
+        {
+            command = base.RentCommand(connection, transaction, sql, parameters);
+            _prepared[sql] = command;
+        }
+        return command;
+    }
+
+    public override ValueTask ReturnCommand(DbCommand command) =>
+        _prepared.ContainsValue(command) ? ValueTask.CompletedTask : base.ReturnCommand(command);
+
     private static SqliteCommand Statement(SqliteConnection connection, string sql)
     {
         var command = connection.CreateCommand();
@@ -97,6 +113,8 @@ internal sealed class SqliteDatabase : Database
     private async Task DisposeWriterAsync()
     {
         foreach (var command in new[] { _begin, _commit, _rollback }) if (command is not null) await command.DisposeAsync();
+        foreach (var command in _prepared.Values) await command.DisposeAsync();
+        _prepared.Clear();
         _begin = _commit = _rollback = null;
         if (_writer is not null) await _writer.DisposeAsync();
         _writer = null;
