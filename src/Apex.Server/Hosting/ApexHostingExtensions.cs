@@ -100,10 +100,20 @@ internal static partial class ApexHostingExtensions
         services.TryAddSingleton<RunWorker>();
         services.AddHostedService(sp => sp.GetRequiredService<RunWorker>());
         services.TryAddSingleton<RunCoordinator>();
-        services.AddOptions<LlmOptions>().BindConfiguration(LlmOptions.Section).ValidateDataAnnotations().ValidateOnStart();
-        services.TryAddSingleton<IChatClient>(sp => new LoggingChatClient(
-            new BuiltInChatClient(sp.GetRequiredService<IOptions<LlmOptions>>().Value.BuiltInDelay, sp.GetRequiredService<TimeProvider>()),
-            sp.GetRequiredService<ILogger<LoggingChatClient>>()));
+        services.AddOptions<LlmOptions>().BindConfiguration(LlmOptions.Section).ValidateDataAnnotations()
+            .Validate(o => o.IsValid, "Apex:Llm:Endpoint (an absolute URL) and Apex:Llm:Model are required when Apex:Llm:Provider is openai.").ValidateOnStart();
+        services.TryAddSingleton<IChatClient>(sp =>
+        {
+            var options = sp.GetRequiredService<IOptions<LlmOptions>>().Value;
+            var time = sp.GetRequiredService<TimeProvider>();
+            IChatClient model = options.Provider switch
+            {
+                "openai" => new RetryingChatClient(new OpenAiCompatibleChatClient(OpenAiHttpClient(options, sp.GetRequiredService<IOptions<LimitsOptions>>().Value), options.Model!),
+                    options.MaxAttempts, time),
+                _ => new BuiltInChatClient(options.BuiltInDelay, time),
+            };
+            return new LoggingChatClient(model, sp.GetRequiredService<ILogger<LoggingChatClient>>());
+        });
         services.AddOptions<Workloads.WorkloadOptions>().BindConfiguration(Workloads.WorkloadOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         return new ApexRuntimeBuilder(services)
             .AddTool<WorkloadSummaryTool>()
@@ -114,6 +124,15 @@ internal static partial class ApexHostingExtensions
             .AddTool<TokenEfficiencyTool>()
             .AddTool<RoutingWhatIfTool>()
             .AddTool<AnomaliesTool>();
+    }
+
+    private static HttpClient OpenAiHttpClient(LlmOptions options, LimitsOptions limits)
+    {
+        var endpoint = options.Endpoint!.AbsoluteUri.EndsWith('/') ? options.Endpoint : new Uri(options.Endpoint.AbsoluteUri + "/");
+        // The agent timeout bounds a model call; the run's token cancels it sooner.
+        var http = new HttpClient { BaseAddress = endpoint, Timeout = limits.AgentTimeout };
+        if (!string.IsNullOrEmpty(options.ApiKey)) http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", options.ApiKey);
+        return http;
     }
 
     public static IServiceCollection AddApexStreaming(this IServiceCollection services)
@@ -138,6 +157,8 @@ internal static partial class ApexHostingExtensions
             var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? [];
             var database = app.Services.GetRequiredService<Database>();
             LogListening(app.Logger, string.Join(", ", addresses), database.Provider, database.Describe());
+            var llm = app.Services.GetRequiredService<IOptions<LlmOptions>>().Value;
+            LogModel(app.Logger, llm.Provider == "openai" ? $"{llm.Model} at {llm.Endpoint}" : $"the built-in model ({BuiltInChatClient.ModelId})");
         });
         return app;
     }
@@ -172,6 +193,9 @@ internal static partial class ApexHostingExtensions
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Apex listening on {Addresses}; data: {Provider} at {Location}")]
     private static partial void LogListening(ILogger logger, string addresses, string provider, string location);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Agents use {Model}")]
+    private static partial void LogModel(ILogger logger, string model);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Database schema at version {Version} ({Applied} migration(s) applied now)")]
     private static partial void LogSchema(ILogger logger, int version, int applied);

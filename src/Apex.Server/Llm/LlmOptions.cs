@@ -6,9 +6,24 @@ internal sealed class LlmOptions
 {
     public const string Section = "Apex:Llm";
 
-    /// <summary><c>builtin</c>: the deterministic model that needs no network.</summary>
-    [Required, RegularExpression("^builtin$")]
+    /// <summary><c>builtin</c> (the deterministic model that needs no network) or <c>openai</c> (any OpenAI-compatible endpoint).</summary>
+    [Required, RegularExpression("^(builtin|openai)$")]
     public string Provider { get; set; } = "builtin";
+
+    /// <summary>For <c>openai</c>: the API's base address, e.g. <c>https://api.openai.com/v1/</c> or Ollama's <c>http://127.0.0.1:11434/v1/</c>.</summary>
+    public Uri? Endpoint { get; set; }
+
+    /// <summary>For <c>openai</c>: sent as <c>Authorization: Bearer</c>; optional for local servers.</summary>
+    public string? ApiKey { get; set; }
+
+    /// <summary>For <c>openai</c>: the model name, e.g. <c>gpt-4o-mini</c>.</summary>
+    public string? Model { get; set; }
+
+    /// <summary>Attempts for a model call that fails before it streamed anything (connection errors, 429, 5xx).</summary>
+    [Range(1, 10)]
+    public int MaxAttempts { get; set; } = 3;
+
+    public bool IsValid => Provider != "openai" || (Endpoint is { IsAbsoluteUri: true } && !string.IsNullOrWhiteSpace(Model));
 
     /// <summary>
     /// A pause before each streamed piece of the built-in model's answers, to make it behave like a
