@@ -14,6 +14,7 @@ internal sealed class RunEvents(UserExecutionContext run, EventLog log)
     private readonly Lock _gate = new();
     private readonly List<(string CallId, string Tool, string Agent, long StartedTicks)> _openTools = [];
     private readonly List<(string Agent, long StartedTicks)> _openAgents = [];
+    private readonly List<Task> _inFlight = [];
     private bool _terminated;
 
     public bool Terminated { get { lock (_gate) return _terminated; } }
@@ -67,6 +68,7 @@ internal sealed class RunEvents(UserExecutionContext run, EventLog log)
     {
         List<(string CallId, string Tool, string Agent, long StartedTicks)> tools;
         List<(string Agent, long StartedTicks)> agents;
+        Task[] inFlight;
         lock (_gate)
         {
             if (_terminated) return;
@@ -75,7 +77,11 @@ internal sealed class RunEvents(UserExecutionContext run, EventLog log)
             agents = [.. _openAgents];
             _openTools.Clear();
             _openAgents.Clear();
+            inFlight = [.. _inFlight];
+            _inFlight.Clear();
         }
+        // Everything the run wrote is committed before its terminal event; a failed append surfaces here.
+        await Task.WhenAll(inFlight);
         foreach (var tool in Enumerable.Reverse(tools))
             await AppendAsync(new ToolCompleted(new ToolCompletedData(tool.CallId, tool.Tool, openStatus, Elapsed(tool.StartedTicks), null, $"The run ended ({terminal.Type}) while the tool was running.")), tool.Agent, force: true);
         foreach (var agent in Enumerable.Reverse(agents))
@@ -83,11 +89,23 @@ internal sealed class RunEvents(UserExecutionContext run, EventLog log)
         await AppendAsync(terminal, null, force: true);
     }
 
-    private async Task AppendAsync(ApexEvent evt, string? agent, bool force = false)
+    /// <summary>
+    /// Queues the event in the log, in order, without waiting for its commit: the run goes on while the
+    /// log batches its events with other runs'. Clients still see an event only once it is stored.
+    /// </summary>
+    private Task AppendAsync(ApexEvent evt, string? agent, bool force = false)
     {
-        if (!force && Terminated) return;
         // Appends are not tied to the run's token: the events that report a cancellation must still be written.
-        await log.AppendAsync(evt with { ThreadId = run.ThreadId, RunId = run.RunId, UserId = run.UserId, AgentName = agent }, CancellationToken.None);
+        var stamped = evt with { ThreadId = run.ThreadId, RunId = run.RunId, UserId = run.UserId, AgentName = agent };
+        if (force) return log.AppendAsync(stamped, CancellationToken.None);
+        lock (_gate)
+        {
+            if (_terminated) return Task.CompletedTask;
+            var append = log.AppendAsync(stamped, CancellationToken.None);
+            if (_inFlight.Count > 64) _inFlight.RemoveAll(t => t.IsCompletedSuccessfully);
+            _inFlight.Add(append);
+        }
+        return Task.CompletedTask;
     }
 
     private static double Elapsed(long startedTicks) => Math.Round(System.Diagnostics.Stopwatch.GetElapsedTime(startedTicks).TotalMilliseconds, 3);
