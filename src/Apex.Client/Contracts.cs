@@ -23,9 +23,9 @@ public sealed record UpdateThreadRequest(string? Title = null, string? Strategy 
 public sealed record ThreadDto(string Id, string Title, string Strategy, long LastSeq, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt);
 /// <summary>A stored message; role is user or assistant.</summary>
 public sealed record MessageDto(string Id, string ThreadId, string? RunId, string Role, string Content, DateTimeOffset CreatedAt);
-/// <summary>A run; status is queued, running, completed, failed or cancelled.</summary>
+/// <summary>A run; status is queued, running, completed, failed or cancelled. <c>Results</c> holds each agent's structured result once it ended.</summary>
 public sealed record RunDto(string Id, string ThreadId, string Status, string Strategy, string MessageId, DateTimeOffset CreatedAt,
-    DateTimeOffset? StartedAt, DateTimeOffset? EndedAt, string? Error);
+    DateTimeOffset? StartedAt, DateTimeOffset? EndedAt, string? Error, JsonElement? Results = null);
 /// <summary>Body of <c>POST /api/threads/{id}/messages</c>.</summary>
 public sealed record SendMessageRequest(string Content, string? Strategy = null);
 /// <summary>Answer to a message sent over REST.</summary>

@@ -2,8 +2,14 @@ using System.Collections.Immutable;
 
 namespace Apex.Server.Agents;
 
-/// <summary>One agent of the team: its instructions, the tools it may call, whether it writes the answer.</summary>
-internal sealed record AgentDefinition(string Name, string Purpose, string Instructions, ImmutableArray<string> Tools, bool WritesAnswer);
+/// <summary>
+/// One agent of the team: its instructions, the tools it may call, and either the JSON schema of its
+/// structured result or, for the one that writes the answer, none.
+/// </summary>
+internal sealed record AgentDefinition(string Name, string Purpose, string Instructions, ImmutableArray<string> Tools, System.Text.Json.JsonElement? OutputSchema)
+{
+    public bool WritesAnswer => OutputSchema is null;
+}
 
 internal static class AgentNames
 {

@@ -27,7 +27,19 @@ internal sealed partial class AgentRunner(IChatClient chat, ToolRegistry tools, 
         try
         {
             var text = await ConverseAsync(agent, context, brief, answerMessageId);
-            var result = agent.WritesAnswer ? (JsonElement?)null : ParseResult(text);
+            if (agent.OutputSchema is not { } schema)
+            {
+                await events.AgentCompletedAsync(agent.Name, "ok", null);
+                return new AgentOutcome("ok", null, text);
+            }
+            var result = ParseResult(text);
+            if (SchemaValidator.Validate(schema, result) is { } problem)
+            {
+                // A result that does not match the agent's schema is not passed on as if it did.
+                await events.AgentErrorAsync(agent.Name, "invalid_result", $"The {agent.Name} agent's result does not match its schema: {problem}");
+                await events.AgentCompletedAsync(agent.Name, "error", result);
+                return new AgentOutcome("error", null, text);
+            }
             await events.AgentCompletedAsync(agent.Name, "ok", result);
             return new AgentOutcome("ok", result, text);
         }
@@ -54,7 +66,12 @@ internal sealed partial class AgentRunner(IChatClient chat, ToolRegistry tools, 
     private async Task<string> ConverseAsync(AgentDefinition agent, UserExecutionContext context, string brief, string? answerMessageId)
     {
         List<ChatMessage> messages = [new(ChatRole.System, agent.Instructions), new(ChatRole.User, brief)];
-        var options = new ChatOptions { Tools = agent.Tools.IsEmpty ? null : tools.Declarations(agent.Tools), ToolMode = agent.Tools.IsEmpty ? null : ChatToolMode.Auto };
+        var options = new ChatOptions
+        {
+            Tools = agent.Tools.IsEmpty ? null : tools.Declarations(agent.Tools),
+            ToolMode = agent.Tools.IsEmpty ? null : ChatToolMode.Auto,
+            ResponseFormat = agent.OutputSchema is { } schema ? ChatResponseFormat.ForJsonSchema(schema, agent.Name) : null,
+        };
         for (var turn = 0; turn < limits.MaxModelTurnsPerAgent; turn++)
         {
             var text = new StringBuilder();

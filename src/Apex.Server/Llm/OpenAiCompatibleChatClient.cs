@@ -88,6 +88,24 @@ internal sealed class OpenAiCompatibleChatClient(HttpClient http, string model) 
             json.WriteStartArray("messages");
             foreach (var message in messages) WriteMessage(json, message);
             json.WriteEndArray();
+            if (options?.ResponseFormat is ChatResponseFormatJson format)
+            {
+                json.WriteStartObject("response_format");
+                if (format.Schema is { } schema)
+                {
+                    json.WriteString("type", "json_schema");
+                    json.WriteStartObject("json_schema");
+                    json.WriteString("name", format.SchemaName ?? "result");
+                    json.WritePropertyName("schema");
+                    schema.WriteTo(json);
+                    json.WriteEndObject();
+                }
+                else
+                {
+                    json.WriteString("type", "json_object");
+                }
+                json.WriteEndObject();
+            }
             var tools = options?.Tools?.OfType<AIFunctionDeclaration>().ToList() ?? [];
             if (tools.Count > 0)
             {

@@ -60,5 +60,6 @@ internal static class RunEndpoints
         };
     }
 
-    public static RunDto ToDto(this RunRecord r) => new(r.Id, r.ThreadId, r.Status, r.Strategy, r.MessageId, r.CreatedAt, r.StartedAt, r.EndedAt, r.Error);
+    public static RunDto ToDto(this RunRecord r) => new(r.Id, r.ThreadId, r.Status, r.Strategy, r.MessageId, r.CreatedAt, r.StartedAt, r.EndedAt, r.Error,
+        r.Results is null ? null : System.Text.Json.JsonDocument.Parse(r.Results).RootElement.Clone());
 }

@@ -10,7 +10,7 @@ internal sealed record ThreadRecord(string Id, string UserId, string Title, stri
 internal sealed record MessageRecord(string Id, string ThreadId, string UserId, string? RunId, string Role, string Content, DateTimeOffset CreatedAt);
 
 internal sealed record RunRecord(string Id, string ThreadId, string UserId, string Status, string Strategy, string MessageId,
-    DateTimeOffset CreatedAt, DateTimeOffset? StartedAt, DateTimeOffset? EndedAt, string? Error, string? NodeId, bool CancelRequested);
+    DateTimeOffset CreatedAt, DateTimeOffset? StartedAt, DateTimeOffset? EndedAt, string? Error, string? NodeId, bool CancelRequested, string? Results = null);
 
 internal static class RunStatus
 {

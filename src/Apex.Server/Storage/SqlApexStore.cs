@@ -18,6 +18,7 @@ internal sealed class SqlApexStore(Database db, Execution.NodeIdentity node) : I
     private const string ThreadColumns = "id, user_id, title, strategy, last_seq, created_at, updated_at";
     private const string MessageColumns = "id, thread_id, user_id, run_id, role, content, created_at";
     private const string RunColumns = "id, thread_id, user_id, status, strategy, message_id, created_at, started_at, ended_at, error, node_id, cancel_requested";
+    private const string RunColumnsWithResults = RunColumns + ", results";
     private const string SessionColumns = "id, user_id, refresh_hash, created_at, expires_at, revoked_at";
 
     public async Task<bool> IsReadyAsync(CancellationToken cancellationToken)
@@ -154,10 +155,10 @@ internal sealed class SqlApexStore(Database db, Execution.NodeIdentity node) : I
         }, cancellationToken);
 
     public Task<RunRecord?> GetRunAsync(string userId, string runId, CancellationToken cancellationToken) =>
-        ReadSingleAsync($"SELECT {RunColumns} FROM runs WHERE id = @id AND user_id = @u", ReadRun, cancellationToken, ("@id", runId), ("@u", userId));
+        ReadSingleAsync($"SELECT {RunColumnsWithResults} FROM runs WHERE id = @id AND user_id = @u", ReadRun, cancellationToken, ("@id", runId), ("@u", userId));
 
     public async Task<IReadOnlyList<RunRecord>> ListRunsAsync(string userId, string threadId, int limit, string? afterId, CancellationToken cancellationToken) =>
-        await ReadAsync($"SELECT {RunColumns} FROM runs WHERE thread_id = @t AND user_id = @u AND (@after IS NULL OR id > @after) ORDER BY id LIMIT @limit",
+        await ReadAsync($"SELECT {RunColumnsWithResults} FROM runs WHERE thread_id = @t AND user_id = @u AND (@after IS NULL OR id > @after) ORDER BY id LIMIT @limit",
             ReadRun, cancellationToken, ("@t", threadId), ("@u", userId), ("@after", afterId), ("@limit", limit));
 
     public async Task<RunRecord?> ClaimNextRunAsync(string nodeId, int maxActivePerUser, DateTimeOffset now, DateTimeOffset leaseUntil, CancellationToken cancellationToken)
@@ -426,7 +427,7 @@ internal sealed class SqlApexStore(Database db, Execution.NodeIdentity node) : I
 
     private static RunRecord ReadRun(DbDataReader r) =>
         new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetString(4), r.GetString(5), r.Time(6),
-            r.TimeOrNull(7), r.TimeOrNull(8), r.StringOrNull(9), r.StringOrNull(10), r.GetInt64(11) != 0);
+            r.TimeOrNull(7), r.TimeOrNull(8), r.StringOrNull(9), r.StringOrNull(10), r.GetInt64(11) != 0, r.FieldCount > 12 ? r.StringOrNull(12) : null);
 
     private static ApexEvent ReadEvent(DbDataReader r) =>
         JsonSerializer.Deserialize(r.GetString(0), ApexJsonContext.Default.ApexEvent)!;

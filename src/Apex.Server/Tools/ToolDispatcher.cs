@@ -38,7 +38,7 @@ internal sealed partial class ToolDispatcher(ToolRegistry tools, RunEvents event
         if (tool is null) return ("invalid", null, $"There is no tool named '{name}'. Available: {string.Join(", ", tools.Names)}.");
         if (!Tiers.Allows(context.Tier, tool.RequiredTier))
             return ("denied", null, $"'{name}' needs the {tool.RequiredTier} plan; this user is on {context.Tier}. Continue without it.");
-        var problem = ArgumentValidator.Validate(tool.ParametersSchema, arguments);
+        var problem = SchemaValidator.Validate(tool.ParametersSchema, arguments);
         if (problem is not null) return ("invalid", null, problem);
 
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);

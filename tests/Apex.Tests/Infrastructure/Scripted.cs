@@ -27,7 +27,7 @@ internal sealed class SleepTool : IApexTool
 /// <summary>
 /// The built-in model, scripted for tests: a request containing <c>[slow]</c> makes triage call the
 /// 10-second <see cref="SleepTool"/> first; <c>[stuck]</c> makes triage's model call hang until cancelled;
-/// <c>[stall]</c> makes each agent's first model call take 1.5 s.
+/// <c>[stall]</c> makes each agent's first model call take 1.5 s; <c>[badresult]</c> makes triage answer outside its schema.
 /// </summary>
 internal sealed class ScriptedChatClient() : DelegatingChatClient(new BuiltInChatClient(TimeSpan.Zero, TimeProvider.System))
 {
@@ -41,6 +41,11 @@ internal sealed class ScriptedChatClient() : DelegatingChatClient(new BuiltInCha
         var calledSleep = list.SelectMany(m => m.Contents).OfType<FunctionCallContent>().Any(c => c.Name == "sleep");
         if (isTriage && request.Contains("[stuck]", StringComparison.Ordinal)) await Task.Delay(Timeout.Infinite, cancellationToken);
         var firstTurn = !list.SelectMany(m => m.Contents).OfType<FunctionResultContent>().Any();
+        if (isTriage && request.Contains("[badresult]", StringComparison.Ordinal))
+        {
+            yield return new ChatResponseUpdate(ChatRole.Assistant, """{"category":"astrology","priority":"medium"}""");
+            yield break;
+        }
         if (request.Contains("[stall]", StringComparison.Ordinal) && firstTurn) await Task.Delay(TimeSpan.FromSeconds(1.5), cancellationToken);
         if (isTriage && request.Contains("[slow]", StringComparison.Ordinal) && !calledSleep)
         {

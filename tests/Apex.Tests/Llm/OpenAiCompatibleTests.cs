@@ -118,6 +118,11 @@ public sealed class OpenAiCompatibleTests
         // The first request failed with 503 and was retried with the same body.
         Assert.Equal(requests[0].Body.GetRawText(), requests[1].Body.GetRawText());
         Assert.Contains(requests, r => r.Body.TryGetProperty("tools", out var tools) && tools[0].GetProperty("function").GetProperty("name").GetString() == "workload_summary");
+        var triageFormat = requests.First(r => r.Body.GetProperty("messages")[0].GetProperty("content").GetString()!.StartsWith("Agent: triage", StringComparison.Ordinal))
+            .Body.GetProperty("response_format");
+        Assert.Equal("json_schema", triageFormat.GetProperty("type").GetString());
+        Assert.Equal("triage", triageFormat.GetProperty("json_schema").GetProperty("name").GetString());
+        Assert.Contains("data_sufficiency", triageFormat.GetProperty("json_schema").GetProperty("schema").GetProperty("required").EnumerateArray().Select(e => e.GetString()));
         var withResult = requests.First(r => r.Body.GetProperty("messages").EnumerateArray().Any(m => m.GetProperty("role").GetString() == "tool"));
         var toolMessage = withResult.Body.GetProperty("messages").EnumerateArray().Single(m => m.GetProperty("role").GetString() == "tool");
         Assert.Equal("call_fake_1", toolMessage.GetProperty("tool_call_id").GetString());

@@ -136,4 +136,23 @@ public sealed class QueueAndCancelTests(ScriptedServer scripted, ITestOutputHelp
         Assert.NotEqual(active.RunId, completed.RunId);
         Assert.True(events.IndexOf(interrupted) < events.FindIndex(e => e is RunStarted && e.RunId == completed.RunId));
     }
+
+    [Fact]
+    public async Task AnAgentResultOutsideItsSchemaIsAnErrorAndTheTeamStillReports()
+    {
+        var ct = Waits.Timeout();
+        using var client = await Server.NewUserAsync();
+        using var socket = await client.ConnectAsync(ct);
+        var events = await socket.RunToEndAsync("[badresult] classify me", cancellationToken: ct);
+        var error = Assert.Single(events.OfType<AgentError>());
+        Assert.Equal(("triage", "invalid_result"), (error.Data.Agent, error.Data.Code));
+        Assert.Contains("'entities' is required", error.Data.Message, StringComparison.Ordinal);
+        Assert.Equal(["supervisor", "triage", "data_helper", "reporting"], events.OfType<AgentStarted>().Select(a => a.Data.Agent));
+        Assert.IsType<RunCompleted>(events[^1]);
+
+        // The run keeps the results that did match their schemas, and only those.
+        var run = await client.GetRunAsync(events[0].RunId!, ct);
+        Assert.False(run.Results!.Value.TryGetProperty("triage", out _));
+        Assert.Equal("no_data", run.Results.Value.GetProperty("data_helper").GetProperty("status").GetString());
+    }
 }

@@ -98,7 +98,10 @@ public sealed class WorkloadTests(ProServer pro, SharedServer free) : IClassFixt
         Assert.Contains($"about **${Money(Math.Round(repeatCost * 30 / days, 2))}/month**", answer, StringComparison.Ordinal);
         Assert.Contains("## Action plan", answer, StringComparison.Ordinal);
 
+        var stored = (await client.GetRunAsync(events[0].RunId!, ct)).Results!.Value;
+        Assert.Equal(["triage", "data", "optimization", "actions"], stored.EnumerateObject().Select(p => p.Name));
         var optimization = events.OfType<AgentCompleted>().Single(a => a.Data.Agent == "optimization").Data.Result!.Value;
+        Assert.True(System.Text.Json.JsonElement.DeepEquals(optimization, stored.GetProperty("optimization")));
         var strategies = optimization.GetProperty("strategies").EnumerateArray().ToList();
         Assert.Equal(Math.Round(strategies.Sum(s => s.GetProperty("projected_monthly_savings_usd").GetDouble()), 2),
             optimization.GetProperty("total_projected_monthly_savings_usd").GetDouble(), 2);

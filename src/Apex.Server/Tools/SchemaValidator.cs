@@ -3,27 +3,28 @@ using System.Text.Json;
 namespace Apex.Server.Tools;
 
 /// <summary>
-/// Checks tool arguments against the subset of JSON Schema the tools use: an object with typed
-/// properties, required names, enums and numeric bounds. Returns the first problem, or null.
+/// Checks a JSON object (a tool's arguments, an agent's result) against the subset of JSON Schema
+/// the server uses: typed properties, required names, enums and numeric bounds. Returns the first
+/// problem, or null.
 /// </summary>
-internal static class ArgumentValidator
+internal static class SchemaValidator
 {
     public static string? Validate(JsonElement schema, JsonElement arguments)
     {
-        if (arguments.ValueKind != JsonValueKind.Object) return "Arguments must be a JSON object.";
+        if (arguments.ValueKind != JsonValueKind.Object) return "A JSON object is required.";
         var properties = schema.TryGetProperty("properties", out var p) ? p : default;
         if (schema.TryGetProperty("required", out var required))
         {
             foreach (var name in required.EnumerateArray())
                 if (!arguments.TryGetProperty(name.GetString()!, out var value) || value.ValueKind == JsonValueKind.Null)
-                    return $"Missing required argument '{name.GetString()}'.";
+                    return $"'{name.GetString()}' is required.";
         }
         foreach (var argument in arguments.EnumerateObject())
         {
             if (properties.ValueKind != JsonValueKind.Object || !properties.TryGetProperty(argument.Name, out var property))
             {
                 if (schema.TryGetProperty("additionalProperties", out var extra) && extra.ValueKind == JsonValueKind.False)
-                    return $"Unknown argument '{argument.Name}'.";
+                    return $"'{argument.Name}' is not expected.";
                 continue;
             }
             var problem = CheckValue(argument.Name, property, argument.Value);
@@ -48,15 +49,15 @@ internal static class ArgumentValidator
                 "object" => value.ValueKind == JsonValueKind.Object,
                 _ => true,
             };
-            if (!ok) return $"Argument '{name}' must be of type {type}.";
+            if (!ok) return $"'{name}' must be of type {type}.";
         }
         if (property.TryGetProperty("enum", out var allowed) && !allowed.EnumerateArray().Any(a => JsonElement.DeepEquals(a, value)))
-            return $"Argument '{name}' must be one of {allowed.GetRawText()}.";
+            return $"'{name}' must be one of {allowed.GetRawText()}.";
         if (value.ValueKind == JsonValueKind.Number)
         {
             var number = value.GetDouble();
-            if (property.TryGetProperty("minimum", out var min) && number < min.GetDouble()) return $"Argument '{name}' must be at least {min.GetRawText()}.";
-            if (property.TryGetProperty("maximum", out var max) && number > max.GetDouble()) return $"Argument '{name}' must be at most {max.GetRawText()}.";
+            if (property.TryGetProperty("minimum", out var min) && number < min.GetDouble()) return $"'{name}' must be at least {min.GetRawText()}.";
+            if (property.TryGetProperty("maximum", out var max) && number > max.GetDouble()) return $"'{name}' must be at most {max.GetRawText()}.";
         }
         return null;
     }
