@@ -80,8 +80,20 @@ internal sealed class RunEvents(UserExecutionContext run, EventLog log)
             inFlight = [.. _inFlight];
             _inFlight.Clear();
         }
-        // Everything the run wrote is committed before its terminal event; a failed append surfaces here.
-        await Task.WhenAll(inFlight);
+        // Everything the run wrote is committed before its terminal event. If an append failed, the run still gets its
+        // terminal event (or, if the store is down, is ended at the next start or by another node when its lease expires).
+        try
+        {
+            await Task.WhenAll(inFlight);
+        }
+        catch (Exception ex) when (terminal is not RunFailed)
+        {
+            terminal = new RunFailed(new RunFailedData("error", $"Storing the run's events failed: {ex.Message}"));
+        }
+        catch (Exception)
+        {
+            // already failing: keep the original reason
+        }
         foreach (var tool in Enumerable.Reverse(tools))
             await AppendAsync(new ToolCompleted(new ToolCompletedData(tool.CallId, tool.Tool, openStatus, Elapsed(tool.StartedTicks), null, $"The run ended ({terminal.Type}) while the tool was running.")), tool.Agent, force: true);
         foreach (var agent in Enumerable.Reverse(agents))

@@ -8,9 +8,6 @@ namespace Apex.Server.Streaming;
 internal sealed class ConnectionRegistry(IOptions<LimitsOptions> limits)
 {
     private readonly ConcurrentDictionary<string, int> _perUser = new();
-    private int _total;
-
-    public int Total => Volatile.Read(ref _total);
 
     public bool TryRegister(string userId)
     {
@@ -19,11 +16,7 @@ internal sealed class ConnectionRegistry(IOptions<LimitsOptions> limits)
         {
             var current = _perUser.GetOrAdd(userId, 0);
             if (current >= max) return false;
-            if (_perUser.TryUpdate(userId, current + 1, current))
-            {
-                Interlocked.Increment(ref _total);
-                return true;
-            }
+            if (_perUser.TryUpdate(userId, current + 1, current)) return true;
         }
     }
 
@@ -34,11 +27,7 @@ internal sealed class ConnectionRegistry(IOptions<LimitsOptions> limits)
             var removed = current <= 1
                 ? _perUser.TryRemove(new KeyValuePair<string, int>(userId, current))
                 : _perUser.TryUpdate(userId, current - 1, current);
-            if (removed)
-            {
-                Interlocked.Decrement(ref _total);
-                return;
-            }
+            if (removed) return;
         }
     }
 }
