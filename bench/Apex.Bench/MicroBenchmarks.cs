@@ -123,13 +123,13 @@ public class ToolBenchmarks
     {
         _rig = new Rig();
         _context = UserExecutionContext.Create(_rig.UserId, _rig.ThreadId, _rig.Run.Id, Tiers.Free, DateTimeOffset.UtcNow, CancellationToken.None);
-        _dispatcher = new ToolDispatcher(_rig.Tools, new RunEvents(_context, _rig.Log), _rig.Store, _rig.Ids, TimeProvider.System, new LimitsOptions(), NullLogger.Instance);
+        _dispatcher = new ToolDispatcher(_rig.Tools, new RunEvents(_context, _rig.Log), new LimitsOptions(), NullLogger.Instance);
     }
 
     [GlobalCleanup]
     public void Cleanup() => _rig.DisposeAsync().AsTask().GetAwaiter().GetResult();
 
-    [Benchmark(Description = "one tool call through the ToolDispatcher (2 events + usage row)")]
+    [Benchmark(Description = "one tool call through the ToolDispatcher (2 events queued)")]
     public Task<FunctionResultContent> CallTool() =>
         _dispatcher.InvokeAsync(_context, AgentNames.Data, new FunctionCallContent("call_1", "workload_summary", new Dictionary<string, object?>()));
 }

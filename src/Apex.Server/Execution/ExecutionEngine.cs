@@ -58,8 +58,8 @@ internal sealed partial class ExecutionEngine(RunRecord run, UserExecutionContex
                 }
             }
 
-            await store.AddMessageAsync(new MessageRecord(answerId, context.ThreadId, context.UserId, run.Id, "assistant", answer, time.GetUtcNow()), CancellationToken.None);
-            await store.SaveRunResultsAsync(context.UserId, run.Id, JsonSerializer.Serialize(results, ToolJson.Options), CancellationToken.None);
+            await store.SaveAnswerAsync(new MessageRecord(answerId, context.ThreadId, context.UserId, run.Id, "assistant", answer, time.GetUtcNow()),
+                JsonSerializer.Serialize(results, ToolJson.Options), CancellationToken.None);
             await events.AgentCompletedAsync(AgentNames.Supervisor, "ok",
                 JsonSerializer.SerializeToElement(new Dictionary<string, object?> { ["data_sufficiency"] = sufficiency, ["pipeline"] = pipeline }, ToolJson.Options));
             await events.CompletedAsync(answerId, Stopwatch.GetElapsedTime(started).TotalMilliseconds);

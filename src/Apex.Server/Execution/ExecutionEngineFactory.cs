@@ -33,7 +33,7 @@ internal sealed class ExecutionEngineFactory(IApexStore store, EventLog log, Too
         var control = new RunControl(options.RunTimeout, time);
         var context = UserExecutionContext.Create(run.UserId, run.ThreadId, run.Id, tier, now, control.Token);
         var events = new RunEvents(context, log);
-        var dispatcher = new ToolDispatcher(tools, events, store, ids, time, options, loggers.CreateLogger<ToolDispatcher>());
+        var dispatcher = new ToolDispatcher(tools, events, options, loggers.CreateLogger<ToolDispatcher>());
         var runner = new AgentRunner(chat, tools, dispatcher, events, options, loggers.CreateLogger<AgentRunner>());
         return new ExecutionEngine(run, context, control, events, runner, agents, store, ids, time, node.Id, loggers.CreateLogger<ExecutionEngine>());
     }

@@ -31,7 +31,6 @@ internal interface IApexStore
     Task<IReadOnlyList<ThreadRecord>> ListThreadsAsync(string userId, int limit, string? afterId, CancellationToken cancellationToken);
     Task<ThreadRecord?> UpdateThreadAsync(string userId, string threadId, string? title, string? strategy, DateTimeOffset now, CancellationToken cancellationToken);
     Task<bool> DeleteThreadAsync(string userId, string threadId, CancellationToken cancellationToken);
-    Task AddMessageAsync(MessageRecord message, CancellationToken cancellationToken);
     Task<IReadOnlyList<MessageRecord>> ListMessagesAsync(string userId, string threadId, int limit, string? afterId, CancellationToken cancellationToken);
     Task<IReadOnlyList<MessageRecord>> RecentMessagesAsync(string userId, string threadId, int count, CancellationToken cancellationToken);
 
@@ -41,7 +40,8 @@ internal interface IApexStore
     Task<IReadOnlyList<RunRecord>> ListRunsAsync(string userId, string threadId, int limit, string? afterId, CancellationToken cancellationToken);
     Task<RunRecord?> ClaimNextRunAsync(string nodeId, int maxActivePerUser, DateTimeOffset now, DateTimeOffset leaseUntil, CancellationToken cancellationToken);
     Task<IReadOnlyList<string>> RenewLeasesAsync(string nodeId, IReadOnlyCollection<string> runIds, DateTimeOffset leaseUntil, CancellationToken cancellationToken);
-    Task SaveRunResultsAsync(string userId, string runId, string results, CancellationToken cancellationToken);
+    /// <summary>Stores a run's answer and its agents' results in one transaction.</summary>
+    Task SaveAnswerAsync(MessageRecord answer, string results, CancellationToken cancellationToken);
     Task<bool> RequestCancelAsync(string userId, string runId, string reason, CancellationToken cancellationToken);
     /// <summary>Takes a running run over for recovery: only one node wins, and only once its lease expired (unless <paramref name="ignoreLease"/>).</summary>
     Task<bool> TryTakeOverRunAsync(string runId, string nodeId, DateTimeOffset now, DateTimeOffset leaseUntil, bool ignoreLease, CancellationToken cancellationToken);
@@ -49,7 +49,7 @@ internal interface IApexStore
 
     // Events
     /// <summary>
-    /// Appends events, each with the next seq of its thread. A terminal event also ends its run, and only if the run is in
+    /// Appends events, each with the next seq of its thread; a <c>tool_completed</c> also adds its row to the user's tool usage log. A terminal event also ends its run, and only if the run is in
     /// <see cref="EventAppend.ExpectedRunStatus"/>; otherwise it is dropped, which is what keeps one terminal event per run.
     /// Returns the events stored, stamped with their seq.
     /// </summary>
@@ -59,7 +59,6 @@ internal interface IApexStore
     Task<int> DeleteEventsOlderThanAsync(DateTimeOffset cutoff, CancellationToken cancellationToken);
 
     // Tools
-    Task RecordToolUsageAsync(ToolUsageRecord usage, CancellationToken cancellationToken);
     Task<long> CountWorkloadCallsAsync(string userId, CancellationToken cancellationToken);
     Task<WorkloadSummary> GetWorkloadSummaryAsync(string userId, CancellationToken cancellationToken);
     Task<IReadOnlyList<ToolUsageRecord>> ListToolUsageAsync(string userId, int limit, string? beforeId, CancellationToken cancellationToken);

@@ -119,9 +119,6 @@ internal sealed class SqlApexStore(Database db, Execution.NodeIdentity node) : I
     public Task<bool> DeleteThreadAsync(string userId, string threadId, CancellationToken cancellationToken) =>
         db.WriteAsync(async (c, t) => await c.ExecuteAsync("DELETE FROM threads WHERE id = @id AND user_id = @u", t, cancellationToken, ("@id", threadId), ("@u", userId)) == 1, cancellationToken);
 
-    public Task AddMessageAsync(MessageRecord message, CancellationToken cancellationToken) =>
-        db.WriteAsync((c, t) => InsertMessageAsync(c, t, message, cancellationToken), cancellationToken);
-
     public async Task<IReadOnlyList<MessageRecord>> ListMessagesAsync(string userId, string threadId, int limit, string? afterId, CancellationToken cancellationToken) =>
         await ReadAsync($"SELECT {MessageColumns} FROM messages WHERE thread_id = @t AND user_id = @u AND (@after IS NULL OR id > @after) ORDER BY id LIMIT @limit",
             ReadMessage, cancellationToken, ("@t", threadId), ("@u", userId), ("@after", afterId), ("@limit", limit));
@@ -203,9 +200,13 @@ internal sealed class SqlApexStore(Database db, Execution.NodeIdentity node) : I
         }, cancellationToken);
     }
 
-    public Task SaveRunResultsAsync(string userId, string runId, string results, CancellationToken cancellationToken) =>
-        db.WriteAsync((c, t) => c.ExecuteAsync("UPDATE runs SET results = @r WHERE id = @id AND user_id = @u", t, cancellationToken,
-            ("@r", results), ("@id", runId), ("@u", userId)), cancellationToken);
+    public Task SaveAnswerAsync(MessageRecord answer, string results, CancellationToken cancellationToken) =>
+        db.WriteAsync(async (c, t) =>
+        {
+            await InsertMessageAsync(c, t, answer, cancellationToken);
+            return await c.ExecuteAsync("UPDATE runs SET results = @r WHERE id = @id AND user_id = @u", t, cancellationToken,
+                ("@r", results), ("@id", answer.RunId), ("@u", answer.UserId));
+        }, cancellationToken);
 
     public Task<bool> RequestCancelAsync(string userId, string runId, string reason, CancellationToken cancellationToken) =>
         db.WriteAsync(async (c, t) =>
@@ -254,6 +255,7 @@ internal sealed class SqlApexStore(Database db, Execution.NodeIdentity node) : I
                         JsonSerializer.Serialize(stamped, ApexJsonContext.Default.ApexEvent), stamped.Timestamp.ToUnixMs()];
                     for (var i = 0; i < values.Length; i++) insert.Parameters[i].Value = values[i] ?? DBNull.Value;
                     await insert.ExecuteNonQueryAsync(cancellationToken);
+                    if (stamped is ToolCompleted tool) await RecordToolUsageAsync(c, t, tool, cancellationToken);
                     stored.Add(stamped);
                     lastSeq[stamped.ThreadId!] = stamped.Seq;
                     endedRuns |= stamped.IsTerminal;
@@ -268,6 +270,12 @@ internal sealed class SqlApexStore(Database db, Execution.NodeIdentity node) : I
             if (endedRuns) await db.NotifyAsync(c, t, RunsChannel, node.Id, cancellationToken);
             return stored;
         }, cancellationToken);
+
+    /// <summary>The usage log is written with the tool_completed event it comes from, so the two never disagree.</summary>
+    private static Task<int> RecordToolUsageAsync(DbConnection c, DbTransaction? t, ToolCompleted tool, CancellationToken cancellationToken) =>
+        c.ExecuteAsync("INSERT INTO tool_usage (id, user_id, run_id, tool, status, duration_ms, created_at) VALUES (@id, @u, @r, @tool, @s, @d, @ca)",
+            t, cancellationToken, ("@id", tool.EventId), ("@u", tool.UserId), ("@r", tool.RunId ?? ""), ("@tool", tool.Data.Tool), ("@s", tool.Data.Status),
+            ("@d", tool.Data.DurationMs), ("@ca", tool.Timestamp.ToUnixMs()));
 
     private static async Task<bool> EndRunAsync(DbConnection c, DbTransaction? t, ApexEvent terminal, string expectedStatus, CancellationToken cancellationToken)
     {
@@ -294,11 +302,6 @@ internal sealed class SqlApexStore(Database db, Execution.NodeIdentity node) : I
         db.WriteAsync((c, t) => c.ExecuteAsync("DELETE FROM events WHERE created_at < @cutoff", t, cancellationToken, ("@cutoff", cutoff.ToUnixMs())), cancellationToken);
 
     // ---- Tools ----
-
-    public Task RecordToolUsageAsync(ToolUsageRecord usage, CancellationToken cancellationToken) =>
-        db.WriteAsync((c, t) => c.ExecuteAsync("INSERT INTO tool_usage (id, user_id, run_id, tool, status, duration_ms, created_at) VALUES (@id, @u, @r, @tool, @s, @d, @ca)",
-            t, cancellationToken, ("@id", usage.Id), ("@u", usage.UserId), ("@r", usage.RunId), ("@tool", usage.Tool), ("@s", usage.Status),
-            ("@d", usage.DurationMs), ("@ca", usage.CreatedAt.ToUnixMs())), cancellationToken);
 
     public async Task<long> CountWorkloadCallsAsync(string userId, CancellationToken cancellationToken)
     {

@@ -1,19 +1,16 @@
 using System.Diagnostics;
 using System.Text.Json;
 using Apex.Server.Execution;
-using Apex.Server.Hosting;
-using Apex.Server.Storage;
 using Microsoft.Extensions.AI;
 
 namespace Apex.Server.Tools;
 
 /// <summary>
 /// Executes the model's tool calls for one run: validates arguments, checks the user's tier,
-/// applies the tool timeout, emits <c>tool_executing</c>/<c>tool_completed</c> and records usage.
+/// applies the tool timeout and emits <c>tool_executing</c>/<c>tool_completed</c> (the usage log is written with the latter).
 /// Every failure comes back as a result the model can read; only the run's cancellation escapes.
 /// </summary>
-internal sealed partial class ToolDispatcher(ToolRegistry tools, RunEvents events, IApexStore store, IdGenerator ids, TimeProvider time,
-    LimitsOptions limits, ILogger logger)
+internal sealed partial class ToolDispatcher(ToolRegistry tools, RunEvents events, LimitsOptions limits, ILogger logger)
 {
     public async Task<FunctionResultContent> InvokeAsync(UserExecutionContext agentContext, string agent, FunctionCallContent call)
     {
@@ -25,7 +22,6 @@ internal sealed partial class ToolDispatcher(ToolRegistry tools, RunEvents event
         var (status, result, error) = await ExecuteAsync(context, call.Name, arguments);
         var duration = Math.Round(Stopwatch.GetElapsedTime(started).TotalMilliseconds, 3);
         await events.ToolCompletedAsync(agent, call.CallId, call.Name, status, duration, result, error);
-        await store.RecordToolUsageAsync(new ToolUsageRecord(ids.NewId(), context.UserId, context.RunId, call.Name, status, duration, time.GetUtcNow()), CancellationToken.None);
         LogToolCall(logger, call.Name, status, duration, context.RunId);
 
         if (status == "cancelled") context.CancellationToken.ThrowIfCancellationRequested();
