@@ -152,7 +152,9 @@ public class RunBenchmarks
         var now = DateTimeOffset.UtcNow;
         var message = new MessageRecord(_rig.Ids.NewId(), _rig.ThreadId, _rig.UserId, null, "user", "How can I cut my LLM cost?", now);
         var run = new RunRecord(_rig.Ids.NewId(), _rig.ThreadId, _rig.UserId, RunStatus.Queued, QueueStrategies.Enqueue, message.Id, now, null, null, null, null, false);
-        await _rig.Store.SubmitRunAsync(message with { RunId = run.Id }, run, 1000, CancellationToken.None);
+        await _rig.Store.SubmitRunAsync(message with { RunId = run.Id }, run,
+            position => new RunQueued(new RunQueuedData(message.Id, run.Strategy, position)) { EventId = _rig.Ids.NewId(), ThreadId = run.ThreadId, RunId = run.Id, UserId = run.UserId, Timestamp = now },
+            1000, CancellationToken.None);
         using var engine = (await _rig.Factory.ClaimNextAsync(CancellationToken.None))!;
         await engine.RunAsync();
     }

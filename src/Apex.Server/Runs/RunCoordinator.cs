@@ -19,7 +19,7 @@ internal enum CancelOutcome { NotFound, Cancelled, Cancelling, AlreadyCancelled,
 /// Accepts messages and cancellations from REST and <c>/ws</c> alike: one thread run at a time,
 /// the thread's queue strategy for a busy thread, and cancellation that reaches the run wherever it is.
 /// </summary>
-internal sealed class RunCoordinator(IApexStore store, EventLog log, RunWorker worker, RateLimits rateLimits, IdGenerator ids, TimeProvider time,
+internal sealed class RunCoordinator(IApexStore store, EventLog log, EventBus bus, RunWorker worker, RateLimits rateLimits, IdGenerator ids, TimeProvider time,
     IOptions<LimitsOptions> limits)
 {
     public async Task<(Submission? Accepted, Refusal? Refused)> SubmitAsync(CurrentUser user, string? threadId, string? content, string? strategy,
@@ -43,7 +43,8 @@ internal sealed class RunCoordinator(IApexStore store, EventLog log, RunWorker w
         var message = new MessageRecord(ids.NewId(), thread.Id, user.Id, null, "user", text, now);
         var run = new RunRecord(ids.NewId(), thread.Id, user.Id, RunStatus.Queued, strategy ?? thread.Strategy, message.Id, now, null, null, null, null, false);
         message = message with { RunId = run.Id };
-        var result = await store.SubmitRunAsync(message, run, limits.Value.MaxPendingRunsPerThread, cancellationToken);
+        var result = await store.SubmitRunAsync(message, run, position => new RunQueued(new RunQueuedData(message.Id, run.Strategy, position))
+            { EventId = ids.NewId(), ThreadId = thread.Id, RunId = run.Id, UserId = user.Id, Timestamp = now }, limits.Value.MaxPendingRunsPerThread, cancellationToken);
         switch (result.Outcome)
         {
             case SubmitOutcome.ThreadBusy:
@@ -52,8 +53,7 @@ internal sealed class RunCoordinator(IApexStore store, EventLog log, RunWorker w
                 return Refuse("queue_full", $"The thread already has {limits.Value.MaxPendingRunsPerThread} queued runs.");
         }
 
-        await log.AppendAsync(new RunQueued(new RunQueuedData(message.Id, run.Strategy, result.Position))
-            { ThreadId = thread.Id, RunId = run.Id, UserId = user.Id }, cancellationToken);
+        if (result.Queued is { } queued) bus.Publish(queued);
         if (run.Strategy == QueueStrategies.Interrupt)
         {
             foreach (var activeId in result.ActiveRunIds) await CancelAsync(user, activeId, CancelReasons.Interrupted, cancellationToken);

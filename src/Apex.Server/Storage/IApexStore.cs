@@ -35,7 +35,11 @@ internal interface IApexStore
     Task<IReadOnlyList<MessageRecord>> RecentMessagesAsync(string userId, string threadId, int count, CancellationToken cancellationToken);
 
     // Runs
-    Task<SubmitResult> SubmitRunAsync(MessageRecord message, RunRecord run, int maxPending, CancellationToken cancellationToken);
+    /// <summary>
+    /// Queues a run and its message, and appends the run's first event (made from the run's queue position) in the
+    /// same transaction; refuses per the run's strategy and the queue limit.
+    /// </summary>
+    Task<SubmitResult> SubmitRunAsync(MessageRecord message, RunRecord run, Func<int, ApexEvent> queuedEvent, int maxPending, CancellationToken cancellationToken);
     Task<RunRecord?> GetRunAsync(string userId, string runId, CancellationToken cancellationToken);
     Task<IReadOnlyList<RunRecord>> ListRunsAsync(string userId, string threadId, int limit, string? afterId, CancellationToken cancellationToken);
     Task<RunRecord?> ClaimNextRunAsync(string nodeId, int maxActivePerUser, DateTimeOffset now, DateTimeOffset leaseUntil, CancellationToken cancellationToken);

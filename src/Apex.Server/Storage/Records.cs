@@ -28,7 +28,7 @@ internal sealed record ToolUsageRecord(string Id, string UserId, string RunId, s
 /// <summary>The outcome of submitting a message to a thread.</summary>
 internal enum SubmitOutcome { Queued, ThreadBusy, QueueFull }
 
-internal sealed record SubmitResult(SubmitOutcome Outcome, int Position, IReadOnlyList<string> ActiveRunIds);
+internal sealed record SubmitResult(SubmitOutcome Outcome, int Position, IReadOnlyList<string> ActiveRunIds, Apex.Client.ApexEvent? Queued);
 
 internal sealed record WorkloadSummary(long Calls, long Errors, long PromptTokens, long CompletionTokens, double AvgLatencyMs, double Cost,
     DateTimeOffset? First, DateTimeOffset? Last, IReadOnlyList<string> Models);

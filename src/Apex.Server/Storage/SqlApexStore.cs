@@ -133,7 +133,7 @@ internal sealed class SqlApexStore(Database db, Execution.NodeIdentity node) : I
 
     // ---- Runs ----
 
-    public Task<SubmitResult> SubmitRunAsync(MessageRecord message, RunRecord run, int maxPending, CancellationToken cancellationToken) =>
+    public Task<SubmitResult> SubmitRunAsync(MessageRecord message, RunRecord run, Func<int, ApexEvent> queuedEvent, int maxPending, CancellationToken cancellationToken) =>
         db.WriteAsync(async (c, t) =>
         {
             // Touching the thread row first takes its row lock (PostgreSQL), so concurrent submits to one thread serialize.
@@ -142,13 +142,15 @@ internal sealed class SqlApexStore(Database db, Execution.NodeIdentity node) : I
             var active = await c.QueryAsync("SELECT id, status FROM runs WHERE thread_id = @t AND user_id = @u AND status IN ('queued', 'running') ORDER BY created_at, id",
                 t, r => (Id: r.GetString(0), Status: r.GetString(1)), cancellationToken, ("@t", run.ThreadId), ("@u", run.UserId));
             var ids = active.Select(a => a.Id).ToList();
-            if (active.Count > 0 && run.Strategy == QueueStrategies.Reject) return new SubmitResult(SubmitOutcome.ThreadBusy, active.Count, ids);
-            if (active.Count(a => a.Status == RunStatus.Queued) >= maxPending) return new SubmitResult(SubmitOutcome.QueueFull, active.Count, ids);
+            if (active.Count > 0 && run.Strategy == QueueStrategies.Reject) return new SubmitResult(SubmitOutcome.ThreadBusy, active.Count, ids, null);
+            if (active.Count(a => a.Status == RunStatus.Queued) >= maxPending) return new SubmitResult(SubmitOutcome.QueueFull, active.Count, ids, null);
             await InsertMessageAsync(c, t, message, cancellationToken);
             await c.ExecuteAsync($"INSERT INTO runs ({RunColumns}) VALUES (@id, @t, @u, 'queued', @s, @m, @ca, NULL, NULL, NULL, NULL, 0)", t, cancellationToken,
                 ("@id", run.Id), ("@t", run.ThreadId), ("@u", run.UserId), ("@s", run.Strategy), ("@m", run.MessageId), ("@ca", run.CreatedAt.ToUnixMs()));
             await db.NotifyAsync(c, t, RunsChannel, node.Id, cancellationToken);
-            return new SubmitResult(SubmitOutcome.Queued, active.Count, ids);
+            // The run and its first event commit together: there is never a run without its run_queued.
+            var queued = await AppendAsync(c, t, [new EventAppend(queuedEvent(active.Count))], cancellationToken);
+            return new SubmitResult(SubmitOutcome.Queued, active.Count, ids, queued.Count == 1 ? queued[0] : null);
         }, cancellationToken);
 
     public Task<RunRecord?> GetRunAsync(string userId, string runId, CancellationToken cancellationToken) =>
@@ -230,8 +232,11 @@ internal sealed class SqlApexStore(Database db, Execution.NodeIdentity node) : I
     // ---- Events ----
 
     public Task<IReadOnlyList<ApexEvent>> AppendEventsAsync(IReadOnlyList<EventAppend> events, CancellationToken cancellationToken) =>
-        db.WriteAsync<IReadOnlyList<ApexEvent>>(async (c, t) =>
-        {
+        db.WriteAsync((c, t) => AppendAsync(c, t, events, cancellationToken), cancellationToken);
+
+    /// <summary>Appends inside the caller's transaction: the one way an event row is written.</summary>
+    private async Task<IReadOnlyList<ApexEvent>> AppendAsync(DbConnection c, DbTransaction? t, IReadOnlyList<EventAppend> events, CancellationToken cancellationToken)
+    {
             var stored = new List<ApexEvent>(events.Count);
             var lastSeq = new Dictionary<string, long>();
             var endedRuns = false;
@@ -269,7 +274,7 @@ internal sealed class SqlApexStore(Database db, Execution.NodeIdentity node) : I
             foreach (var (thread, seq) in lastSeq) await db.NotifyAsync(c, t, EventsChannel, $"{node.Id}|{thread}|{seq}", cancellationToken);
             if (endedRuns) await db.NotifyAsync(c, t, RunsChannel, node.Id, cancellationToken);
             return stored;
-        }, cancellationToken);
+    }
 
     /// <summary>The usage log is written with the tool_completed event it comes from, so the two never disagree.</summary>
     private static Task<int> RecordToolUsageAsync(DbConnection c, DbTransaction? t, ToolCompleted tool, CancellationToken cancellationToken) =>

@@ -6,9 +6,10 @@ using Apex.Server.Storage;
 namespace Apex.Server.Streaming;
 
 /// <summary>
-/// The only way an event enters the system: it is stored (seq assigned in the same transaction)
-/// and only then published. Appends from all runs are batched into one transaction per turn of
-/// the loop, which is what lets SQLite keep up with many concurrent runs.
+/// How events enter the system: each is stored (seq assigned in the same transaction) and only
+/// then published. Appends from all runs are batched into one transaction per turn of the loop,
+/// which is what lets SQLite keep up with many concurrent runs. (A run's first event, run_queued,
+/// is stored by the store together with the run itself, then published the same way.)
 /// </summary>
 internal sealed partial class EventLog(IApexStore store, EventBus bus, IdGenerator ids, TimeProvider time, ILogger<EventLog> logger) : BackgroundService
 {

@@ -51,9 +51,15 @@ public abstract class StoreConformanceTests : IAsyncLifetime
     {
         var message = new MessageRecord(_ids.NewId(), threadId, userId, null, "user", "hello", _now);
         var run = new RunRecord(_ids.NewId(), threadId, userId, RunStatus.Queued, strategy, message.Id, _now, null, null, null, null, false);
-        Assert.Equal(SubmitOutcome.Queued, (await Store.SubmitRunAsync(message with { RunId = run.Id }, run, 10, default)).Outcome);
+        var result = await Store.SubmitRunAsync(message with { RunId = run.Id }, run, Queued(run, message.Id), 10, default);
+        Assert.Equal(SubmitOutcome.Queued, result.Outcome);
+        Assert.Equal(run.Id, result.Queued!.RunId);
+        Assert.True(result.Queued.Seq > 0);
         return run;
     }
+
+    private static Func<int, ApexEvent> Queued(RunRecord run, string messageId) => position =>
+        new RunQueued(new RunQueuedData(messageId, run.Strategy, position)) { EventId = Guid.NewGuid().ToString(), ThreadId = run.ThreadId, RunId = run.Id, UserId = run.UserId, Timestamp = DateTimeOffset.UtcNow };
 
     private static ApexEvent Event(string userId, string threadId, string? runId = null) =>
         new AgentThinking(new AgentThinkingData("x")) { EventId = Guid.NewGuid().ToString(), ThreadId = threadId, RunId = runId, UserId = userId, Timestamp = DateTimeOffset.UtcNow };
@@ -121,7 +127,7 @@ public abstract class StoreConformanceTests : IAsyncLifetime
         Assert.Empty(await Store.ListRunsAsync(other, thread, 10, null, default));
         Assert.Empty(await Store.ReadEventsAsync(other, thread, 0, 10, default));
         Assert.False(await Store.RequestCancelAsync(other, run.Id, "x", default));
-        Assert.Single(await Store.ReadEventsAsync(owner, thread, 0, 10, default));
+        Assert.Equal(["run_queued", "agent_thinking"], (await Store.ReadEventsAsync(owner, thread, 0, 10, default)).Select(e => e.Type));
         Assert.Single(await Store.ListMessagesAsync(owner, thread, 10, null, default));
         Assert.True(await Store.DeleteThreadAsync(owner, thread, default));
         Assert.Null(await Store.GetRunAsync(owner, run.Id, default));
@@ -178,8 +184,9 @@ public abstract class StoreConformanceTests : IAsyncLifetime
         Assert.Equal(b1.Id, (await Store.ClaimNextRunAsync("n2", 2, _now, _now.AddSeconds(15), default))!.Id);
         Assert.Null(await Store.ClaimNextRunAsync("n2", 5, _now, _now.AddSeconds(15), default)); // a2 waits behind a1
 
-        Assert.Equal(SubmitOutcome.ThreadBusy, (await Store.SubmitRunAsync(new MessageRecord(_ids.NewId(), threadA, user, null, "user", "x", _now),
-            new RunRecord(_ids.NewId(), threadA, user, RunStatus.Queued, QueueStrategies.Reject, "m", _now, null, null, null, null, false), 10, default)).Outcome);
+        var rejected = new RunRecord(_ids.NewId(), threadA, user, RunStatus.Queued, QueueStrategies.Reject, "m", _now, null, null, null, null, false);
+        var busy = await Store.SubmitRunAsync(new MessageRecord(_ids.NewId(), threadA, user, null, "user", "x", _now), rejected, Queued(rejected, "m"), 10, default);
+        Assert.Equal((SubmitOutcome.ThreadBusy, null), (busy.Outcome, busy.Queued));
 
         await Store.AppendEventsAsync([new EventAppend(new RunCompleted(new RunCompletedData("m", 1)) { EventId = Guid.NewGuid().ToString(), ThreadId = threadA, RunId = a1.Id, UserId = user, Timestamp = _now })], default);
         Assert.Equal(a2.Id, (await Store.ClaimNextRunAsync("n1", 5, _now, _now.AddSeconds(15), default))!.Id);
