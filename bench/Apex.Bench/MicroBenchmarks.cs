@@ -102,10 +102,13 @@ public class EventBenchmarks
     public byte[] Serialize() => JsonSerializer.SerializeToUtf8Bytes(_event, ApexJsonContext.Default.ApexEvent);
 
     [Benchmark(Description = "append 1 event (one transaction)", OperationsPerInvoke = 1)]
-    public Task AppendOne() => _rig.Store.AppendEventsAsync([new EventAppend(_event with { ThreadId = _rig.ThreadId, UserId = _rig.UserId })], CancellationToken.None);
+    public Task AppendOne() => _rig.Store.AppendEventsAsync([new EventAppend(Fresh())], CancellationToken.None);
 
     [Benchmark(Description = "append 64 events (one transaction), per event", OperationsPerInvoke = 64)]
-    public Task AppendBatch() => _rig.Store.AppendEventsAsync([.. Enumerable.Range(0, 64).Select(_ => new EventAppend(_event with { ThreadId = _rig.ThreadId, UserId = _rig.UserId }))], CancellationToken.None);
+    public Task AppendBatch() => _rig.Store.AppendEventsAsync([.. Enumerable.Range(0, 64).Select(_ => new EventAppend(Fresh()))], CancellationToken.None);
+
+    /// <summary>A tool_completed with its own id (its usage row is keyed by the event id).</summary>
+    private ApexEvent Fresh() => _event with { EventId = _rig.Ids.NewId(), ThreadId = _rig.ThreadId, UserId = _rig.UserId };
 
     [Benchmark(Description = "event log append (batched writer, stored + published)")]
     public Task AppendThroughLog() => _rig.Log.AppendAsync(_event with { EventId = null, ThreadId = _rig.ThreadId, UserId = _rig.UserId }, CancellationToken.None);
