@@ -39,7 +39,7 @@ internal static class BenchProgram
                     case "append": await rig.Store.AppendEventsAsync([new Apex.Server.Storage.EventAppend(evt)], CancellationToken.None); break;
                     case "read": await rig.Store.GetThreadAsync(rig.UserId, rig.ThreadId, CancellationToken.None); break;
                     case "log": await rig.Log.AppendAsync(evt with { EventId = null }, CancellationToken.None); break;
-                    case "write": await rig.Store.SetTierAsync(rig.UserId, "free", CancellationToken.None); break;
+                    case "write": await rig.Store.UpdateThreadAsync(rig.UserId, rig.ThreadId, "bench", null, DateTimeOffset.UtcNow, CancellationToken.None); break;
                     case "update":
                         await rig.Database.WriteAsync(async (c, t) =>
                         {

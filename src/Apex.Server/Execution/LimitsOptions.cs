@@ -31,8 +31,6 @@ internal sealed class LimitsOptions
     public TimeSpan SocketKeepAliveInterval { get; set; } = TimeSpan.FromSeconds(20);
     public TimeSpan SocketIdleTimeout { get; set; } = TimeSpan.FromMinutes(10);
 
-    public TimeSpan WsTicketLifetime { get; set; } = TimeSpan.FromSeconds(30);
-
     /// <summary>A running run's lease; a node that stops renewing it is presumed dead when it expires.</summary>
     public TimeSpan RunLease { get; set; } = TimeSpan.FromSeconds(15);
     public TimeSpan HeartbeatInterval { get; set; } = TimeSpan.FromSeconds(3);
@@ -53,7 +51,6 @@ internal sealed class LimitsOptionsValidator : IValidateOptions<LimitsOptions>
         if (o.SocketKeepAliveInterval >= o.SocketIdleTimeout) failures.Add("SocketKeepAliveInterval must be shorter than SocketIdleTimeout.");
         if (o.HeartbeatInterval * 2 >= o.RunLease) failures.Add("RunLease must be more than twice HeartbeatInterval, so one late heartbeat does not lose a run.");
         if (o.MaxMessageChars > o.MaxFrameBytes) failures.Add("MaxMessageChars must fit in MaxFrameBytes.");
-        if (o.WsTicketLifetime <= TimeSpan.Zero) failures.Add("WsTicketLifetime must be positive.");
         if (o.DrainTimeout < TimeSpan.Zero) failures.Add("DrainTimeout must not be negative.");
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }

@@ -76,7 +76,10 @@ internal static partial class ApexHostingExtensions
 
     public static IServiceCollection AddApexAuth(this IServiceCollection services)
     {
-        services.AddOptions<AuthOptions>().BindConfiguration(AuthOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddOptions<AuthOptions>().BindConfiguration(AuthOptions.Section).ValidateDataAnnotations()
+            .Validate(o => o.WsTicketLifetime > TimeSpan.Zero && o.AccessTokenLifetime > TimeSpan.Zero && o.RefreshTokenLifetime > TimeSpan.Zero,
+                "Apex:Auth lifetimes (WsTicketLifetime, AccessTokenLifetime, RefreshTokenLifetime) must be positive.")
+            .ValidateOnStart();
         services.TryAddSingleton<IPasswordHasher<UserRecord>, PasswordHasher<UserRecord>>();
         services.TryAddSingleton<TokenService>();
         services.AddAuthentication(ApexTokenHandler.SchemeName)
@@ -167,7 +170,7 @@ internal static partial class ApexHostingExtensions
     public static async Task InitializeApexStorageAsync(this WebApplication app)
     {
         var database = app.Services.GetRequiredService<Database>();
-        var applied = await Migrations.ApplyAsync(database, app.Lifetime.ApplicationStopping);
+        var applied = await Migrations.ApplyAsync(database, app.Services.GetRequiredService<TimeProvider>(), app.Lifetime.ApplicationStopping);
         LogSchema(app.Logger, Migrations.Latest, applied);
     }
 

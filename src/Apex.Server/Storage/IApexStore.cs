@@ -16,7 +16,6 @@ internal interface IApexStore
     Task<UserRecord?> GetUserAsync(string userId, CancellationToken cancellationToken);
     Task RecordLoginFailureAsync(string userId, int maxFailures, DateTimeOffset lockoutUntil, CancellationToken cancellationToken);
     Task ResetLoginFailuresAsync(string userId, CancellationToken cancellationToken);
-    Task SetTierAsync(string userId, string tier, CancellationToken cancellationToken);
     Task CreateSessionAsync(SessionRecord session, CancellationToken cancellationToken);
     Task<SessionRecord?> GetSessionAsync(string userId, string sessionId, CancellationToken cancellationToken);
     Task<SessionRecord?> RotateRefreshTokenAsync(string oldHash, string newHash, DateTimeOffset newExpiry, DateTimeOffset now, CancellationToken cancellationToken);
@@ -63,7 +62,6 @@ internal interface IApexStore
     Task<int> DeleteEventsOlderThanAsync(DateTimeOffset cutoff, CancellationToken cancellationToken);
 
     // Tools
-    Task<long> CountWorkloadCallsAsync(string userId, CancellationToken cancellationToken);
     Task<WorkloadSummary> GetWorkloadSummaryAsync(string userId, CancellationToken cancellationToken);
     Task<IReadOnlyList<ToolUsageRecord>> ListToolUsageAsync(string userId, int limit, string? beforeId, CancellationToken cancellationToken);
 

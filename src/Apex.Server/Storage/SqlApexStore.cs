@@ -53,9 +53,6 @@ internal sealed class SqlApexStore(Database db, Execution.NodeIdentity node) : I
         db.WriteAsync((c, t) => c.ExecuteAsync("UPDATE users SET failed_logins = 0, lockout_until = NULL WHERE id = @id AND (failed_logins <> 0 OR lockout_until IS NOT NULL)",
             t, cancellationToken, ("@id", userId)), cancellationToken);
 
-    public Task SetTierAsync(string userId, string tier, CancellationToken cancellationToken) =>
-        db.WriteAsync((c, t) => c.ExecuteAsync("UPDATE users SET tier = @tier WHERE id = @id", t, cancellationToken, ("@id", userId), ("@tier", tier)), cancellationToken);
-
     public Task CreateSessionAsync(SessionRecord session, CancellationToken cancellationToken) =>
         db.WriteAsync((c, t) => c.ExecuteAsync($"INSERT INTO sessions ({SessionColumns}) VALUES (@id, @u, @h, @ca, @ea, NULL)", t, cancellationToken,
             ("@id", session.Id), ("@u", session.UserId), ("@h", session.RefreshHash), ("@ca", session.CreatedAt.ToUnixMs()), ("@ea", session.ExpiresAt.ToUnixMs())), cancellationToken);
@@ -307,12 +304,6 @@ internal sealed class SqlApexStore(Database db, Execution.NodeIdentity node) : I
         db.WriteAsync((c, t) => c.ExecuteAsync("DELETE FROM events WHERE created_at < @cutoff", t, cancellationToken, ("@cutoff", cutoff.ToUnixMs())), cancellationToken);
 
     // ---- Tools ----
-
-    public async Task<long> CountWorkloadCallsAsync(string userId, CancellationToken cancellationToken)
-    {
-        await using var connection = await db.OpenAsync(cancellationToken);
-        return await connection.ScalarAsync("SELECT COUNT(*) FROM workload_calls WHERE user_id = @u", null, cancellationToken, ("@u", userId)) ?? 0;
-    }
 
     public async Task<WorkloadSummary> GetWorkloadSummaryAsync(string userId, CancellationToken cancellationToken)
     {
