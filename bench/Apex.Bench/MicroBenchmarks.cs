@@ -21,7 +21,7 @@ internal sealed class Rig : IAsyncDisposable
     {
         Path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"apex-bench-{Guid.NewGuid():N}.db");
         Database = new SqliteDatabase(Path);
-        Migrations.ApplyAsync(Database, CancellationToken.None).GetAwaiter().GetResult();
+        Migrations.ApplyAsync(Database, TimeProvider.System, CancellationToken.None).GetAwaiter().GetResult();
         var node = new NodeIdentity();
         Store = new SqlApexStore(Database, node);
         Ids = new IdGenerator(TimeProvider.System);

@@ -118,7 +118,7 @@ internal static class Migrations
 
     public static int Latest => All[^1].Version;
 
-    public static async Task<int> ApplyAsync(Database database, CancellationToken cancellationToken)
+    public static async Task<int> ApplyAsync(Database database, TimeProvider time, CancellationToken cancellationToken)
     {
         await database.WriteAsync(async (connection, transaction) =>
             await connection.ExecuteAsync("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)", transaction, cancellationToken), cancellationToken);
@@ -134,7 +134,7 @@ internal static class Migrations
                 foreach (var statement in sql.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
                     await connection.ExecuteAsync(statement, transaction, cancellationToken);
                 await connection.ExecuteAsync("INSERT INTO schema_version (version, name, applied_at) VALUES (@v, @n, @t)", transaction, cancellationToken,
-                    ("@v", version), ("@n", name), ("@t", DateTimeOffset.UtcNow.ToUnixMs()));
+                    ("@v", version), ("@n", name), ("@t", time.GetUtcNow().ToUnixMs()));
                 return true;
             }, cancellationToken);
             if (done) applied++;

@@ -30,12 +30,10 @@ public sealed class ClusterTests(ITestOutputHelper output)
         return [first, .. rest];
     }
 
-    private static async Task<List<ApexEvent>> ResumeAsync(ApexSocket socket, string threadId, long cursor, CancellationToken ct)
+    private static async Task ResumeAsync(ApexSocket socket, string threadId, long cursor, CancellationToken ct)
     {
         await socket.SendAsync("resume", new ResumePayload(threadId, cursor), ApexJsonContext.Default.ResumePayload, ct);
-        var followed = await socket.ReceiveAsync(ct);
-        Assert.IsType<ThreadFollowed>(followed);
-        return [];
+        Assert.Equal(cursor, Assert.IsType<ThreadFollowed>(await socket.ReceiveAsync(ct)).Data.AfterSeq);
     }
 
     [Fact]

@@ -22,7 +22,7 @@ public abstract class StoreConformanceTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         _database = await CreateDatabaseAsync();
-        await Migrations.ApplyAsync(_database, CancellationToken.None);
+        await Migrations.ApplyAsync(_database, TimeProvider.System, CancellationToken.None);
         Store = new SqlApexStore(_database, new NodeIdentity());
     }
 
@@ -68,7 +68,7 @@ public abstract class StoreConformanceTests : IAsyncLifetime
     public async Task SchemaIsCurrentAndMigratingAgainChangesNothing()
     {
         Assert.True(await Store.IsReadyAsync(default));
-        Assert.Equal(0, await Migrations.ApplyAsync(_database, default));
+        Assert.Equal(0, await Migrations.ApplyAsync(_database, TimeProvider.System, default));
     }
 
     [Fact]
