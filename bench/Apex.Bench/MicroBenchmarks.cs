@@ -1,11 +1,9 @@
 using System.Text.Json;
 using Apex.Client;
 using Apex.Server.Agents;
+using Apex.Server.Events;
 using Apex.Server.Execution;
-using Apex.Server.Hosting;
-using Apex.Server.Llm;
 using Apex.Server.Storage;
-using Apex.Server.Streaming;
 using Apex.Server.Tools;
 using BenchmarkDotNet.Attributes;
 using Microsoft.Extensions.AI;
@@ -23,24 +21,30 @@ internal sealed class Rig : IAsyncDisposable
         Database = new SqliteDatabase(Path);
         Migrations.ApplyAsync(Database, TimeProvider.System, CancellationToken.None).GetAwaiter().GetResult();
         var node = new NodeIdentity();
-        Store = new SqlApexStore(Database, node);
+        Accounts = new SqlAccountStore(Database);
+        Threads = new SqlThreadStore(Database);
+        Runs = new SqlRunStore(Database, node);
+        Events = new SqlEventStore(Database, node);
         Ids = new IdGenerator(TimeProvider.System);
-        Log = new EventLog(Store, new EventBus(), Ids, TimeProvider.System, NullLogger<EventLog>.Instance);
+        Log = new EventLog(Events, new EventBus(new StoreSignals()), Ids, TimeProvider.System, NullLogger<EventLog>.Instance);
         Log.StartAsync(CancellationToken.None).GetAwaiter().GetResult();
-        Tools = new ToolRegistry([new WorkloadSummaryTool(Store)]);
-        Factory = new ExecutionEngineFactory(Store, Log, Tools, new AgentRegistry(AgentTeam.Default()), new BuiltInChatClient(TimeSpan.Zero, TimeProvider.System),
+        Tools = new ToolRegistry([new WorkloadSummaryTool(new SqlWorkloadStore(Database))]);
+        Factory = new ExecutionEngineFactory(Accounts, Threads, Runs, Log, Tools, new AgentRegistry(AgentTeam.Default()), new BuiltInChatClient(TimeSpan.Zero, TimeProvider.System),
             Ids, TimeProvider.System, Options.Create(new LimitsOptions()), node, NullLoggerFactory.Instance);
         var now = DateTimeOffset.UtcNow;
         UserId = Ids.NewId();
-        Store.CreateUserAsync(new UserRecord(UserId, "bench@example.com", "BENCH@EXAMPLE.COM", "x", "bench", Tiers.Free, now, 0, null), CancellationToken.None).GetAwaiter().GetResult();
+        Accounts.CreateUserAsync(new UserRecord(UserId, "bench@example.com", "BENCH@EXAMPLE.COM", "x", "bench", Tiers.Free, now, 0, null), CancellationToken.None).GetAwaiter().GetResult();
         ThreadId = Ids.NewId();
-        Store.CreateThreadAsync(new ThreadRecord(ThreadId, UserId, "bench", QueueStrategies.Enqueue, 0, now, now), CancellationToken.None).GetAwaiter().GetResult();
+        Threads.CreateThreadAsync(new ThreadRecord(ThreadId, UserId, "bench", QueueStrategies.Enqueue, 0, now, now), CancellationToken.None).GetAwaiter().GetResult();
         Run = new RunRecord(Ids.NewId(), ThreadId, UserId, RunStatus.Running, QueueStrategies.Enqueue, Ids.NewId(), now, now, null, null, "bench", false);
     }
 
     public string Path { get; }
     public Database Database { get; }
-    public SqlApexStore Store { get; }
+    public SqlAccountStore Accounts { get; }
+    public SqlThreadStore Threads { get; }
+    public SqlRunStore Runs { get; }
+    public SqlEventStore Events { get; }
     public IdGenerator Ids { get; }
     public EventLog Log { get; }
     public ToolRegistry Tools { get; }
@@ -70,7 +74,7 @@ public class ExecutionBenchmarks
 
     [Benchmark(Description = "UserExecutionContext.Create")]
     public object CreateContext() =>
-        UserExecutionContext.Create(_rig.UserId, _rig.ThreadId, _rig.Run.Id, Tiers.Free, DateTimeOffset.UtcNow, CancellationToken.None);
+        UserExecutionContext.Create(_rig.UserId, _rig.ThreadId, _rig.Run.Id, Tiers.Free, DateTimeOffset.UtcNow);
 
     [Benchmark(Description = "context + engine for a run")]
     public object CreateEngine()
@@ -102,10 +106,10 @@ public class EventBenchmarks
     public byte[] Serialize() => JsonSerializer.SerializeToUtf8Bytes(_event, ApexJsonContext.Default.ApexEvent);
 
     [Benchmark(Description = "append 1 event (one transaction)", OperationsPerInvoke = 1)]
-    public Task AppendOne() => _rig.Store.AppendEventsAsync([new EventAppend(Fresh())], CancellationToken.None);
+    public Task AppendOne() => _rig.Events.AppendEventsAsync([new EventAppend(Fresh())], CancellationToken.None);
 
     [Benchmark(Description = "append 64 events (one transaction), per event", OperationsPerInvoke = 64)]
-    public Task AppendBatch() => _rig.Store.AppendEventsAsync([.. Enumerable.Range(0, 64).Select(_ => new EventAppend(Fresh()))], CancellationToken.None);
+    public Task AppendBatch() => _rig.Events.AppendEventsAsync([.. Enumerable.Range(0, 64).Select(_ => new EventAppend(Fresh()))], CancellationToken.None);
 
     /// <summary>A tool_completed with its own id (its usage row is keyed by the event id).</summary>
     private ApexEvent Fresh() => _event with { EventId = _rig.Ids.NewId(), ThreadId = _rig.ThreadId, UserId = _rig.UserId };
@@ -125,8 +129,8 @@ public class ToolBenchmarks
     public void Setup()
     {
         _rig = new Rig();
-        _context = UserExecutionContext.Create(_rig.UserId, _rig.ThreadId, _rig.Run.Id, Tiers.Free, DateTimeOffset.UtcNow, CancellationToken.None);
-        _dispatcher = new ToolDispatcher(_rig.Tools, new RunEvents(_context, _rig.Log), new LimitsOptions(), NullLogger.Instance);
+        _context = UserExecutionContext.Create(_rig.UserId, _rig.ThreadId, _rig.Run.Id, Tiers.Free, DateTimeOffset.UtcNow);
+        _dispatcher = new ToolDispatcher(_rig.Tools, new RunEvents(_rig.UserId, _rig.ThreadId, _rig.Run.Id, _rig.Log), new LimitsOptions(), NullLogger.Instance);
     }
 
     [GlobalCleanup]
@@ -134,7 +138,7 @@ public class ToolBenchmarks
 
     [Benchmark(Description = "one tool call through the ToolDispatcher (2 events queued)")]
     public Task<FunctionResultContent> CallTool() =>
-        _dispatcher.InvokeAsync(_context, AgentNames.Data, new FunctionCallContent("call_1", "workload_summary", new Dictionary<string, object?>()));
+        _dispatcher.InvokeAsync(_context, AgentNames.Data, new FunctionCallContent("call_1", "workload_summary", new Dictionary<string, object?>()), CancellationToken.None);
 }
 
 /// <summary>One whole run of the team, in process: claim, every agent and tool, every event stored and published.</summary>
@@ -155,7 +159,7 @@ public class RunBenchmarks
         var now = DateTimeOffset.UtcNow;
         var message = new MessageRecord(_rig.Ids.NewId(), _rig.ThreadId, _rig.UserId, null, "user", "How can I cut my LLM cost?", now);
         var run = new RunRecord(_rig.Ids.NewId(), _rig.ThreadId, _rig.UserId, RunStatus.Queued, QueueStrategies.Enqueue, message.Id, now, null, null, null, null, false);
-        await _rig.Store.SubmitRunAsync(message with { RunId = run.Id }, run,
+        await _rig.Runs.SubmitRunAsync(message with { RunId = run.Id }, run,
             position => new RunQueued(new RunQueuedData(message.Id, run.Strategy, position)) { EventId = _rig.Ids.NewId(), ThreadId = run.ThreadId, RunId = run.Id, UserId = run.UserId, Timestamp = now },
             1000, CancellationToken.None);
         using var engine = (await _rig.Factory.ClaimNextAsync(CancellationToken.None))!;

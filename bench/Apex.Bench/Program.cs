@@ -36,10 +36,10 @@ internal static class BenchProgram
             {
                 switch (args[1])
                 {
-                    case "append": await rig.Store.AppendEventsAsync([new Apex.Server.Storage.EventAppend(evt)], CancellationToken.None); break;
-                    case "read": await rig.Store.GetThreadAsync(rig.UserId, rig.ThreadId, CancellationToken.None); break;
+                    case "append": await rig.Events.AppendEventsAsync([new Apex.Server.Storage.EventAppend(evt)], CancellationToken.None); break;
+                    case "read": await rig.Threads.GetThreadAsync(rig.UserId, rig.ThreadId, CancellationToken.None); break;
                     case "log": await rig.Log.AppendAsync(evt with { EventId = null }, CancellationToken.None); break;
-                    case "write": await rig.Store.UpdateThreadAsync(rig.UserId, rig.ThreadId, "bench", null, DateTimeOffset.UtcNow, CancellationToken.None); break;
+                    case "write": await rig.Threads.UpdateThreadAsync(rig.UserId, rig.ThreadId, "bench", null, DateTimeOffset.UtcNow, CancellationToken.None); break;
                     case "update":
                         await rig.Database.WriteAsync(async (c, t) =>
                         {

@@ -1,16 +1,15 @@
 using Apex.Server.Auth;
 using Apex.Server.Hosting;
-using Apex.Server.Runs;
 using Apex.Server.Streaming;
 using Apex.Server.Threads;
 using Apex.Server.Workloads;
 
 var builder = WebApplication.CreateBuilder(args);
 builder.AddApexHosting();
-builder.Services.AddApexStorage();
-builder.Services.AddApexAuth();
-builder.Services.AddApexRuntime();
-builder.Services.AddApexStreaming();
+builder.AddApexStorage();
+builder.AddApexAuth();
+builder.AddApexRuntime();
+builder.AddApexStreaming();
 
 var app = builder.Build();
 app.UseApexPipeline();

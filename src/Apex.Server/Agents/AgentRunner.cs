@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using Apex.Server.Events;
 using Apex.Server.Execution;
 using Apex.Server.Tools;
 using Microsoft.Extensions.AI;
@@ -17,16 +18,16 @@ internal sealed record AgentOutcome(string Status, JsonElement? Result, string T
 /// </summary>
 internal sealed partial class AgentRunner(IChatClient chat, ToolRegistry tools, ToolDispatcher dispatcher, RunEvents events, LimitsOptions limits, ILogger logger)
 {
-    public async Task<AgentOutcome> RunAsync(AgentDefinition agent, UserExecutionContext parent, string brief, string? answerMessageId)
+    public async Task<AgentOutcome> RunAsync(AgentDefinition agent, UserExecutionContext parent, string brief, string? answerMessageId, CancellationToken cancellationToken)
     {
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(parent.CancellationToken);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(limits.AgentTimeout);
-        var context = parent.CreateChild("agent:" + agent.Name, timeout.Token);
+        var context = parent.CreateChild("agent:" + agent.Name);
         await events.AgentStartedAsync(agent.Name, context.Depth, AgentNames.Supervisor);
         await events.AgentThinkingAsync(agent.Name, agent.Purpose + ".");
         try
         {
-            var text = await ConverseAsync(agent, context, brief, answerMessageId);
+            var text = await ConverseAsync(agent, context, brief, answerMessageId, timeout.Token);
             if (agent.OutputSchema is not { } schema)
             {
                 await events.AgentCompletedAsync(agent.Name, "ok", null);
@@ -43,7 +44,7 @@ internal sealed partial class AgentRunner(IChatClient chat, ToolRegistry tools, 
             await events.AgentCompletedAsync(agent.Name, "ok", result);
             return new AgentOutcome("ok", result, text);
         }
-        catch (OperationCanceledException) when (parent.CancellationToken.IsCancellationRequested)
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
             throw; // the run is ending: the engine closes this agent with the run's status
         }
@@ -63,7 +64,7 @@ internal sealed partial class AgentRunner(IChatClient chat, ToolRegistry tools, 
         }
     }
 
-    private async Task<string> ConverseAsync(AgentDefinition agent, UserExecutionContext context, string brief, string? answerMessageId)
+    private async Task<string> ConverseAsync(AgentDefinition agent, UserExecutionContext context, string brief, string? answerMessageId, CancellationToken cancellationToken)
     {
         List<ChatMessage> messages = [new(ChatRole.System, agent.Instructions), new(ChatRole.User, brief)];
         var options = new ChatOptions
@@ -76,7 +77,7 @@ internal sealed partial class AgentRunner(IChatClient chat, ToolRegistry tools, 
         {
             var text = new StringBuilder();
             var calls = new List<FunctionCallContent>();
-            await foreach (var update in chat.GetStreamingResponseAsync(messages, options, context.CancellationToken))
+            await foreach (var update in chat.GetStreamingResponseAsync(messages, options, cancellationToken))
             {
                 foreach (var content in update.Contents)
                 {
@@ -100,7 +101,7 @@ internal sealed partial class AgentRunner(IChatClient chat, ToolRegistry tools, 
 
             messages.Add(new ChatMessage(ChatRole.Assistant, [.. text.Length > 0 ? [new TextContent(text.ToString())] : Array.Empty<AIContent>(), .. calls]));
             var results = new List<AIContent>(calls.Count);
-            foreach (var call in calls) results.Add(await dispatcher.InvokeAsync(context, agent.Name, call));
+            foreach (var call in calls) results.Add(await dispatcher.InvokeAsync(context, agent.Name, call, cancellationToken));
             messages.Add(new ChatMessage(ChatRole.Tool, results));
         }
         throw new InvalidOperationException($"No answer after {limits.MaxModelTurnsPerAgent} model turns.");

@@ -1,6 +1,5 @@
 using System.Net.Mail;
 using Apex.Client;
-using Apex.Server.Hosting;
 using Apex.Server.Storage;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Identity;
@@ -10,19 +9,22 @@ namespace Apex.Server.Auth;
 
 internal static class AuthEndpoints
 {
+    /// <summary>The rate limit of sign-in requests (register, login, refresh) per client address.</summary>
+    public const string RateLimitPolicy = "auth";
+
     public static RouteGroupBuilder MapAuthEndpoints(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/api/auth").WithTags("Auth");
-        group.MapPost("/register", Register).RequireRateLimiting(RateLimits.Auth);
-        group.MapPost("/login", Login).RequireRateLimiting(RateLimits.Auth);
-        group.MapPost("/refresh", Refresh).RequireRateLimiting(RateLimits.Auth);
+        group.MapPost("/register", Register).RequireRateLimiting(RateLimitPolicy);
+        group.MapPost("/login", Login).RequireRateLimiting(RateLimitPolicy);
+        group.MapPost("/refresh", Refresh).RequireRateLimiting(RateLimitPolicy);
         group.MapPost("/logout", Logout).RequireAuthorization();
         group.MapGet("/me", Me).RequireAuthorization();
         app.MapPost("/api/ws-ticket", IssueTicket).RequireAuthorization().WithTags("Auth");
         return group;
     }
 
-    private static async Task<Results<Created<TokenResponse>, ValidationProblem, ProblemHttpResult>> Register(RegisterRequest request, IApexStore store,
+    private static async Task<Results<Created<TokenResponse>, ValidationProblem, ProblemHttpResult>> Register(RegisterRequest request, IAccountStore store,
         TokenService tokens, IPasswordHasher<UserRecord> hasher, IdGenerator ids, TimeProvider time, IOptions<AuthOptions> options, CancellationToken cancellationToken)
     {
         var errors = new Dictionary<string, string[]>();
@@ -41,7 +43,7 @@ internal static class AuthEndpoints
         return TypedResults.Created("/api/auth/me", await tokens.IssueAsync(user, cancellationToken));
     }
 
-    private static async Task<Results<Ok<TokenResponse>, ProblemHttpResult>> Login(LoginRequest request, IApexStore store, TokenService tokens,
+    private static async Task<Results<Ok<TokenResponse>, ProblemHttpResult>> Login(LoginRequest request, IAccountStore store, TokenService tokens,
         IPasswordHasher<UserRecord> hasher, TimeProvider time, IOptions<AuthOptions> options, CancellationToken cancellationToken)
     {
         var invalid = TypedResults.Problem(statusCode: StatusCodes.Status401Unauthorized, title: "Invalid credentials", detail: "The email or password is wrong.");
@@ -65,13 +67,13 @@ internal static class AuthEndpoints
             ? TypedResults.Problem(statusCode: StatusCodes.Status401Unauthorized, title: "Invalid refresh token", detail: "The refresh token is unknown, expired, revoked or already used.")
             : TypedResults.Ok(refreshed);
 
-    private static async Task<NoContent> Logout(CurrentUser user, IApexStore store, TimeProvider time, CancellationToken cancellationToken)
+    private static async Task<NoContent> Logout(CurrentUser user, IAccountStore store, TimeProvider time, CancellationToken cancellationToken)
     {
         await store.RevokeSessionAsync(user.Id, user.SessionId, time.GetUtcNow(), cancellationToken);
         return TypedResults.NoContent();
     }
 
-    private static async Task<Results<Ok<UserDto>, NotFound>> Me(CurrentUser user, IApexStore store, CancellationToken cancellationToken) =>
+    private static async Task<Results<Ok<UserDto>, NotFound>> Me(CurrentUser user, IAccountStore store, CancellationToken cancellationToken) =>
         await store.GetUserAsync(user.Id, cancellationToken) is { } record ? TypedResults.Ok(record.ToDto()) : TypedResults.NotFound();
 
     private static async Task<Ok<WsTicketResponse>> IssueTicket(CurrentUser user, TokenService tokens, IOptions<AuthOptions> options, CancellationToken cancellationToken) =>

@@ -1,6 +1,4 @@
 using System.Security.Claims;
-using Apex.Client;
-using Apex.Server.Storage;
 
 namespace Apex.Server.Auth;
 
@@ -19,9 +17,4 @@ internal sealed record CurrentUser(string Id, string SessionId, string Tier)
 
     public ClaimsPrincipal ToPrincipal(string scheme) =>
         new(new ClaimsIdentity([new Claim(ClaimTypes.NameIdentifier, Id), new Claim(SessionClaim, SessionId), new Claim(TierClaim, Tier)], scheme));
-}
-
-internal static class UserMapping
-{
-    public static UserDto ToDto(this UserRecord user) => new(user.Id, user.Email, user.DisplayName, user.Tier, user.CreatedAt);
 }

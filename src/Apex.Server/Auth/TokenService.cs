@@ -3,7 +3,6 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Apex.Client;
-using Apex.Server.Hosting;
 using Apex.Server.Storage;
 using Microsoft.Extensions.Options;
 
@@ -16,7 +15,7 @@ namespace Apex.Server.Auth;
 /// hashed and rotated on every use. JwtBearer is not in the package mirror, so this is the small
 /// part of it the server needs.
 /// </summary>
-internal sealed class TokenService(IApexStore store, IdGenerator ids, TimeProvider time, IOptions<AuthOptions> options)
+internal sealed class TokenService(IAccountStore store, IdGenerator ids, TimeProvider time, IOptions<AuthOptions> options)
 {
     private const string Issuer = "apex";
     private readonly Lock _gate = new();

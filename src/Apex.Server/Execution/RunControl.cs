@@ -27,11 +27,3 @@ internal sealed class RunControl : IDisposable
 
     public void Dispose() => _cts.Dispose();
 }
-
-internal static class CancelReasons
-{
-    public const string User = "cancelled_by_user";
-    public const string Interrupted = "interrupted";
-    public const string Shutdown = "server_shutdown";
-    public const string Timeout = "timeout";
-}

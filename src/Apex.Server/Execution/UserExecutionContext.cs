@@ -9,7 +9,7 @@ internal sealed record UserExecutionContext
     public const int MaxDepth = 10;
 
     private UserExecutionContext(string userId, string threadId, string runId, string requestId, string tier, DateTimeOffset createdAt,
-        int depth, string? parentRequestId, string? connectionId, CancellationToken cancellationToken)
+        int depth, string? parentRequestId, string? connectionId)
     {
         UserId = userId;
         ThreadId = threadId;
@@ -20,7 +20,6 @@ internal sealed record UserExecutionContext
         Depth = depth;
         ParentRequestId = parentRequestId;
         ConnectionId = connectionId;
-        CancellationToken = cancellationToken;
     }
 
     public string UserId { get; }
@@ -32,26 +31,24 @@ internal sealed record UserExecutionContext
     public DateTimeOffset CreatedAt { get; }
     public int Depth { get; }
     public string? ParentRequestId { get; }
-    public CancellationToken CancellationToken { get; }
 
     public static UserExecutionContext Create(string userId, string threadId, string runId, string tier, DateTimeOffset createdAt,
-        CancellationToken cancellationToken, string? connectionId = null)
+        string? connectionId = null)
     {
         Validate(userId, nameof(userId));
         Validate(threadId, nameof(threadId));
         Validate(runId, nameof(runId));
         ArgumentException.ThrowIfNullOrWhiteSpace(tier);
-        return new(userId, threadId, runId, Guid.CreateVersion7(createdAt).ToString(), tier, createdAt, 0, null, connectionId, cancellationToken);
+        return new(userId, threadId, runId, Guid.CreateVersion7(createdAt).ToString(), tier, createdAt, 0, null, connectionId);
     }
 
     /// <summary>A context for a step inside this one (an agent, a tool call).</summary>
-    public UserExecutionContext CreateChild(string operation, CancellationToken? cancellationToken = null)
+    public UserExecutionContext CreateChild(string operation)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(operation);
         if (Depth + 1 > MaxDepth)
             throw new InvalidOperationException($"Execution depth {Depth + 1} exceeds the maximum of {MaxDepth} (at '{operation}').");
-        return new(UserId, ThreadId, RunId, Guid.CreateVersion7(CreatedAt).ToString(), Tier, CreatedAt, Depth + 1, RequestId, ConnectionId,
-            cancellationToken ?? CancellationToken);
+        return new(UserId, ThreadId, RunId, Guid.CreateVersion7(CreatedAt).ToString(), Tier, CreatedAt, Depth + 1, RequestId, ConnectionId);
     }
 
     private static void Validate(string value, string name)

@@ -2,6 +2,7 @@ using System.Text.Json;
 using Apex.Client;
 using Apex.Server.Agents;
 using Apex.Server.Auth;
+using Apex.Server.Events;
 using Apex.Server.Execution;
 using Apex.Server.Llm;
 using Apex.Server.Runs;
@@ -34,28 +35,19 @@ internal static partial class ApexHostingExtensions
             o.SerializerOptions.DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull;
         });
         services.TryAddSingleton(TimeProvider.System);
-        services.TryAddSingleton<IdGenerator>();
-        services.TryAddSingleton<NodeIdentity>();
         services.AddOptions<LimitsOptions>().BindConfiguration(LimitsOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<LimitsOptions>, LimitsOptionsValidator>());
-        services.TryAddSingleton<RateLimits>();
-        services.AddRateLimiter(o =>
-        {
-            o.RejectionStatusCode = StatusCodes.Status429TooManyRequests;
-            o.AddPolicy(RateLimits.Auth, context => System.Threading.RateLimiting.RateLimitPartition.GetFixedWindowLimiter(
-                context.Connection.RemoteIpAddress?.ToString() ?? "unknown",
-                _ => new System.Threading.RateLimiting.FixedWindowRateLimiterOptions
-                {
-                    PermitLimit = context.RequestServices.GetRequiredService<IOptions<LimitsOptions>>().Value.AuthRequestsPerMinutePerAddress,
-                    Window = TimeSpan.FromMinutes(1),
-                }));
-        });
         services.AddHealthChecks();
         return builder;
     }
 
-    public static IServiceCollection AddApexStorage(this IServiceCollection services)
+    public static WebApplicationBuilder AddApexStorage(this WebApplicationBuilder builder)
     {
+        var services = builder.Services;
+        services.TryAddSingleton<IdGenerator>();
+        services.TryAddSingleton<NodeIdentity>();
+        services.TryAddSingleton<StoreSignals>();
+        services.AddOptions<WorkloadOptions>().BindConfiguration(WorkloadOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddOptions<StorageOptions>().BindConfiguration(StorageOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.TryAddSingleton<Database>(sp =>
         {
@@ -68,14 +60,21 @@ internal static partial class ApexHostingExtensions
                 _ => throw new InvalidOperationException($"Unknown storage provider '{options.Provider}'."),
             };
         });
-        services.TryAddSingleton<IApexStore, SqlApexStore>();
+        services.TryAddSingleton<IAccountStore, SqlAccountStore>();
+        services.TryAddSingleton<IThreadStore, SqlThreadStore>();
+        services.TryAddSingleton<IRunStore, SqlRunStore>();
+        services.TryAddSingleton<IEventStore, SqlEventStore>();
+        services.TryAddSingleton<IWorkloadStore, SqlWorkloadStore>();
+        services.TryAddSingleton<IUsageStore, SqlUsageStore>();
         services.TryAddSingleton<EventRetention>();
         services.AddHostedService(sp => sp.GetRequiredService<EventRetention>());
-        return services;
+        services.AddHostedService<PostgresListener>();
+        return builder;
     }
 
-    public static IServiceCollection AddApexAuth(this IServiceCollection services)
+    public static WebApplicationBuilder AddApexAuth(this WebApplicationBuilder builder)
     {
+        var services = builder.Services;
         services.AddOptions<AuthOptions>().BindConfiguration(AuthOptions.Section).ValidateDataAnnotations()
             .Validate(o => o.WsTicketLifetime > TimeSpan.Zero && o.AccessTokenLifetime > TimeSpan.Zero && o.RefreshTokenLifetime > TimeSpan.Zero,
                 "Apex:Auth lifetimes (WsTicketLifetime, AccessTokenLifetime, RefreshTokenLifetime) must be positive.")
@@ -85,12 +84,24 @@ internal static partial class ApexHostingExtensions
         services.AddAuthentication(ApexTokenHandler.SchemeName)
             .AddScheme<AuthenticationSchemeOptions, ApexTokenHandler>(ApexTokenHandler.SchemeName, null);
         services.AddAuthorization();
-        return services;
+        services.AddRateLimiter(o =>
+        {
+            o.RejectionStatusCode = StatusCodes.Status429TooManyRequests;
+            o.AddPolicy(AuthEndpoints.RateLimitPolicy, context => System.Threading.RateLimiting.RateLimitPartition.GetFixedWindowLimiter(
+                context.Connection.RemoteIpAddress?.ToString() ?? "unknown",
+                _ => new System.Threading.RateLimiting.FixedWindowRateLimiterOptions
+                {
+                    PermitLimit = context.RequestServices.GetRequiredService<IOptions<LimitsOptions>>().Value.AuthRequestsPerMinutePerAddress,
+                    Window = TimeSpan.FromMinutes(1),
+                }));
+        });
+        return builder;
     }
 
     /// <summary>Execution, agents, tools and the model.</summary>
-    public static ApexRuntimeBuilder AddApexRuntime(this IServiceCollection services)
+    public static ApexRuntimeBuilder AddApexRuntime(this WebApplicationBuilder builder)
     {
+        var services = builder.Services;
         // The event log is registered before the run worker so that it stops after it (hosted services stop in reverse order):
         // runs cancelled by the shutdown drain still write their terminal events.
         services.TryAddSingleton<EventBus>();
@@ -102,6 +113,7 @@ internal static partial class ApexHostingExtensions
         services.TryAddSingleton<RunRecovery>();
         services.TryAddSingleton<RunWorker>();
         services.AddHostedService(sp => sp.GetRequiredService<RunWorker>());
+        services.TryAddSingleton<MessageRateLimiter>();
         services.TryAddSingleton<RunCoordinator>();
         services.AddOptions<LlmOptions>().BindConfiguration(LlmOptions.Section).ValidateDataAnnotations()
             .Validate(o => o.IsValid, "Apex:Llm:Endpoint (an absolute URL) and Apex:Llm:Model are required when Apex:Llm:Provider is openai.").ValidateOnStart();
@@ -117,7 +129,6 @@ internal static partial class ApexHostingExtensions
             };
             return new LoggingChatClient(model, sp.GetRequiredService<ILogger<LoggingChatClient>>());
         });
-        services.AddOptions<Workloads.WorkloadOptions>().BindConfiguration(Workloads.WorkloadOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         return new ApexRuntimeBuilder(services)
             .AddTool<WorkloadSummaryTool>()
             .AddTool<CostBreakdownTool>()
@@ -138,12 +149,12 @@ internal static partial class ApexHostingExtensions
         return http;
     }
 
-    public static IServiceCollection AddApexStreaming(this IServiceCollection services)
+    public static WebApplicationBuilder AddApexStreaming(this WebApplicationBuilder builder)
     {
-        services.TryAddSingleton<ThreadFollower>();
-        services.AddHostedService<PostgresListener>();
-        services.TryAddSingleton<ConnectionRegistry>();
-        return services;
+        builder.Services.TryAddSingleton<ThreadFollower>();
+        builder.Services.TryAddSingleton<ConnectionRegistry>();
+        builder.Services.TryAddSingleton<ClientProtocol>();
+        return builder;
     }
 
     public static WebApplication UseApexPipeline(this WebApplication app)
@@ -181,11 +192,11 @@ internal static partial class ApexHostingExtensions
         return app;
     }
 
-    private static async Task<Results<Ok<Dictionary<string, string>>, ProblemHttpResult>> Ready(IApexStore store, CancellationToken cancellationToken)
+    private static async Task<Results<Ok<Dictionary<string, string>>, ProblemHttpResult>> Ready(Database database, CancellationToken cancellationToken)
     {
         try
         {
-            if (await store.IsReadyAsync(cancellationToken)) return TypedResults.Ok(new Dictionary<string, string> { ["status"] = "ready" });
+            if (await Migrations.IsCurrentAsync(database, cancellationToken)) return TypedResults.Ok(new Dictionary<string, string> { ["status"] = "ready" });
             return TypedResults.Problem(statusCode: StatusCodes.Status503ServiceUnavailable, title: "Schema not current", detail: "The database schema is not at the version this server needs.");
         }
         catch (Exception ex) when (ex is not OperationCanceledException)

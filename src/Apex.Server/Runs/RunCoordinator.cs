@@ -1,73 +1,106 @@
 using Apex.Client;
-using Apex.Server.Auth;
+using Apex.Server.Events;
 using Apex.Server.Execution;
-using Apex.Server.Hosting;
 using Apex.Server.Storage;
-using Apex.Server.Streaming;
 using Microsoft.Extensions.Options;
 
 namespace Apex.Server.Runs;
 
-internal sealed record Submission(ThreadRecord Thread, RunRecord Run, MessageRecord Message, int Position);
+/// <summary>What became of a message: accepted (its thread, run and queue position) or refused with the protocol's error code.</summary>
+internal abstract record Submission
+{
+    private Submission() { }
 
-/// <summary>An expected refusal, with the protocol's error code.</summary>
-internal sealed record Refusal(string Code, string Message);
+    public sealed record Accepted(ThreadRecord Thread, RunRecord Run, MessageRecord Message, int Position) : Submission;
 
-internal enum CancelOutcome { NotFound, Cancelled, Cancelling, AlreadyCancelled, AlreadyFinished }
+    public sealed record Refused(string Code, string Message) : Submission;
+}
+
+/// <summary>What became of a cancellation request.</summary>
+internal abstract record CancelResult
+{
+    private CancelResult() { }
+
+    public sealed record NotFound : CancelResult;
+
+    /// <summary>A queued run, ended at once.</summary>
+    public sealed record Cancelled(RunRecord Run) : CancelResult;
+
+    /// <summary>A running run, told to stop wherever it executes; its <c>run_cancelled</c> follows.</summary>
+    public sealed record Cancelling(RunRecord Run) : CancelResult;
+
+    public sealed record AlreadyCancelled(RunRecord Run) : CancelResult;
+
+    public sealed record AlreadyFinished(RunRecord Run) : CancelResult;
+}
 
 /// <summary>
-/// Accepts messages and cancellations from REST and <c>/ws</c> alike: one thread run at a time,
-/// the thread's queue strategy for a busy thread, and cancellation that reaches the run wherever it is.
+/// The one owner of the message path, for every door (REST, <c>/ws</c>): it checks the message and the user's rate
+/// limit before anything is created, creates or loads the thread, queues the run with the thread's strategy for a
+/// busy thread, and cancels runs wherever they are.
 /// </summary>
-internal sealed class RunCoordinator(IApexStore store, EventLog log, EventBus bus, RunWorker worker, RateLimits rateLimits, IdGenerator ids, TimeProvider time,
-    IOptions<LimitsOptions> limits)
+internal sealed class RunCoordinator(IThreadStore threads, IRunStore runs, EventLog log, EventBus bus, RunWorker worker, MessageRateLimiter rateLimiter,
+    IdGenerator ids, TimeProvider time, IOptions<LimitsOptions> limits)
 {
-    public async Task<(Submission? Accepted, Refusal? Refused)> SubmitAsync(CurrentUser user, string? threadId, string? content, string? strategy,
-        CancellationToken cancellationToken)
+    /// <summary>
+    /// Submits a message to a thread (null: a new thread titled after the message). <paramref name="beforeQueue"/> is called
+    /// with the thread before the run is queued: a socket follows the thread there, so it sees <c>run_queued</c>.
+    /// </summary>
+    public async Task<Submission> SubmitAsync(string userId, string? threadId, string? content, string? strategy,
+        Func<ThreadRecord, CancellationToken, ValueTask>? beforeQueue, CancellationToken cancellationToken)
     {
-        if (Check(content, strategy) is { } invalid) return (null, invalid);
-        var text = content!.Trim();
-        if (!rateLimits.TryAcquireMessage(user)) return Refuse("rate_limited", $"At most {limits.Value.MessagesPerMinutePerUser} messages a minute; wait a little.");
+        var options = limits.Value;
+        var text = content?.Trim() ?? "";
+        if (text.Length == 0) return new Submission.Refused("invalid_payload", "The message content is empty.");
+        if (text.Length > options.MaxMessageChars) return new Submission.Refused("invalid_payload", $"The message is longer than {options.MaxMessageChars} characters.");
+        if (strategy is not null && !QueueStrategies.IsValid(strategy)) return new Submission.Refused("invalid_payload", "strategy must be enqueue, reject or interrupt.");
+        if (!rateLimiter.TryAcquire(userId)) return new Submission.Refused("rate_limited", $"At most {options.MessagesPerMinutePerUser} messages a minute; wait a little.");
 
         var now = time.GetUtcNow();
-        ThreadRecord? thread;
+        ThreadRecord thread;
         if (threadId is null)
         {
-            thread = await CreateThreadAsync(user, text, cancellationToken);
+            thread = new ThreadRecord(ids.NewId(), userId, TitleFrom(text), QueueStrategies.Enqueue, 0, now, now);
+            await threads.CreateThreadAsync(thread, cancellationToken);
         }
-        else if ((thread = await store.GetThreadAsync(user.Id, threadId, cancellationToken)) is null)
+        else if (await threads.GetThreadAsync(userId, threadId, cancellationToken) is { } existing)
         {
-            return Refuse("not_found", "No such thread.");
+            thread = existing;
         }
+        else
+        {
+            return new Submission.Refused("not_found", "No such thread.");
+        }
+        if (beforeQueue is not null) await beforeQueue(thread, cancellationToken);
 
-        var message = new MessageRecord(ids.NewId(), thread.Id, user.Id, null, "user", text, now);
-        var run = new RunRecord(ids.NewId(), thread.Id, user.Id, RunStatus.Queued, strategy ?? thread.Strategy, message.Id, now, null, null, null, null, false);
+        var message = new MessageRecord(ids.NewId(), thread.Id, userId, null, "user", text, now);
+        var run = new RunRecord(ids.NewId(), thread.Id, userId, RunStatus.Queued, strategy ?? thread.Strategy, message.Id, now, null, null, null, null, false);
         message = message with { RunId = run.Id };
-        var result = await store.SubmitRunAsync(message, run, position => new RunQueued(new RunQueuedData(message.Id, run.Strategy, position))
-            { EventId = ids.NewId(), ThreadId = thread.Id, RunId = run.Id, UserId = user.Id, Timestamp = now }, limits.Value.MaxPendingRunsPerThread, cancellationToken);
+        var result = await runs.SubmitRunAsync(message, run, position => new RunQueued(new RunQueuedData(message.Id, run.Strategy, position))
+            { EventId = ids.NewId(), ThreadId = thread.Id, RunId = run.Id, UserId = userId, Timestamp = now }, options.MaxPendingRunsPerThread, cancellationToken);
         switch (result.Outcome)
         {
             case SubmitOutcome.ThreadBusy:
-                return Refuse("thread_busy", $"The thread has {result.ActiveRunIds.Count} active or queued run(s) and its strategy is reject.");
+                return new Submission.Refused("thread_busy", $"The thread has {result.ActiveRunIds.Count} active or queued run(s) and its strategy is reject.");
             case SubmitOutcome.QueueFull:
-                return Refuse("queue_full", $"The thread already has {limits.Value.MaxPendingRunsPerThread} queued runs.");
+                return new Submission.Refused("queue_full", $"The thread already has {options.MaxPendingRunsPerThread} queued runs.");
         }
 
         if (result.Queued is { } queued) bus.Publish(queued);
         if (run.Strategy == QueueStrategies.Interrupt)
         {
-            foreach (var activeId in result.ActiveRunIds) await CancelAsync(user, activeId, CancelReasons.Interrupted, cancellationToken);
+            foreach (var activeId in result.ActiveRunIds) await CancelAsync(userId, activeId, CancelReasons.Interrupted, cancellationToken);
         }
         worker.Wake();
-        return (new Submission(thread, run, message, result.Position), null);
+        return new Submission.Accepted(thread, run, message, result.Position);
     }
 
-    public async Task<(CancelOutcome Outcome, RunRecord? Run)> CancelAsync(CurrentUser user, string runId, string reason, CancellationToken cancellationToken)
+    public async Task<CancelResult> CancelAsync(string userId, string runId, string reason, CancellationToken cancellationToken)
     {
-        var run = await store.GetRunAsync(user.Id, runId, cancellationToken);
-        if (run is null) return (CancelOutcome.NotFound, null);
-        if (run.Status == RunStatus.Cancelled) return (CancelOutcome.AlreadyCancelled, run);
-        if (RunStatus.IsFinished(run.Status)) return (CancelOutcome.AlreadyFinished, run);
+        var run = await runs.GetRunAsync(userId, runId, cancellationToken);
+        if (run is null) return new CancelResult.NotFound();
+        if (run.Status == RunStatus.Cancelled) return new CancelResult.AlreadyCancelled(run);
+        if (RunStatus.IsFinished(run.Status)) return new CancelResult.AlreadyFinished(run);
 
         if (run.Status == RunStatus.Queued)
         {
@@ -77,38 +110,17 @@ internal sealed class RunCoordinator(IApexStore store, EventLog log, EventBus bu
             if (cancelled is not null)
             {
                 worker.Wake();
-                return (CancelOutcome.Cancelled, run with { Status = RunStatus.Cancelled });
+                return new CancelResult.Cancelled(run with { Status = RunStatus.Cancelled });
             }
-            run = await store.GetRunAsync(user.Id, runId, cancellationToken);
-            if (run is null) return (CancelOutcome.NotFound, null);
-            if (RunStatus.IsFinished(run.Status)) return (run.Status == RunStatus.Cancelled ? CancelOutcome.AlreadyCancelled : CancelOutcome.AlreadyFinished, run);
+            run = await runs.GetRunAsync(userId, runId, cancellationToken);
+            if (run is null) return new CancelResult.NotFound();
+            if (RunStatus.IsFinished(run.Status)) return run.Status == RunStatus.Cancelled ? new CancelResult.AlreadyCancelled(run) : new CancelResult.AlreadyFinished(run);
         }
 
-        await store.RequestCancelAsync(user.Id, run.Id, reason, cancellationToken);
+        await runs.RequestCancelAsync(userId, run.Id, reason, cancellationToken);
         worker.TryCancelLocal(run.Id, reason);
-        return (CancelOutcome.Cancelling, run);
+        return new CancelResult.Cancelling(run);
     }
-
-    /// <summary>Checks a message before anything is created for it.</summary>
-    public Refusal? Check(string? content, string? strategy)
-    {
-        var length = content?.Trim().Length ?? 0;
-        if (length == 0) return new Refusal("invalid_payload", "The message content is empty.");
-        if (length > limits.Value.MaxMessageChars) return new Refusal("invalid_payload", $"The message is longer than {limits.Value.MaxMessageChars} characters.");
-        if (strategy is not null && !QueueStrategies.IsValid(strategy)) return new Refusal("invalid_payload", "strategy must be enqueue, reject or interrupt.");
-        return null;
-    }
-
-    /// <summary>A new thread for a first message, titled after it.</summary>
-    public async Task<ThreadRecord> CreateThreadAsync(CurrentUser user, string firstMessage, CancellationToken cancellationToken)
-    {
-        var now = time.GetUtcNow();
-        var thread = new ThreadRecord(ids.NewId(), user.Id, TitleFrom(firstMessage.Trim()), QueueStrategies.Enqueue, 0, now, now);
-        await store.CreateThreadAsync(thread, cancellationToken);
-        return thread;
-    }
-
-    private static (Submission?, Refusal?) Refuse(string code, string message) => (null, new Refusal(code, message));
 
     private static string TitleFrom(string text)
     {

@@ -1,6 +1,6 @@
 using Apex.Client;
 using Apex.Server.Storage;
-using Apex.Server.Streaming;
+using Apex.Server.Events;
 
 namespace Apex.Server.Runs;
 
@@ -8,7 +8,7 @@ namespace Apex.Server.Runs;
 /// Ends runs whose node is gone (a crash, a restart, a lost node): every tool call and agent it
 /// left open is closed, then the run fails with the reason. No run stays <c>running</c>.
 /// </summary>
-internal sealed partial class RunRecovery(IApexStore store, EventLog log, TimeProvider time, Execution.NodeIdentity node,
+internal sealed partial class RunRecovery(IRunStore store, IEventStore events, EventLog log, TimeProvider time, NodeIdentity node,
     Microsoft.Extensions.Options.IOptions<Execution.LimitsOptions> limits, ILogger<RunRecovery> logger)
 {
     public async Task<int> RecoverOrphansAsync(bool all, string reason, CancellationToken cancellationToken)
@@ -21,19 +21,19 @@ internal sealed partial class RunRecovery(IApexStore store, EventLog log, TimePr
             // Only one node recovers a run, and it holds the run's lease meanwhile.
             if (!await store.TryTakeOverRunAsync(run.Id, node.Id, now, now + limits.Value.RunLease, ignoreLease: all, cancellationToken)) continue;
             recovered++;
-            var events = await store.ReadRunEventsAsync(run.UserId, run.Id, cancellationToken);
-            if (events.Any(e => e.IsTerminal)) continue;
-            var openTools = events.OfType<ToolExecuting>().Select(e => e.Data.CallId)
-                .Except(events.OfType<ToolCompleted>().Select(e => e.Data.CallId)).ToHashSet();
+            var stored = await events.ReadRunEventsAsync(run.UserId, run.Id, cancellationToken);
+            if (stored.Any(e => e.IsTerminal)) continue;
+            var openTools = stored.OfType<ToolExecuting>().Select(e => e.Data.CallId)
+                .Except(stored.OfType<ToolCompleted>().Select(e => e.Data.CallId)).ToHashSet();
             var openAgents = new List<string>();
-            foreach (var e in events)
+            foreach (var e in stored)
             {
                 if (e is AgentStarted s) openAgents.Add(s.Data.Agent);
                 else if (e is AgentCompleted c) openAgents.Remove(c.Data.Agent);
             }
             ApexEvent Stamp(ApexEvent e, string? agent) => e with { ThreadId = run.ThreadId, RunId = run.Id, UserId = run.UserId, AgentName = agent };
             var message = reason == "server_restart" ? "The server restarted while this run was active." : "The node running this run stopped responding.";
-            foreach (var call in events.OfType<ToolExecuting>().Where(e => openTools.Contains(e.Data.CallId)).Reverse())
+            foreach (var call in stored.OfType<ToolExecuting>().Where(e => openTools.Contains(e.Data.CallId)).Reverse())
                 await log.AppendAsync(Stamp(new ToolCompleted(new ToolCompletedData(call.Data.CallId, call.Data.Tool, "error", 0, null, message)), call.AgentName), cancellationToken);
             foreach (var agent in Enumerable.Reverse(openAgents))
                 await log.AppendAsync(Stamp(new AgentCompleted(new AgentCompletedData(agent, "error", 0, null)), agent), cancellationToken);

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Threading.Channels;
+using Apex.Server.Agents;
 using Apex.Server.Execution;
 using Apex.Server.Storage;
 using Microsoft.Extensions.Options;
@@ -11,7 +12,7 @@ namespace Apex.Server.Runs;
 /// (a run outlives the request that started it). Keeps the leases of its runs alive, picks up
 /// cancellations requested through the store, and ends the runs of dead nodes honestly.
 /// </summary>
-internal sealed partial class RunWorker(ExecutionEngineFactory factory, RunRecovery recovery, IApexStore store, Database database,
+internal sealed partial class RunWorker(ExecutionEngineFactory factory, RunRecovery recovery, IRunStore store, Database database, StoreSignals signals,
     NodeIdentity node, TimeProvider time, IOptions<LimitsOptions> limits, ILogger<RunWorker> logger) : BackgroundService
 {
     private readonly ConcurrentDictionary<string, (ExecutionEngine Engine, Task Task)> _active = new();
@@ -33,6 +34,10 @@ internal sealed partial class RunWorker(ExecutionEngineFactory factory, RunRecov
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        // Other nodes' submissions, freed runs and cancellations reach this node through the store's signals.
+        signals.RunsChanged += Wake;
+        signals.Resync += Wake;
+        signals.CancelRequested += (runId, reason) => TryCancelLocal(runId, reason);
         // A single-node database has no other node that could still own a running run: every one left is from a previous process.
         await recovery.RecoverOrphansAsync(all: !database.SupportsCluster, reason: database.SupportsCluster ? "node_lost" : "server_restart", stoppingToken);
         using var heartbeat = new PeriodicTimer(limits.Value.HeartbeatInterval, time);

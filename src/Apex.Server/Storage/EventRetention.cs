@@ -6,7 +6,7 @@ namespace Apex.Server.Storage;
 /// Deletes stored events older than <see cref="StorageOptions.EventRetention"/>, when one is set
 /// (by default events are kept for ever and every thread can be resumed from seq 0).
 /// </summary>
-internal sealed partial class EventRetention(IApexStore store, TimeProvider time, IOptions<StorageOptions> options, ILogger<EventRetention> logger) : BackgroundService
+internal sealed partial class EventRetention(IEventStore store, TimeProvider time, IOptions<StorageOptions> options, ILogger<EventRetention> logger) : BackgroundService
 {
     public async Task<int> SweepAsync(CancellationToken cancellationToken)
     {

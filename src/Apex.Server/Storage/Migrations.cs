@@ -142,6 +142,13 @@ internal static class Migrations
         return applied;
     }
 
+    /// <summary>Whether the database is reachable and its schema is the one this server needs (readiness).</summary>
+    public static async Task<bool> IsCurrentAsync(Database database, CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenAsync(cancellationToken);
+        return await CurrentVersionAsync(connection, null, cancellationToken) == Latest;
+    }
+
     public static async Task<int> CurrentVersionAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken) =>
         (int)(await connection.ScalarAsync("SELECT MAX(version) FROM schema_version", transaction, cancellationToken) ?? 0);
 }

@@ -1,6 +1,3 @@
-using Apex.Server.Execution;
-using Apex.Server.Runs;
-using Apex.Server.Streaming;
 using Npgsql;
 
 namespace Apex.Server.Storage;
@@ -10,7 +7,7 @@ namespace Apex.Server.Storage;
 /// new or freed runs wake its worker, and cancellations reach the run wherever it executes.
 /// PostgreSQL alone does what other servers add Redis for.
 /// </summary>
-internal sealed partial class PostgresListener(Database database, EventBus bus, RunWorker worker, NodeIdentity node, TimeProvider time,
+internal sealed partial class PostgresListener(Database database, StoreSignals signals, NodeIdentity node, TimeProvider time,
     ILogger<PostgresListener> logger) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -23,11 +20,10 @@ internal sealed partial class PostgresListener(Database database, EventBus bus, 
                 await using var connection = postgres.CreateListenerConnection();
                 await connection.OpenAsync(stoppingToken);
                 connection.Notification += (_, e) => Handle(e.Channel, e.Payload);
-                await using (var listen = new NpgsqlCommand($"LISTEN {SqlApexStore.EventsChannel}; LISTEN {SqlApexStore.RunsChannel}; LISTEN {SqlApexStore.CancelChannel};", connection))
+                await using (var listen = new NpgsqlCommand($"LISTEN {StoreSignals.EventsChannel}; LISTEN {StoreSignals.RunsChannel}; LISTEN {StoreSignals.CancelChannel};", connection))
                     await listen.ExecuteNonQueryAsync(stoppingToken);
                 // Whatever happened while not listening is in the store: look once.
-                bus.WakeAll();
-                worker.Wake();
+                signals.OnResync();
                 while (true) await connection.WaitAsync(stoppingToken);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -46,17 +42,17 @@ internal sealed partial class PostgresListener(Database database, EventBus bus, 
     {
         switch (channel)
         {
-            case SqlApexStore.EventsChannel:
+            case StoreSignals.EventsChannel:
                 var parts = payload.Split('|');
                 // This node's own appends were already published in-process.
-                if (parts.Length == 3 && parts[0] != node.Id) bus.Wake(parts[1]);
+                if (parts.Length == 3 && parts[0] != node.Id) signals.OnEventsStored(parts[1]);
                 break;
-            case SqlApexStore.RunsChannel:
-                worker.Wake();
+            case StoreSignals.RunsChannel:
+                signals.OnRunsChanged();
                 break;
-            case SqlApexStore.CancelChannel:
+            case StoreSignals.CancelChannel:
                 var cancel = payload.Split('|', 2);
-                worker.TryCancelLocal(cancel[0], cancel.Length == 2 ? cancel[1] : CancelReasons.User);
+                if (cancel.Length == 2) signals.OnCancelRequested(cancel[0], cancel[1]);
                 break;
         }
     }

@@ -4,8 +4,7 @@ using System.Net.WebSockets;
 using Apex.Client;
 using Apex.Server.Auth;
 using Apex.Server.Execution;
-using Apex.Server.Hosting;
-using Apex.Server.Runs;
+using Apex.Server.Events;
 using Apex.Server.Storage;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
@@ -29,7 +28,7 @@ internal static partial class StreamingEndpoints
     /// The event id is the seq, so a reconnecting EventSource resumes exactly where it stopped.
     /// </summary>
     private static async Task<Results<ServerSentEventsResult<ApexEvent>, NotFound, ValidationProblem>> StreamEvents(string threadId, long? after,
-        HttpRequest request, CurrentUser user, IApexStore store, ThreadFollower follower, CancellationToken cancellationToken)
+        HttpRequest request, CurrentUser user, IThreadStore store, ThreadFollower follower, CancellationToken cancellationToken)
     {
         var cursor = after ?? 0;
         if (request.Headers["Last-Event-ID"].ToString() is { Length: > 0 } lastEventId && !long.TryParse(lastEventId, NumberStyles.None, CultureInfo.InvariantCulture, out cursor))
@@ -45,8 +44,8 @@ internal static partial class StreamingEndpoints
         }
     }
 
-    private static async Task HandleWebSocketAsync(HttpContext context, TokenService tokens, ConnectionRegistry registry, RunCoordinator coordinator,
-        IApexStore store, ThreadFollower follower, IdGenerator ids, TimeProvider time, IOptions<LimitsOptions> limits, ILoggerFactory loggers,
+    private static async Task HandleWebSocketAsync(HttpContext context, TokenService tokens, ConnectionRegistry registry, ClientProtocol protocol,
+        ThreadFollower follower, IdGenerator ids, IOptions<LimitsOptions> limits, ILoggerFactory loggers,
         IHostApplicationLifetime lifetime)
     {
         if (!context.WebSockets.IsWebSocketRequest)
@@ -55,8 +54,8 @@ internal static partial class StreamingEndpoints
                 detail: "Connect to /ws with a WebSocket client.").ExecuteAsync(context);
             return;
         }
-        var (user, failure, protocol) = await AuthenticateAsync(context, tokens);
-        using var socket = await context.WebSockets.AcceptWebSocketAsync(protocol);
+        var (user, failure, subprotocol) = await AuthenticateAsync(context, tokens);
+        using var socket = await context.WebSockets.AcceptWebSocketAsync(subprotocol);
         if (user is null)
         {
             await CloseAsync(socket, WebSocketCloseStatus.PolicyViolation, failure!);
@@ -73,7 +72,7 @@ internal static partial class StreamingEndpoints
         try
         {
             using var stopping = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, lifetime.ApplicationStopping);
-            await new WebSocketConnection(socket, user, connectionId, coordinator, store, follower, limits.Value, time, logger).RunAsync(stopping.Token);
+            await new WebSocketConnection(socket, user, connectionId, protocol, follower, limits.Value.MaxFrameBytes, logger).RunAsync(stopping.Token);
             if (lifetime.ApplicationStopping.IsCancellationRequested) await CloseAsync(socket, WebSocketCloseStatus.EndpointUnavailable, "server shutting down");
         }
         finally

@@ -1,6 +1,6 @@
 using Apex.Client;
 using Apex.Server.Auth;
-using Apex.Server.Hosting;
+using Apex.Server.Api;
 using Apex.Server.Storage;
 using Microsoft.AspNetCore.Http.HttpResults;
 
@@ -20,14 +20,14 @@ internal static class ThreadEndpoints
         return group;
     }
 
-    private static async Task<Results<Ok<Page<ThreadDto>>, ValidationProblem>> ListThreads(int? limit, string? cursor, CurrentUser user, IApexStore store, CancellationToken cancellationToken)
+    private static async Task<Results<Ok<Page<ThreadDto>>, ValidationProblem>> ListThreads(int? limit, string? cursor, CurrentUser user, IThreadStore store, CancellationToken cancellationToken)
     {
         if (Paging.Check(limit) is { } problem) return problem;
         var take = Paging.Take(limit);
         return TypedResults.Ok(Paging.Page(await store.ListThreadsAsync(user.Id, take + 1, cursor, cancellationToken), take, t => t.Id, t => t.ToDto()));
     }
 
-    private static async Task<Results<Created<ThreadDto>, ValidationProblem>> CreateThread(CreateThreadRequest? request, CurrentUser user, IApexStore store,
+    private static async Task<Results<Created<ThreadDto>, ValidationProblem>> CreateThread(CreateThreadRequest? request, CurrentUser user, IThreadStore store,
         IdGenerator ids, TimeProvider time, CancellationToken cancellationToken)
     {
         if (Validate(request?.Title, request?.Strategy) is { } problem) return problem;
@@ -38,11 +38,11 @@ internal static class ThreadEndpoints
         return TypedResults.Created($"/api/threads/{thread.Id}", thread.ToDto());
     }
 
-    private static async Task<Results<Ok<ThreadDto>, NotFound>> GetThread(string threadId, CurrentUser user, IApexStore store, CancellationToken cancellationToken) =>
+    private static async Task<Results<Ok<ThreadDto>, NotFound>> GetThread(string threadId, CurrentUser user, IThreadStore store, CancellationToken cancellationToken) =>
         await store.GetThreadAsync(user.Id, threadId, cancellationToken) is { } thread ? TypedResults.Ok(thread.ToDto()) : TypedResults.NotFound();
 
     private static async Task<Results<Ok<ThreadDto>, NotFound, ValidationProblem>> UpdateThread(string threadId, UpdateThreadRequest request, CurrentUser user,
-        IApexStore store, TimeProvider time, CancellationToken cancellationToken)
+        IThreadStore store, TimeProvider time, CancellationToken cancellationToken)
     {
         if (Validate(request.Title, request.Strategy) is { } problem) return problem;
         if (request.Title is not null && string.IsNullOrWhiteSpace(request.Title))
@@ -51,11 +51,11 @@ internal static class ThreadEndpoints
             ? TypedResults.Ok(thread.ToDto()) : TypedResults.NotFound();
     }
 
-    private static async Task<Results<NoContent, NotFound>> DeleteThread(string threadId, CurrentUser user, IApexStore store, CancellationToken cancellationToken) =>
+    private static async Task<Results<NoContent, NotFound>> DeleteThread(string threadId, CurrentUser user, IThreadStore store, CancellationToken cancellationToken) =>
         await store.DeleteThreadAsync(user.Id, threadId, cancellationToken) ? TypedResults.NoContent() : TypedResults.NotFound();
 
     private static async Task<Results<Ok<Page<MessageDto>>, NotFound, ValidationProblem>> ListMessages(string threadId, int? limit, string? cursor, CurrentUser user,
-        IApexStore store, CancellationToken cancellationToken)
+        IThreadStore store, CancellationToken cancellationToken)
     {
         if (Paging.Check(limit) is { } problem) return problem;
         if (await store.GetThreadAsync(user.Id, threadId, cancellationToken) is null) return TypedResults.NotFound();
@@ -70,24 +70,4 @@ internal static class ThreadEndpoints
         if (strategy is not null && !QueueStrategies.IsValid(strategy)) errors["strategy"] = ["The strategy must be enqueue, reject or interrupt."];
         return errors.Count > 0 ? TypedResults.ValidationProblem(errors) : null;
     }
-
-    public static ThreadDto ToDto(this ThreadRecord t) => new(t.Id, t.Title, t.Strategy, t.LastSeq, t.CreatedAt, t.UpdatedAt);
-
-    public static MessageDto ToDto(this MessageRecord m) => new(m.Id, m.ThreadId, m.RunId, m.Role, m.Content, m.CreatedAt);
-}
-
-/// <summary>Cursor paging: fetch one more than asked to know whether there is a next page.</summary>
-internal static class Paging
-{
-    public const int DefaultLimit = 50;
-    public const int MaxLimit = 200;
-
-    public static ValidationProblem? Check(int? limit) => limit is < 1 or > MaxLimit
-        ? TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["limit"] = [$"limit must be between 1 and {MaxLimit}."] })
-        : null;
-
-    public static int Take(int? limit) => limit ?? DefaultLimit;
-
-    public static Page<TDto> Page<T, TDto>(IReadOnlyList<T> rows, int take, Func<T, string> key, Func<T, TDto> map) =>
-        new([.. rows.Take(take).Select(map)], rows.Count > take ? key(rows[take - 1]) : null);
 }

@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using System.Text.Json;
+using Apex.Server.Events;
 using Apex.Server.Execution;
+using Apex.Server.Storage;
 using Microsoft.Extensions.AI;
 
 namespace Apex.Server.Tools;
@@ -12,23 +14,23 @@ namespace Apex.Server.Tools;
 /// </summary>
 internal sealed partial class ToolDispatcher(ToolRegistry tools, RunEvents events, LimitsOptions limits, ILogger logger)
 {
-    public async Task<FunctionResultContent> InvokeAsync(UserExecutionContext agentContext, string agent, FunctionCallContent call)
+    public async Task<FunctionResultContent> InvokeAsync(UserExecutionContext agentContext, string agent, FunctionCallContent call, CancellationToken cancellationToken)
     {
         var context = agentContext.CreateChild("tool:" + call.Name);
         var arguments = JsonSerializer.SerializeToElement(call.Arguments ?? new Dictionary<string, object?>(), AIJsonUtilities.DefaultOptions);
         await events.ToolExecutingAsync(agent, call.CallId, call.Name, arguments);
         var started = Stopwatch.GetTimestamp();
 
-        var (status, result, error) = await ExecuteAsync(context, call.Name, arguments);
+        var (status, result, error) = await ExecuteAsync(context, call.Name, arguments, cancellationToken);
         var duration = Math.Round(Stopwatch.GetElapsedTime(started).TotalMilliseconds, 3);
         await events.ToolCompletedAsync(agent, call.CallId, call.Name, status, duration, result, error);
         LogToolCall(logger, call.Name, status, duration, context.RunId);
 
-        if (status == "cancelled") context.CancellationToken.ThrowIfCancellationRequested();
+        if (status == "cancelled") cancellationToken.ThrowIfCancellationRequested();
         return new FunctionResultContent(call.CallId, result ?? ErrorResult(status, error!));
     }
 
-    private async Task<(string Status, JsonElement? Result, string? Error)> ExecuteAsync(UserExecutionContext context, string name, JsonElement arguments)
+    private async Task<(string Status, JsonElement? Result, string? Error)> ExecuteAsync(UserExecutionContext context, string name, JsonElement arguments, CancellationToken cancellationToken)
     {
         var tool = tools.Find(name);
         if (tool is null) return ("invalid", null, $"There is no tool named '{name}'. Available: {string.Join(", ", tools.Names)}.");
@@ -37,13 +39,13 @@ internal sealed partial class ToolDispatcher(ToolRegistry tools, RunEvents event
         var problem = SchemaValidator.Validate(tool.ParametersSchema, arguments);
         if (problem is not null) return ("invalid", null, problem);
 
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(limits.ToolTimeout);
         try
         {
             return ("ok", await tool.InvokeAsync(context, arguments, timeout.Token), null);
         }
-        catch (OperationCanceledException) when (context.CancellationToken.IsCancellationRequested)
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
             return ("cancelled", null, "The run was cancelled while the tool was running.");
         }

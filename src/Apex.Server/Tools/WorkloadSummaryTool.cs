@@ -5,7 +5,7 @@ using Apex.Server.Storage;
 namespace Apex.Server.Tools;
 
 /// <summary>Totals of the user's uploaded workload: calls, errors, tokens, latency, models, time span.</summary>
-internal sealed class WorkloadSummaryTool(IApexStore store) : IApexTool
+internal sealed class WorkloadSummaryTool(IWorkloadStore store) : IApexTool
 {
     public string Name => "workload_summary";
 
@@ -35,10 +35,4 @@ internal sealed class WorkloadSummaryTool(IApexStore store) : IApexTool
             ["days_covered"] = Math.Round(days, 2),
         }, ToolJson.Options);
     }
-}
-
-internal static class ToolJson
-{
-    /// <summary>Tool results are free-form dictionaries; they go through the AI library's reflection-enabled options.</summary>
-    public static JsonSerializerOptions Options => Microsoft.Extensions.AI.AIJsonUtilities.DefaultOptions;
 }

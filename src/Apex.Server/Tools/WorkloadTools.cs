@@ -1,15 +1,14 @@
 using System.Text.Json;
 using Apex.Server.Execution;
 using Apex.Server.Storage;
-using Apex.Server.Workloads;
 using Microsoft.Extensions.Options;
 
 namespace Apex.Server.Tools;
 
 /// <summary>Shared pieces of the workload tools: schemas, rounding, and the monthly projection factor.</summary>
-internal abstract class WorkloadTool(IApexStore store) : IApexTool
+internal abstract class WorkloadTool(IWorkloadStore store) : IApexTool
 {
-    protected IApexStore Store { get; } = store;
+    protected IWorkloadStore Store { get; } = store;
 
     public abstract string Name { get; }
     public abstract string Description { get; }
@@ -35,7 +34,7 @@ internal abstract class WorkloadTool(IApexStore store) : IApexTool
         sorted.Length == 0 ? 0 : sorted[Math.Clamp((int)Math.Ceiling(p / 100 * sorted.Length) - 1, 0, sorted.Length - 1)];
 }
 
-internal sealed class CostBreakdownTool(IApexStore store) : WorkloadTool(store)
+internal sealed class CostBreakdownTool(IWorkloadStore store) : WorkloadTool(store)
 {
     public override string Name => "cost_breakdown";
     public override string Description => "Cost of the user's LLM calls grouped by model, day, feature or team, with each group's share of the total.";
@@ -60,7 +59,7 @@ internal sealed class CostBreakdownTool(IApexStore store) : WorkloadTool(store)
     }
 }
 
-internal sealed class LatencyProfileTool(IApexStore store) : WorkloadTool(store)
+internal sealed class LatencyProfileTool(IWorkloadStore store) : WorkloadTool(store)
 {
     public override string Name => "latency_profile";
     public override string Description => "Latency percentiles (p50, p95, p99, nearest rank) and mean per model, in milliseconds.";
@@ -86,7 +85,7 @@ internal sealed class LatencyProfileTool(IApexStore store) : WorkloadTool(store)
     };
 }
 
-internal sealed class ErrorAnalysisTool(IApexStore store) : WorkloadTool(store)
+internal sealed class ErrorAnalysisTool(IWorkloadStore store) : WorkloadTool(store)
 {
     public override string Name => "error_analysis";
     public override string Description => "Failed calls: overall error rate, error rate per model, and the most frequent error statuses.";
@@ -112,7 +111,7 @@ internal sealed class ErrorAnalysisTool(IApexStore store) : WorkloadTool(store)
     }
 }
 
-internal sealed class RepeatedPromptsTool(IApexStore store) : WorkloadTool(store)
+internal sealed class RepeatedPromptsTool(IWorkloadStore store) : WorkloadTool(store)
 {
     public override string Name => "repeated_prompts";
     public override string Description => "Identical prompts (same prompt_hash and model) sent more than once: the caching opportunity, with the cost of the repeats.";
@@ -137,7 +136,7 @@ internal sealed class RepeatedPromptsTool(IApexStore store) : WorkloadTool(store
     }
 }
 
-internal sealed class TokenEfficiencyTool(IApexStore store, IOptions<WorkloadOptions> options) : WorkloadTool(store)
+internal sealed class TokenEfficiencyTool(IWorkloadStore store, IOptions<WorkloadOptions> options) : WorkloadTool(store)
 {
     public override string Name => "token_efficiency";
     public override string Description => "Tokens per call per model, the share of cost spent on prompt (input) tokens, and what trimming prompts by 20% would save a month.";
@@ -166,7 +165,7 @@ internal sealed class TokenEfficiencyTool(IApexStore store, IOptions<WorkloadOpt
     }
 }
 
-internal sealed class RoutingWhatIfTool(IApexStore store, IOptions<WorkloadOptions> options) : WorkloadTool(store)
+internal sealed class RoutingWhatIfTool(IWorkloadStore store, IOptions<WorkloadOptions> options) : WorkloadTool(store)
 {
     public override string Name => "routing_what_if";
     public override string Description => "Projects cost and latency if a share of one model's traffic moved to another model, priced from the price table (or the target's observed cost per token).";
@@ -209,7 +208,7 @@ internal sealed class RoutingWhatIfTool(IApexStore store, IOptions<WorkloadOptio
     }
 }
 
-internal sealed class AnomaliesTool(IApexStore store) : WorkloadTool(store)
+internal sealed class AnomaliesTool(IWorkloadStore store) : WorkloadTool(store)
 {
     public override string Name => "anomalies";
     public override string Description => "Hours whose cost is far from the norm (more than three standard deviations above the hourly mean).";

@@ -1,8 +1,7 @@
 using Apex.Client;
 using Apex.Server.Auth;
-using Apex.Server.Hosting;
+using Apex.Server.Api;
 using Apex.Server.Storage;
-using Apex.Server.Threads;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
 
@@ -25,7 +24,7 @@ internal static class WorkloadEndpoints
 
     /// <summary>CSV or JSONL, one model call per row. <c>?strict=true</c> refuses the whole file if any row is bad; <c>?replace=true</c> replaces earlier data.</summary>
     private static async Task<Results<Ok<WorkloadReport>, ProblemHttpResult>> Upload(HttpRequest request, bool? strict, bool? replace, CurrentUser user,
-        IApexStore store, IdGenerator ids, IOptions<WorkloadOptions> options, CancellationToken cancellationToken)
+        IWorkloadStore store, IdGenerator ids, IOptions<WorkloadOptions> options, CancellationToken cancellationToken)
     {
         var limit = options.Value.MaxUploadBytes;
         if (request.ContentLength > limit) return TooLarge(limit);
@@ -42,7 +41,7 @@ internal static class WorkloadEndpoints
         return await ImportAsync(content, format, strict ?? false, replace ?? false, user, store, ids, options.Value, cancellationToken);
     }
 
-    private static async Task<Results<Ok<WorkloadReport>, ProblemHttpResult>> Sample(SampleWorkloadRequest? request, CurrentUser user, IApexStore store,
+    private static async Task<Results<Ok<WorkloadReport>, ProblemHttpResult>> Sample(SampleWorkloadRequest? request, CurrentUser user, IWorkloadStore store,
         IdGenerator ids, TimeProvider time, IOptions<WorkloadOptions> options, CancellationToken cancellationToken)
     {
         var days = request?.Days ?? 14;
@@ -54,19 +53,19 @@ internal static class WorkloadEndpoints
         return await ImportAsync(System.Text.Encoding.UTF8.GetBytes(csv), "csv", false, true, user, store, ids, options.Value, cancellationToken);
     }
 
-    private static async Task<Ok<WorkloadSummaryDto>> Summary(CurrentUser user, IApexStore store, CancellationToken cancellationToken)
+    private static async Task<Ok<WorkloadSummaryDto>> Summary(CurrentUser user, IWorkloadStore store, CancellationToken cancellationToken)
     {
         var s = await store.GetWorkloadSummaryAsync(user.Id, cancellationToken);
         return TypedResults.Ok(new WorkloadSummaryDto(s.Calls, s.Errors, s.PromptTokens, s.CompletionTokens, Math.Round(s.Cost, 2), s.First, s.Last, s.Models));
     }
 
-    private static async Task<NoContent> Delete(CurrentUser user, IApexStore store, CancellationToken cancellationToken)
+    private static async Task<NoContent> Delete(CurrentUser user, IWorkloadStore store, CancellationToken cancellationToken)
     {
         await store.DeleteWorkloadAsync(user.Id, cancellationToken);
         return TypedResults.NoContent();
     }
 
-    private static async Task<Results<Ok<Page<ToolUsageDto>>, ValidationProblem>> ToolUsage(int? limit, string? cursor, CurrentUser user, IApexStore store,
+    private static async Task<Results<Ok<Page<ToolUsageDto>>, ValidationProblem>> ToolUsage(int? limit, string? cursor, CurrentUser user, IUsageStore store,
         CancellationToken cancellationToken)
     {
         if (Paging.Check(limit) is { } problem) return problem;
@@ -76,7 +75,7 @@ internal static class WorkloadEndpoints
     }
 
     private static async Task<Results<Ok<WorkloadReport>, ProblemHttpResult>> ImportAsync(byte[] content, string format, bool strict, bool replace,
-        CurrentUser user, IApexStore store, IdGenerator ids, WorkloadOptions options, CancellationToken cancellationToken)
+        CurrentUser user, IWorkloadStore store, IdGenerator ids, WorkloadOptions options, CancellationToken cancellationToken)
     {
         var parsed = WorkloadParser.Parse(content, format, options.MaxRows);
         var batchId = ids.NewId();

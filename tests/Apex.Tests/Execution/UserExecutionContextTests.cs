@@ -5,7 +5,7 @@ namespace Apex.Tests.Execution;
 public sealed class UserExecutionContextTests
 {
     private static UserExecutionContext Valid() =>
-        UserExecutionContext.Create("u-1", "t-1", "r-1", "free", DateTimeOffset.UnixEpoch, CancellationToken.None);
+        UserExecutionContext.Create("u-1", "t-1", "r-1", "free", DateTimeOffset.UnixEpoch);
 
     [Theory]
     [InlineData("", "t", "r")]
@@ -13,7 +13,7 @@ public sealed class UserExecutionContextTests
     [InlineData("u", "test", "r")]
     [InlineData("u", "t", "null")]
     public void PlaceholderOrEmptyIdsAreRejected(string user, string thread, string run) =>
-        Assert.ThrowsAny<ArgumentException>(() => UserExecutionContext.Create(user, thread, run, "free", DateTimeOffset.UnixEpoch, CancellationToken.None));
+        Assert.ThrowsAny<ArgumentException>(() => UserExecutionContext.Create(user, thread, run, "free", DateTimeOffset.UnixEpoch));
 
     [Fact]
     public void ChildrenGetANewRequestIdAndOneMoreLevelUpToTen()

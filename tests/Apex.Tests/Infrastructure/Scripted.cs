@@ -1,10 +1,11 @@
 using System.Runtime.CompilerServices;
 using System.Text.Json;
 using Apex.Server.Execution;
-using Apex.Server.Llm;
 using Apex.Server.Tools;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.DependencyInjection;
+using Apex.Server.Agents;
+using Apex.Server.Storage;
 
 namespace Apex.Tests.Infrastructure;
 

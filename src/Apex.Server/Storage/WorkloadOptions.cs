@@ -1,6 +1,6 @@
 using System.ComponentModel.DataAnnotations;
 
-namespace Apex.Server.Workloads;
+namespace Apex.Server.Storage;
 
 /// <summary>Upload limits and the price table used when a row carries no cost (section <c>Apex:Workloads</c>).</summary>
 internal sealed class WorkloadOptions

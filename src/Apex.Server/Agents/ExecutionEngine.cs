@@ -1,19 +1,18 @@
 using System.Diagnostics;
 using System.Text.Json;
-using Apex.Server.Agents;
-using Apex.Server.Hosting;
-using Apex.Server.Llm;
+using Apex.Server.Events;
+using Apex.Server.Execution;
 using Apex.Server.Storage;
 using Apex.Server.Tools;
 
-namespace Apex.Server.Execution;
+namespace Apex.Server.Agents;
 
 /// <summary>
 /// Runs one run: the supervisor runs triage, picks the pipeline from its data sufficiency, runs
 /// each agent, stores the answer and ends the run with exactly one terminal event.
 /// </summary>
 internal sealed partial class ExecutionEngine(RunRecord run, UserExecutionContext context, RunControl control, RunEvents events, AgentRunner runner,
-    AgentRegistry agents, IApexStore store, IdGenerator ids, TimeProvider time, string nodeId, ILogger logger) : IDisposable
+    AgentRegistry agents, IThreadStore threads, IRunStore runs, IdGenerator ids, TimeProvider time, string nodeId, ILogger logger) : IDisposable
 {
     private const int HistoryMessages = 12;
 
@@ -27,7 +26,7 @@ internal sealed partial class ExecutionEngine(RunRecord run, UserExecutionContex
         try
         {
             await events.RunStartedAsync(nodeId);
-            var history = await store.RecentMessagesAsync(context.UserId, context.ThreadId, HistoryMessages, context.CancellationToken);
+            var history = await threads.RecentMessagesAsync(context.UserId, context.ThreadId, HistoryMessages, control.Token);
             var request = history.FirstOrDefault(m => m.Id == run.MessageId)?.Content
                 ?? throw new InvalidOperationException("The run's message is missing.");
 
@@ -35,7 +34,7 @@ internal sealed partial class ExecutionEngine(RunRecord run, UserExecutionContex
             await events.AgentThinkingAsync(AgentNames.Supervisor, "Running triage first; its data sufficiency decides the pipeline.");
 
             var results = new Dictionary<string, JsonElement>();
-            var triage = await runner.RunAsync(agents.Get(AgentNames.Triage), context, Brief(request, history, results), null);
+            var triage = await runner.RunAsync(agents.Get(AgentNames.Triage), context, Brief(request, history, results), null, control.Token);
             if (triage.Result is { } triageResult) results[AgentNames.Triage] = triageResult;
             var sufficiency = triage.Result is { } r && r.TryGetProperty("data_sufficiency", out var s) && s.ValueKind == JsonValueKind.String
                 ? s.GetString() : DataSufficiency.Insufficient;
@@ -47,7 +46,7 @@ internal sealed partial class ExecutionEngine(RunRecord run, UserExecutionContex
             foreach (var name in pipeline)
             {
                 var agent = agents.Get(name);
-                var outcome = await runner.RunAsync(agent, context, Brief(request, history, results), agent.WritesAnswer ? answerId : null);
+                var outcome = await runner.RunAsync(agent, context, Brief(request, history, results), agent.WritesAnswer ? answerId : null, control.Token);
                 if (agent.WritesAnswer)
                 {
                     answer = outcome.Succeeded && outcome.Text.Length > 0 ? outcome.Text : await FallbackReportAsync(answerId, results);
@@ -58,13 +57,13 @@ internal sealed partial class ExecutionEngine(RunRecord run, UserExecutionContex
                 }
             }
 
-            await store.SaveAnswerAsync(new MessageRecord(answerId, context.ThreadId, context.UserId, run.Id, "assistant", answer, time.GetUtcNow()),
+            await runs.SaveAnswerAsync(new MessageRecord(answerId, context.ThreadId, context.UserId, run.Id, "assistant", answer, time.GetUtcNow()),
                 JsonSerializer.Serialize(results, ToolJson.Options), CancellationToken.None);
             await events.AgentCompletedAsync(AgentNames.Supervisor, "ok",
                 JsonSerializer.SerializeToElement(new Dictionary<string, object?> { ["data_sufficiency"] = sufficiency, ["pipeline"] = pipeline }, ToolJson.Options));
             await events.CompletedAsync(answerId, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         }
-        catch (OperationCanceledException) when (context.CancellationToken.IsCancellationRequested)
+        catch (OperationCanceledException) when (control.Token.IsCancellationRequested)
         {
             if (control.Reason == CancelReasons.Timeout)
                 await events.FailedAsync("timeout", "The run did not finish within its time limit.");

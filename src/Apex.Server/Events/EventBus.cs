@@ -2,8 +2,9 @@ using System.Collections.Concurrent;
 using System.Collections.Immutable;
 using System.Threading.Channels;
 using Apex.Client;
+using Apex.Server.Storage;
 
-namespace Apex.Server.Streaming;
+namespace Apex.Server.Events;
 
 /// <summary>
 /// In-process fan-out of stored events to the followers of a thread. It is only a wake-up with
@@ -13,6 +14,12 @@ namespace Apex.Server.Streaming;
 internal sealed class EventBus
 {
     private readonly ConcurrentDictionary<string, ImmutableArray<Subscription>> _byThread = new();
+
+    public EventBus(StoreSignals signals)
+    {
+        signals.EventsStored += Wake;
+        signals.Resync += WakeAll;
+    }
 
     public Subscription Subscribe(string threadId)
     {

@@ -2,13 +2,13 @@ using System.Runtime.CompilerServices;
 using Apex.Client;
 using Apex.Server.Storage;
 
-namespace Apex.Server.Streaming;
+namespace Apex.Server.Events;
 
 /// <summary>
 /// Follows a thread from a cursor: every stored event after it, then live ones, with no gap and
 /// no duplicate at the seam. WebSocket and SSE both consume this one stream.
 /// </summary>
-internal sealed class ThreadFollower(IApexStore store, EventBus bus)
+internal sealed class ThreadFollower(IEventStore store, EventBus bus)
 {
     private const int PageSize = 500;
 

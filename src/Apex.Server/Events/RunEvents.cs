@@ -1,15 +1,14 @@
 using System.Text.Json;
 using Apex.Client;
-using Apex.Server.Streaming;
 
-namespace Apex.Server.Execution;
+namespace Apex.Server.Events;
 
 /// <summary>
 /// The run's event writer: stamps the envelope, appends to the event log (which publishes), and
 /// remembers what is open, so that whatever way the run ends, every started agent and tool call
 /// is closed before the one terminal event.
 /// </summary>
-internal sealed class RunEvents(UserExecutionContext run, EventLog log)
+internal sealed class RunEvents(string userId, string threadId, string runId, EventLog log)
 {
     private readonly Lock _gate = new();
     private readonly List<(string CallId, string Tool, string Agent, long StartedTicks)> _openTools = [];
@@ -108,7 +107,7 @@ internal sealed class RunEvents(UserExecutionContext run, EventLog log)
     private Task AppendAsync(ApexEvent evt, string? agent, bool force = false)
     {
         // Appends are not tied to the run's token: the events that report a cancellation must still be written.
-        var stamped = evt with { ThreadId = run.ThreadId, RunId = run.RunId, UserId = run.UserId, AgentName = agent };
+        var stamped = evt with { ThreadId = threadId, RunId = runId, UserId = userId, AgentName = agent };
         if (force) return log.AppendAsync(stamped, CancellationToken.None);
         lock (_gate)
         {

@@ -1,9 +1,8 @@
 using System.Threading.Channels;
 using Apex.Client;
-using Apex.Server.Hosting;
 using Apex.Server.Storage;
 
-namespace Apex.Server.Streaming;
+namespace Apex.Server.Events;
 
 /// <summary>
 /// How events enter the system: each is stored (seq assigned in the same transaction) and only
@@ -11,7 +10,7 @@ namespace Apex.Server.Streaming;
 /// which is what lets SQLite keep up with many concurrent runs. (A run's first event, run_queued,
 /// is stored by the store together with the run itself, then published the same way.)
 /// </summary>
-internal sealed partial class EventLog(IApexStore store, EventBus bus, IdGenerator ids, TimeProvider time, ILogger<EventLog> logger) : BackgroundService
+internal sealed partial class EventLog(IEventStore store, EventBus bus, IdGenerator ids, TimeProvider time, ILogger<EventLog> logger) : BackgroundService
 {
     private const int MaxBatch = 512;
     private readonly Channel<PendingAppend> _queue = Channel.CreateUnbounded<PendingAppend>(new UnboundedChannelOptions { SingleReader = true });

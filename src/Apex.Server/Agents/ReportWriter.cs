@@ -1,8 +1,7 @@
 using System.Text;
 using System.Text.Json;
-using Apex.Server.Agents;
 
-namespace Apex.Server.Llm;
+namespace Apex.Server.Agents;
 
 /// <summary>
 /// Writes the final markdown report from the agents' structured results, using only figures

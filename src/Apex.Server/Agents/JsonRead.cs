@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 
-namespace Apex.Server.Llm;
+namespace Apex.Server.Agents;
 
 /// <summary>Forgiving reads of model and tool JSON, which may lack any field.</summary>
 internal static class JsonRead

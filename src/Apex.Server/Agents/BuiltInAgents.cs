@@ -1,8 +1,7 @@
 using System.Text.Json;
-using Apex.Server.Agents;
 using Apex.Server.Tools;
 
-namespace Apex.Server.Llm;
+namespace Apex.Server.Agents;
 
 /// <summary>
 /// The built-in model's reasoning for each agent: deterministic rules over the brief and the

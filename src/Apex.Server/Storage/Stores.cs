@@ -2,15 +2,12 @@ using Apex.Client;
 
 namespace Apex.Server.Storage;
 
-/// <summary>
-/// The one store contract. Every read and write of a user's data names the owner in the query
-/// itself: another user's id behaves exactly like a missing one.
-/// </summary>
-internal interface IApexStore
-{
-    Task<bool> IsReadyAsync(CancellationToken cancellationToken);
+// One contract per concern. Every read and write of a user's data names the owner in the query itself:
+// another user's id behaves exactly like a missing one. A part of the server takes only the stores it needs.
 
-    // Accounts
+/// <summary>Accounts, sessions, the signing key and single-use socket tickets.</summary>
+internal interface IAccountStore
+{
     Task<bool> CreateUserAsync(UserRecord user, CancellationToken cancellationToken);
     Task<UserRecord?> FindUserByEmailAsync(string normalizedEmail, CancellationToken cancellationToken);
     Task<UserRecord?> GetUserAsync(string userId, CancellationToken cancellationToken);
@@ -23,8 +20,11 @@ internal interface IApexStore
     Task<string> GetOrCreateSigningKeyAsync(string candidateSecret, DateTimeOffset now, CancellationToken cancellationToken);
     Task CreateTicketAsync(string ticketHash, string userId, string sessionId, DateTimeOffset expiresAt, CancellationToken cancellationToken);
     Task<(string UserId, string SessionId)?> ConsumeTicketAsync(string ticketHash, DateTimeOffset now, CancellationToken cancellationToken);
+}
 
-    // Threads and messages
+/// <summary>Threads and their messages.</summary>
+internal interface IThreadStore
+{
     Task CreateThreadAsync(ThreadRecord thread, CancellationToken cancellationToken);
     Task<ThreadRecord?> GetThreadAsync(string userId, string threadId, CancellationToken cancellationToken);
     Task<IReadOnlyList<ThreadRecord>> ListThreadsAsync(string userId, int limit, string? afterId, CancellationToken cancellationToken);
@@ -32,8 +32,11 @@ internal interface IApexStore
     Task<bool> DeleteThreadAsync(string userId, string threadId, CancellationToken cancellationToken);
     Task<IReadOnlyList<MessageRecord>> ListMessagesAsync(string userId, string threadId, int limit, string? afterId, CancellationToken cancellationToken);
     Task<IReadOnlyList<MessageRecord>> RecentMessagesAsync(string userId, string threadId, int count, CancellationToken cancellationToken);
+}
 
-    // Runs
+/// <summary>Runs: submission with the thread's queue strategy, claims, leases, cancellation requests, take-over of a lost node's runs.</summary>
+internal interface IRunStore
+{
     /// <summary>
     /// Queues a run and its message, and appends the run's first event (made from the run's queue position) in the
     /// same transaction; refuses per the run's strategy and the queue limit.
@@ -49,8 +52,11 @@ internal interface IApexStore
     /// <summary>Takes a running run over for recovery: only one node wins, and only once its lease expired (unless <paramref name="ignoreLease"/>).</summary>
     Task<bool> TryTakeOverRunAsync(string runId, string nodeId, DateTimeOffset now, DateTimeOffset leaseUntil, bool ignoreLease, CancellationToken cancellationToken);
     Task<IReadOnlyList<RunRecord>> FindOrphanedRunsAsync(DateTimeOffset leaseExpiredBefore, bool all, CancellationToken cancellationToken);
+}
 
-    // Events
+/// <summary>The event log of every thread.</summary>
+internal interface IEventStore
+{
     /// <summary>
     /// Appends events, each with the next seq of its thread; a <c>tool_completed</c> also adds its row to the user's tool usage log. A terminal event also ends its run, and only if the run is in
     /// <see cref="EventAppend.ExpectedRunStatus"/>; otherwise it is dropped, which is what keeps one terminal event per run.
@@ -60,12 +66,12 @@ internal interface IApexStore
     Task<IReadOnlyList<ApexEvent>> ReadEventsAsync(string userId, string threadId, long afterSeq, int limit, CancellationToken cancellationToken);
     Task<IReadOnlyList<ApexEvent>> ReadRunEventsAsync(string userId, string runId, CancellationToken cancellationToken);
     Task<int> DeleteEventsOlderThanAsync(DateTimeOffset cutoff, CancellationToken cancellationToken);
+}
 
-    // Tools
+/// <summary>The user's workload data (uploaded LLM calls) and the figures computed over it.</summary>
+internal interface IWorkloadStore
+{
     Task<WorkloadSummary> GetWorkloadSummaryAsync(string userId, CancellationToken cancellationToken);
-    Task<IReadOnlyList<ToolUsageRecord>> ListToolUsageAsync(string userId, int limit, string? beforeId, CancellationToken cancellationToken);
-
-    // Workload data: every query below reads only the named user's rows
     /// <summary>Imports an upload in one transaction, optionally replacing the user's earlier data in the same transaction.</summary>
     Task InsertWorkloadCallsAsync(string userId, IReadOnlyList<WorkloadCall> calls, bool replaceExisting, CancellationToken cancellationToken);
     Task<int> DeleteWorkloadAsync(string userId, CancellationToken cancellationToken);
@@ -76,4 +82,10 @@ internal interface IApexStore
     Task<IReadOnlyList<(string Model, string Status, long Calls)>> GetErrorCountsAsync(string userId, CancellationToken cancellationToken);
     Task<IReadOnlyList<RepeatedPrompt>> GetRepeatedPromptsAsync(string userId, CancellationToken cancellationToken);
     Task<IReadOnlyList<HourlyCost>> GetHourlyCostAsync(string userId, CancellationToken cancellationToken);
+}
+
+/// <summary>What the user's runs used (tool calls today).</summary>
+internal interface IUsageStore
+{
+    Task<IReadOnlyList<ToolUsageRecord>> ListToolUsageAsync(string userId, int limit, string? beforeId, CancellationToken cancellationToken);
 }

@@ -1,21 +1,15 @@
 using System.Threading.RateLimiting;
-using Apex.Server.Auth;
 using Apex.Server.Execution;
 using Microsoft.Extensions.Options;
 
-namespace Apex.Server.Hosting;
+namespace Apex.Server.Runs;
 
-/// <summary>
-/// Rate limits: sign-in endpoints per client address (against password guessing), and messages
-/// per user (shared by REST and <c>/ws</c>, so neither is a way around the other).
-/// </summary>
-internal sealed class RateLimits : IDisposable
+/// <summary>Messages per user per minute, shared by every door (REST, <c>/ws</c>), so none is a way around another.</summary>
+internal sealed class MessageRateLimiter : IDisposable
 {
-    public const string Auth = "auth";
-
     private readonly PartitionedRateLimiter<string> _messages;
 
-    public RateLimits(IOptions<LimitsOptions> limits)
+    public MessageRateLimiter(IOptions<LimitsOptions> limits)
     {
         var perMinute = limits.Value.MessagesPerMinutePerUser;
         _messages = PartitionedRateLimiter.Create<string, string>(userId => RateLimitPartition.GetTokenBucketLimiter(userId, _ => new TokenBucketRateLimiterOptions
@@ -29,9 +23,9 @@ internal sealed class RateLimits : IDisposable
     }
 
     /// <summary>Takes one message permit for the user; false when the user is over the limit.</summary>
-    public bool TryAcquireMessage(CurrentUser user)
+    public bool TryAcquire(string userId)
     {
-        using var lease = _messages.AttemptAcquire(user.Id);
+        using var lease = _messages.AttemptAcquire(userId);
         return lease.IsAcquired;
     }
 

@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using System.Security.Cryptography;
 
-namespace Apex.Server.Hosting;
+namespace Apex.Server.Storage;
 
 /// <summary>
 /// Sortable ids: UUIDv7 whose 12-bit <c>rand_a</c> field is a counter within the millisecond

@@ -1,11 +1,10 @@
 using System.Runtime.CompilerServices;
 using System.Text.Json;
 using System.Text.RegularExpressions;
-using Apex.Server.Agents;
 using Apex.Server.Tools;
 using Microsoft.Extensions.AI;
 
-namespace Apex.Server.Llm;
+namespace Apex.Server.Agents;
 
 /// <summary>
 /// The built-in model: deterministic, no network. It reads the conversation as a real model

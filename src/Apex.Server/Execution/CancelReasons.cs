@@ -1,0 +1,10 @@
+namespace Apex.Server.Execution;
+
+/// <summary>Why a run was cancelled, as stored with the run and sent in <c>run_cancelled</c>.</summary>
+internal static class CancelReasons
+{
+    public const string User = "cancelled_by_user";
+    public const string Interrupted = "interrupted";
+    public const string Shutdown = "server_shutdown";
+    public const string Timeout = "timeout";
+}

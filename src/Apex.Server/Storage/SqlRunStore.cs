@@ -1,0 +1,108 @@
+using System.Data.Common;
+using Apex.Client;
+
+namespace Apex.Server.Storage;
+
+/// <summary>Runs: the queue, claims, leases, cancellation requests and take-overs.</summary>
+internal sealed class SqlRunStore(Database db, NodeIdentity node) : SqlStore(db), IRunStore
+{
+    private readonly NodeIdentity _node = node;
+    private readonly EventAppender _appender = new(db, node);
+
+
+    public Task<SubmitResult> SubmitRunAsync(MessageRecord message, RunRecord run, Func<int, ApexEvent> queuedEvent, int maxPending, CancellationToken cancellationToken) =>
+        Db.WriteAsync(async (c, t) =>
+        {
+            // Touching the thread row first takes its row lock (PostgreSQL), so concurrent submits to one thread serialize.
+            await c.ExecuteAsync("UPDATE threads SET updated_at = @now WHERE id = @t AND user_id = @u", t, cancellationToken,
+                ("@now", run.CreatedAt.ToUnixMs()), ("@t", run.ThreadId), ("@u", run.UserId));
+            var active = await c.QueryAsync("SELECT id, status FROM runs WHERE thread_id = @t AND user_id = @u AND status IN ('queued', 'running') ORDER BY created_at, id",
+                t, r => (Id: r.GetString(0), Status: r.GetString(1)), cancellationToken, ("@t", run.ThreadId), ("@u", run.UserId));
+            var ids = active.Select(a => a.Id).ToList();
+            if (active.Count > 0 && run.Strategy == QueueStrategies.Reject) return new SubmitResult(SubmitOutcome.ThreadBusy, active.Count, ids, null);
+            if (active.Count(a => a.Status == RunStatus.Queued) >= maxPending) return new SubmitResult(SubmitOutcome.QueueFull, active.Count, ids, null);
+            await InsertMessageAsync(c, t, message, cancellationToken);
+            await c.ExecuteAsync($"INSERT INTO runs ({RunColumns}) VALUES (@id, @t, @u, 'queued', @s, @m, @ca, NULL, NULL, NULL, NULL, 0)", t, cancellationToken,
+                ("@id", run.Id), ("@t", run.ThreadId), ("@u", run.UserId), ("@s", run.Strategy), ("@m", run.MessageId), ("@ca", run.CreatedAt.ToUnixMs()));
+            await Db.NotifyAsync(c, t, StoreSignals.RunsChannel, _node.Id, cancellationToken);
+            // The run and its first event commit together: there is never a run without its run_queued.
+            var queued = await _appender.AppendAsync(c, t, [new EventAppend(queuedEvent(active.Count))], cancellationToken);
+            return new SubmitResult(SubmitOutcome.Queued, active.Count, ids, queued.Count == 1 ? queued[0] : null);
+        }, cancellationToken);
+
+    public Task<RunRecord?> GetRunAsync(string userId, string runId, CancellationToken cancellationToken) =>
+        ReadSingleAsync($"SELECT {RunColumnsWithResults} FROM runs WHERE id = @id AND user_id = @u", ReadRun, cancellationToken, ("@id", runId), ("@u", userId));
+
+    public async Task<IReadOnlyList<RunRecord>> ListRunsAsync(string userId, string threadId, int limit, string? afterId, CancellationToken cancellationToken) =>
+        await ReadAsync($"SELECT {RunColumnsWithResults} FROM runs WHERE thread_id = @t AND user_id = @u AND (@after IS NULL OR id > @after) ORDER BY id LIMIT @limit",
+            ReadRun, cancellationToken, ("@t", threadId), ("@u", userId), ("@after", afterId), ("@limit", limit));
+
+    public async Task<RunRecord?> ClaimNextRunAsync(string nodeId, int maxActivePerUser, DateTimeOffset now, DateTimeOffset leaseUntil, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await ClaimAsync(nodeId, maxActivePerUser, now, leaseUntil, cancellationToken);
+        }
+        catch (DbException ex) when (Db.IsUniqueViolation(ex))
+        {
+            return null; // another node started a run of the same thread at the same moment: it is that node's
+        }
+    }
+
+    private Task<RunRecord?> ClaimAsync(string nodeId, int maxActivePerUser, DateTimeOffset now, DateTimeOffset leaseUntil, CancellationToken cancellationToken) =>
+        Db.WriteAsync((c, t) => c.QuerySingleAsync($"""
+            UPDATE runs SET status = 'running', node_id = @node, started_at = @now, lease_until = @lease
+            WHERE id = (
+              SELECT r.id FROM runs r
+              WHERE r.status = 'queued'
+                AND NOT EXISTS (SELECT 1 FROM runs a WHERE a.thread_id = r.thread_id AND a.status = 'running')
+                AND NOT EXISTS (SELECT 1 FROM runs q WHERE q.thread_id = r.thread_id AND q.status = 'queued' AND q.id < r.id)
+                AND (SELECT COUNT(*) FROM runs b WHERE b.user_id = r.user_id AND b.status = 'running') < @max
+              ORDER BY r.id
+              LIMIT 1 {Db.SkipLocked})
+            RETURNING {RunColumns}
+            """, t, ReadRun, cancellationToken, ("@node", nodeId), ("@now", now.ToUnixMs()), ("@lease", leaseUntil.ToUnixMs()), ("@max", maxActivePerUser)), cancellationToken);
+
+    public async Task<IReadOnlyList<string>> RenewLeasesAsync(string nodeId, IReadOnlyCollection<string> runIds, DateTimeOffset leaseUntil, CancellationToken cancellationToken)
+    {
+        if (runIds.Count == 0) return [];
+        return await Db.WriteAsync(async (c, t) =>
+        {
+            var cancelRequested = new List<string>();
+            foreach (var id in runIds)
+            {
+                var flag = await c.ScalarAsync("UPDATE runs SET lease_until = @lease WHERE id = @id AND node_id = @node AND status = 'running' RETURNING cancel_requested",
+                    t, cancellationToken, ("@lease", leaseUntil.ToUnixMs()), ("@id", id), ("@node", nodeId));
+                if (flag is 1) cancelRequested.Add(id);
+            }
+            return cancelRequested;
+        }, cancellationToken);
+    }
+
+    public Task SaveAnswerAsync(MessageRecord answer, string results, CancellationToken cancellationToken) =>
+        Db.WriteAsync(async (c, t) =>
+        {
+            await InsertMessageAsync(c, t, answer, cancellationToken);
+            return await c.ExecuteAsync("UPDATE runs SET results = @r WHERE id = @id AND user_id = @u", t, cancellationToken,
+                ("@r", results), ("@id", answer.RunId), ("@u", answer.UserId));
+        }, cancellationToken);
+
+    public Task<bool> RequestCancelAsync(string userId, string runId, string reason, CancellationToken cancellationToken) =>
+        Db.WriteAsync(async (c, t) =>
+        {
+            var requested = await c.ExecuteAsync("UPDATE runs SET cancel_requested = 1 WHERE id = @id AND user_id = @u AND status = 'running'",
+                t, cancellationToken, ("@id", runId), ("@u", userId)) == 1;
+            if (requested) await Db.NotifyAsync(c, t, StoreSignals.CancelChannel, $"{runId}|{reason}", cancellationToken);
+            return requested;
+        }, cancellationToken);
+
+    public Task<bool> TryTakeOverRunAsync(string runId, string nodeId, DateTimeOffset now, DateTimeOffset leaseUntil, bool ignoreLease, CancellationToken cancellationToken) =>
+        Db.WriteAsync(async (c, t) => await c.ExecuteAsync(
+            "UPDATE runs SET node_id = @node, lease_until = @lease WHERE id = @id AND status = 'running' AND (@ignore = 1 OR lease_until < @now)",
+            t, cancellationToken, ("@node", nodeId), ("@lease", leaseUntil.ToUnixMs()), ("@id", runId), ("@ignore", ignoreLease ? 1 : 0), ("@now", now.ToUnixMs())) == 1,
+            cancellationToken);
+
+    public async Task<IReadOnlyList<RunRecord>> FindOrphanedRunsAsync(DateTimeOffset leaseExpiredBefore, bool all, CancellationToken cancellationToken) =>
+        await ReadAsync($"SELECT {RunColumns} FROM runs WHERE status = 'running' AND (@all = 1 OR lease_until < @cutoff) ORDER BY id",
+            ReadRun, cancellationToken, ("@all", all ? 1 : 0), ("@cutoff", leaseExpiredBefore.ToUnixMs()));
+}

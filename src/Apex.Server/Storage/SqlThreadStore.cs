@@ -1,0 +1,38 @@
+
+namespace Apex.Server.Storage;
+
+/// <summary>Threads and their messages.</summary>
+internal sealed class SqlThreadStore(Database db) : SqlStore(db), IThreadStore
+{
+
+    public Task CreateThreadAsync(ThreadRecord thread, CancellationToken cancellationToken) =>
+        Db.WriteAsync((c, t) => c.ExecuteAsync($"INSERT INTO threads ({ThreadColumns}) VALUES (@id, @u, @title, @s, 0, @ca, @ua)", t, cancellationToken,
+            ("@id", thread.Id), ("@u", thread.UserId), ("@title", thread.Title), ("@s", thread.Strategy), ("@ca", thread.CreatedAt.ToUnixMs()), ("@ua", thread.UpdatedAt.ToUnixMs())), cancellationToken);
+
+    public Task<ThreadRecord?> GetThreadAsync(string userId, string threadId, CancellationToken cancellationToken) =>
+        ReadSingleAsync($"SELECT {ThreadColumns} FROM threads WHERE id = @id AND user_id = @u", ReadThread, cancellationToken, ("@id", threadId), ("@u", userId));
+
+    public async Task<IReadOnlyList<ThreadRecord>> ListThreadsAsync(string userId, int limit, string? afterId, CancellationToken cancellationToken) =>
+        await ReadAsync($"SELECT {ThreadColumns} FROM threads WHERE user_id = @u AND (@after IS NULL OR id < @after) ORDER BY id DESC LIMIT @limit",
+            ReadThread, cancellationToken, ("@u", userId), ("@after", afterId), ("@limit", limit));
+
+    public Task<ThreadRecord?> UpdateThreadAsync(string userId, string threadId, string? title, string? strategy, DateTimeOffset now, CancellationToken cancellationToken) =>
+        Db.WriteAsync((c, t) => c.QuerySingleAsync(
+            $"UPDATE threads SET title = COALESCE(@title, title), strategy = COALESCE(@s, strategy), updated_at = @now WHERE id = @id AND user_id = @u RETURNING {ThreadColumns}",
+            t, ReadThread, cancellationToken, ("@title", title), ("@s", strategy), ("@now", now.ToUnixMs()), ("@id", threadId), ("@u", userId)), cancellationToken);
+
+    public Task<bool> DeleteThreadAsync(string userId, string threadId, CancellationToken cancellationToken) =>
+        Db.WriteAsync(async (c, t) => await c.ExecuteAsync("DELETE FROM threads WHERE id = @id AND user_id = @u", t, cancellationToken, ("@id", threadId), ("@u", userId)) == 1, cancellationToken);
+
+    public async Task<IReadOnlyList<MessageRecord>> ListMessagesAsync(string userId, string threadId, int limit, string? afterId, CancellationToken cancellationToken) =>
+        await ReadAsync($"SELECT {MessageColumns} FROM messages WHERE thread_id = @t AND user_id = @u AND (@after IS NULL OR id > @after) ORDER BY id LIMIT @limit",
+            ReadMessage, cancellationToken, ("@t", threadId), ("@u", userId), ("@after", afterId), ("@limit", limit));
+
+    public async Task<IReadOnlyList<MessageRecord>> RecentMessagesAsync(string userId, string threadId, int count, CancellationToken cancellationToken)
+    {
+        var newestFirst = await ReadAsync($"SELECT {MessageColumns} FROM messages WHERE thread_id = @t AND user_id = @u ORDER BY id DESC LIMIT @limit",
+            ReadMessage, cancellationToken, ("@t", threadId), ("@u", userId), ("@limit", count));
+        newestFirst.Reverse();
+        return newestFirst;
+    }
+}

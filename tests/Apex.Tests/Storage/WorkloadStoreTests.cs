@@ -1,0 +1,38 @@
+using Apex.Server.Storage;
+
+namespace Apex.Tests.Storage;
+
+/// <summary>Workload data: the same tests on SQLite and PostgreSQL.</summary>
+public abstract class WorkloadStoreTests<TDatabase> : StoreTests<TDatabase> where TDatabase : ITestDatabase, new()
+{
+    [Fact]
+    public async Task WorkloadQueriesReadOnlyTheOwnersRowsAndAnImportIsAllOrNothing()
+    {
+        var a = await UserAsync();
+        var b = await UserAsync();
+        WorkloadCall Call(string user, string model, double cost, string? hash = null) =>
+            new(_ids.NewId(), user, "batch", _now, "p", model, 100, 10, 250, "ok", cost, hash, "f", null);
+        await Workloads.InsertWorkloadCallsAsync(a, [Call(a, "m1", 1.5, "h"), Call(a, "m1", 1.5, "h"), Call(a, "m2", 0.25)], false, default);
+        await Workloads.InsertWorkloadCallsAsync(b, [Call(b, "secret-model", 100)], false, default);
+        await Assert.ThrowsAsync<ArgumentException>(() => Workloads.InsertWorkloadCallsAsync(a, [Call(a, "m3", 1), Call(b, "m3", 1)], false, default));
+
+        var summary = await Workloads.GetWorkloadSummaryAsync(a, default);
+        Assert.Equal((3, 3.25), (summary.Calls, Math.Round(summary.Cost, 2)));
+        Assert.Equal(["m1", "m2"], summary.Models);
+        Assert.Equal(["m1", "m2"], (await Workloads.GetModelStatsAsync(a, default)).Select(m => m.Model));
+        Assert.Equal(3.0, (await Workloads.GetCostBreakdownAsync(a, "model", default))[0].Cost, 6);
+        Assert.Equal(3.25, Assert.Single(await Workloads.GetCostBreakdownAsync(a, "day", default)).Cost, 6);
+        Assert.Equal(["m1", "m2"], (await Workloads.GetLatenciesByModelAsync(a, default)).Keys.Order());
+        var repeated = Assert.Single(await Workloads.GetRepeatedPromptsAsync(a, default));
+        Assert.Equal((2, 3.0, 1.5), (repeated.Calls, repeated.Cost, repeated.FirstCallCost));
+        Assert.Equal(3.25, Assert.Single(await Workloads.GetHourlyCostAsync(a, default)).Cost, 6);
+
+        await Workloads.InsertWorkloadCallsAsync(a, [Call(a, "m9", 2)], true, default);
+        Assert.Equal(["m9"], (await Workloads.GetWorkloadSummaryAsync(a, default)).Models);
+        Assert.Equal(["secret-model"], (await Workloads.GetWorkloadSummaryAsync(b, default)).Models);
+    }
+}
+
+public sealed class SqliteWorkloadStoreTests : WorkloadStoreTests<SqliteTestDatabase>;
+
+public sealed class PostgresWorkloadStoreTests : WorkloadStoreTests<PostgresTestDatabaseForStores>;
