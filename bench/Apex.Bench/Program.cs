@@ -6,19 +6,30 @@ namespace Apex.Bench;
 /// <summary>
 /// <c>Apex.Bench micro [BenchmarkDotNet args]</c>: the micro-benchmarks.
 /// <c>Apex.Bench load --url U --users V --messages M [--idle N] [--pid P] [--seconds S]</c>: the load generator.
+/// <c>Apex.Bench sse --url U --users V --runs R [--warmup W] [--pid P] [--seconds S]</c>: the HTTP + SSE load generator.
 /// </summary>
 internal static class BenchProgram
 {
     public static async Task<int> Main(string[] args)
     {
+        string Arg(string name, string fallback)
+        {
+            var i = Array.IndexOf(args, name);
+            return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
+        }
+        int Int(string name, int fallback) => int.Parse(Arg(name, fallback.ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture);
+
+        if (args.Length > 0 && args[0] == "sse")
+        {
+            var options = new SseLoadOptions(new Uri(Arg("--url", "http://127.0.0.1:5080/")), Int("--users", 50), Int("--runs", 3000), Int("--warmup", 100),
+                TimeSpan.FromSeconds(Int("--seconds", 900)), TimeSpan.FromSeconds(Int("--run-seconds", 60)), args.Contains("--pid") ? Int("--pid", 0) : null);
+            var report = await SseLoadGenerator.RunAsync(options, Console.Out);
+            Console.WriteLine(report);
+            return report.Lost + report.Duplicated + report.Foreign + report.NotCompleted + report.Errors == 0 && !report.TimedOut ? 0 : 1;
+        }
+
         if (args.Length > 0 && args[0] == "load")
         {
-            string Arg(string name, string fallback)
-            {
-                var i = Array.IndexOf(args, name);
-                return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
-            }
-            int Int(string name, int fallback) => int.Parse(Arg(name, fallback.ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture);
             var options = new LoadOptions(new Uri(Arg("--url", "http://127.0.0.1:5080/")), Int("--users", 100), Int("--messages", 5),
                 TimeSpan.FromSeconds(Int("--seconds", 300)), Int("--idle", 0), args.Contains("--pid") ? Int("--pid", 0) : null);
             var report = await LoadGenerator.RunAsync(options, Console.Out);

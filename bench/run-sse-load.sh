@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Starts a Release server (built-in model) on a throwaway SQLite file or a throwaway PostgreSQL cluster
+# and drives it with the HTTP + SSE load generator (Apex.Bench sse).
+# Usage: bench/run-sse-load.sh [sqlite|postgres] [users] [runs] [warm-up runs]
+# Environment:
+#   APEX_BENCH_OUT=dir       where the server's (and PostgreSQL's) logs are kept (default: a new /tmp/apex-sse.* dir)
+#   APEX_BENCH_PG_STATS=1    load pg_stat_statements in the cluster and print the statements per run at the end
+#   APEX_BENCH_SERVER_ENV="K=V K=V"  extra environment for the server (e.g. DOTNET_PerfMapEnabled=1)
+#   APEX_BENCH_HOLD=1        after the load, wait for Enter before stopping (to attach a profiler)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+provider=${1:-sqlite}; users=${2:-50}; runs=${3:-3000}; warmup=${4:-100}
+case "$provider" in sqlite|postgres) ;; *) echo "usage: $0 [sqlite|postgres] [users] [runs] [warm-up runs]" >&2; exit 2;; esac
+out=${APEX_BENCH_OUT:-$(mktemp -d /tmp/apex-sse.XXXXXX)}
+mkdir -p "$out"
+port=5098
+dir=$(mktemp -d)
+server=""
+
+cleanup() {
+  if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
+  if [ "$provider" = postgres ]; then
+    [ -n "${APEX_PG_DIR:-}" ] && cp "$APEX_PG_DIR/log" "$out/postgres.log" 2>/dev/null || true
+    apex_pg_stop
+  fi
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+dotnet build Apex.slnx -c Release --nologo -v quiet >/dev/null
+
+if [ "$provider" = postgres ]; then
+  # shellcheck source=../scripts/postgres.sh
+  source scripts/postgres.sh
+  apex_pg_start
+  psql=("${APEX_PG_RUN[@]}" "$(apex_pg_bindir)/psql" -h 127.0.0.1 -p "$APEX_PG_PORT" -U apex -d postgres -qAtX)
+  # Lock waits longer than deadlock_timeout (1 s) and every deadlock with both statements go to the cluster's log.
+  "${psql[@]}" -c "ALTER SYSTEM SET log_lock_waits = on" >/dev/null
+  if [ "${APEX_BENCH_PG_STATS:-0}" = 1 ]; then
+    "${psql[@]}" -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'" >/dev/null
+    "${APEX_PG_RUN[@]}" "$(apex_pg_bindir)/pg_ctl" -D "$APEX_PG_DIR/data" -w restart >/dev/null
+    # track = all: statements inside functions and DO blocks are counted one by one.
+    "${psql[@]}" -c "ALTER SYSTEM SET pg_stat_statements.track = 'all'" -c "SELECT pg_reload_conf()" -c "CREATE EXTENSION pg_stat_statements" >/dev/null
+  else
+    "${psql[@]}" -c "SELECT pg_reload_conf()" >/dev/null
+  fi
+  storage=(Apex__Storage__Provider=postgres "Apex__Storage__ConnectionString=$APEX_TEST_POSTGRES")
+else
+  storage=(Apex__Storage__Provider=sqlite "Apex__Storage__ConnectionString=$dir/apex.db")
+fi
+
+# shellcheck disable=SC2086 # APEX_BENCH_SERVER_ENV is a list of K=V words.
+env "${storage[@]}" \
+  Apex__Limits__MaxConnectionsPerUser=1000 \
+  Apex__Limits__MaxActiveRunsPerUser=8 \
+  Apex__Limits__AuthRequestsPerMinutePerAddress=100000 \
+  Apex__Limits__MessagesPerMinutePerUser=100000 \
+  Logging__LogLevel__Default=Warning \
+  ${APEX_BENCH_SERVER_ENV:-} \
+  dotnet src/Apex.Server/bin/Release/net10.0/Apex.Server.dll --urls "http://127.0.0.1:$port" >"$out/server.log" 2>&1 &
+server=$!
+until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; do
+  kill -0 "$server" 2>/dev/null || { echo "the server exited:" >&2; tail -n 30 "$out/server.log" >&2; exit 1; }
+  sleep 0.2
+done
+[ "${APEX_BENCH_PG_STATS:-0}" = 1 ] && "${psql[@]}" -c "SELECT pg_stat_statements_reset()" >/dev/null
+
+echo "$provider, $users users, $runs runs after $warmup warm-up runs; server pid $server; logs in $out"
+status=0
+dotnet bench/Apex.Bench/bin/Release/net10.0/Apex.Bench.dll sse --url "http://127.0.0.1:$port/" \
+  --users "$users" --runs "$runs" --warmup "$warmup" --pid "$server" --seconds 1800 || status=$?
+echo "server CPU seconds in all (registrations and start-up included): $(ps -o times= -p "$server")"
+echo "deadlocks (40P01) in the server log: $(grep -c 40P01 "$out/server.log" || true)"
+echo "server log lines with node_lost: $(grep -c node_lost "$out/server.log" || true)"
+if [ "$provider" = postgres ]; then
+  echo "deadlocks in the PostgreSQL log: $(grep -c 'deadlock detected' "$APEX_PG_DIR/log" || true)"
+  if [ "${APEX_BENCH_PG_STATS:-0}" = 1 ]; then
+    finished=$("${psql[@]}" -c "SELECT count(*) FROM runs WHERE status <> 'queued' AND status <> 'running'")
+    echo "statements per finished run ($finished runs, warm-up included), by calls:"
+    "${psql[@]}" -F ' | ' -c "SELECT round(calls::numeric / $finished, 2), calls, round(total_exec_time::numeric / calls, 3) AS ms_each, left(regexp_replace(query, '\s+', ' ', 'g'), 160)
+      FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'postgres') ORDER BY calls DESC LIMIT 40" \
+      | tee "$out/statements.txt"
+  fi
+fi
+if [ "${APEX_BENCH_HOLD:-0}" = 1 ]; then read -r -p "holding the server (pid $server); Enter stops it " _; fi
+exit "$status"
