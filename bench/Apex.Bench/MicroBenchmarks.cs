@@ -89,7 +89,8 @@ public class ExecutionBenchmarks
 public class EventBenchmarks
 {
     private readonly ApexEvent _event = new ToolCompleted(new ToolCompletedData("call_data_1", "cost_breakdown", "ok", 12.5,
-        JsonSerializer.SerializeToElement(new Dictionary<string, object?> { ["total_cost_usd"] = 27.75, ["groups"] = new[] { "gpt-4o", "gpt-4o-mini" } }, ToolJson.Options), null))
+        JsonSerializer.SerializeToElement(new CostBreakdownResult("model", 27.75, 59.46, [new CostGroupFigure("gpt-4o", 1200, 20.5, 0.74), new CostGroupFigure("gpt-4o-mini", 3000, 7.25, 0.26)]),
+            ApexJsonContext.Default.CostBreakdownResult), null))
     {
         EventId = "01a2016f-a034-7000-a218-987a45311b7d", Seq = 17, ThreadId = "01a2016f-a296-7000-995b-8965ac0a208b", RunId = "01a2016f-a43e-7001-8edb-6587a6390d1d",
         UserId = "01a2016f-a034-7000-a218-987a45311b7d", AgentName = "data", Timestamp = DateTimeOffset.UtcNow,

@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using Apex.Client;
 using Apex.Server.Events;
 using Apex.Server.Execution;
 using Apex.Server.Tools;
@@ -124,7 +125,7 @@ internal sealed partial class AgentRunner(IChatClient chat, ToolRegistry tools, 
                 // not JSON: fall through and keep the text
             }
         }
-        return JsonSerializer.SerializeToElement(new Dictionary<string, object?> { ["text"] = text }, ToolJson.Options);
+        return JsonSerializer.SerializeToElement(new TextResult(text), ApexJsonContext.Default.TextResult);
     }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Agent {Agent} failed in run {RunId}")]

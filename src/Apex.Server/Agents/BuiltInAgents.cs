@@ -1,5 +1,5 @@
 using System.Text.Json;
-using Apex.Server.Tools;
+using Apex.Client;
 
 namespace Apex.Server.Agents;
 
@@ -12,11 +12,13 @@ internal static class BuiltInAgents
     /// <summary>Calls below this count are too few for a reliable analysis.</summary>
     public const int MinCallsForAnalysis = 200;
 
+    private static ApexJsonContext Json => ApexJsonContext.Default;
+
     /// <summary>
     /// The tool calls the built-in model makes for the tools it is offered: all of them, with arguments chosen from the
     /// brief. A tool whose arguments it cannot choose (the routing what-if with fewer than two models) is not called.
     /// </summary>
-    public static List<(string Tool, Dictionary<string, object?> Arguments)> PlanToolCalls(IEnumerable<string> offered, JsonElement brief)
+    public static List<(string Tool, Dictionary<string, object?> Arguments)> PlanToolCalls(IEnumerable<string> offered, AgentBrief brief)
     {
         var calls = new List<(string, Dictionary<string, object?>)>();
         foreach (var tool in offered)
@@ -38,23 +40,22 @@ internal static class BuiltInAgents
     }
 
     /// <summary>From the data agent's figures: the model with the highest spend, and the one with the lowest cost per call.</summary>
-    private static (string From, string To)? RoutingCandidates(JsonElement brief)
+    private static (string From, string To)? RoutingCandidates(AgentBrief brief)
     {
-        var groups = brief.Get("results").Get(AgentNames.Data).Get("figures").Get("cost_breakdown").Items("groups")
-            .Select(g => (JsonElement?)g)
-            .Select(g => (Model: g.Text("key")!, Cost: g.Number("cost_usd"), Calls: g.Number("calls")))
-            .Where(g => g.Model is not null && g.Calls > 0).ToList();
+        var figures = AgentResults.Agent(brief.Results, AgentNames.Data, Json.DataResult)?.Figures;
+        var groups = (figures is null ? null : AgentResults.Tool(figures, "cost_breakdown", Json.CostBreakdownResult))?.Groups
+            .Where(g => g.Key is not null && g.Calls > 0).ToList() ?? [];
         if (groups.Count < 2) return null;
-        var from = groups.MaxBy(g => g.Cost);
-        var to = groups.Where(g => g.Model != from.Model).MinBy(g => g.Cost / g.Calls);
-        return to.Cost / to.Calls < from.Cost / from.Calls ? (from.Model, to.Model) : null;
+        var from = groups.MaxBy(g => g.CostUsd)!;
+        var to = groups.Where(g => g.Key != from.Key).MinBy(g => g.CostUsd / g.Calls)!;
+        return to.CostUsd / to.Calls < from.CostUsd / from.Calls ? (from.Key, to.Key) : null;
     }
 
-    public static string Triage(JsonElement brief, IReadOnlyDictionary<string, JsonElement> results)
+    public static string Triage(AgentBrief brief, IReadOnlyDictionary<string, JsonElement> results)
     {
-        var request = (brief.Text("request") ?? "").ToLowerInvariant();
-        JsonElement? summary = results.TryGetValue("workload_summary", out var s) ? s : null;
-        var calls = summary.Number("calls");
+        var request = brief.Request.ToLowerInvariant();
+        var summary = AgentResults.Tool(results, "workload_summary", Json.WorkloadSummaryResult);
+        var calls = summary?.Calls ?? 0;
         var category = request switch
         {
             _ when ContainsAny(request, "cost", "spend", "price", "bill", "cheap", "budget", "$", "money", "save") => "cost",
@@ -65,182 +66,141 @@ internal static class BuiltInAgents
             _ => "general",
         };
         var priority = ContainsAny(request, "urgent", "asap", "critical", "outage", "immediately") ? "high" : category is "cost" or "latency" ? "medium" : "low";
-        var models = summary.Items("models").Select(m => m.GetString()!).Where(m => request.Contains(m.ToLowerInvariant(), StringComparison.Ordinal)).ToList();
+        var models = (summary?.Models ?? []).Where(m => request.Contains(m.ToLowerInvariant(), StringComparison.Ordinal)).ToList();
         string[] metricWords = ["cost", "latency", "p95", "p99", "tokens", "errors", "throughput"];
         var metrics = metricWords.Where(w => request.Contains(w, StringComparison.Ordinal)).ToList();
         var constraints = new List<string>();
         if (ContainsAny(request, "without losing quality", "keep quality", "same quality")) constraints.Add("keep quality");
         if (ContainsAny(request, "budget")) constraints.Add("budget");
-        var sufficiency = summary is null || summary.Get("error") is not null || calls == 0 ? DataSufficiency.Insufficient
+        var sufficiency = summary is null || calls == 0 ? DataSufficiency.Insufficient
             : calls < MinCallsForAnalysis ? DataSufficiency.Partial : DataSufficiency.Sufficient;
-        return Serialize(new()
+        var rationale = sufficiency switch
         {
-            ["category"] = category,
-            ["priority"] = priority,
-            ["entities"] = new Dictionary<string, object?> { ["models"] = models, ["metrics"] = metrics, ["constraints"] = constraints },
-            ["data_sufficiency"] = sufficiency,
-            ["rationale"] = sufficiency switch
-            {
-                DataSufficiency.Insufficient => "No workload data has been uploaded yet.",
-                DataSufficiency.Partial => $"Only {calls:0} calls are uploaded; at least {MinCallsForAnalysis} are needed for a reliable analysis.",
-                _ => $"{calls:0} calls over {summary.Number("days_covered"):0.##} days are enough to analyse.",
-            },
-        });
+            DataSufficiency.Insufficient => "No workload data has been uploaded yet.",
+            DataSufficiency.Partial => $"Only {calls:0} calls are uploaded; at least {MinCallsForAnalysis} are needed for a reliable analysis.",
+            _ => $"{calls:0} calls over {summary!.DaysCovered:0.##} days are enough to analyse.",
+        };
+        return JsonSerializer.Serialize(new TriageResult(category, priority, new TriageEntities(models, metrics, constraints), sufficiency, rationale), Json.TriageResult);
     }
 
     public static string DataHelper(IReadOnlyDictionary<string, JsonElement> results)
     {
-        JsonElement? summary = results.TryGetValue("workload_summary", out var s) ? s : null;
-        var calls = summary.Number("calls");
+        var summary = AgentResults.Tool(results, "workload_summary", Json.WorkloadSummaryResult);
+        var calls = summary?.Calls ?? 0;
         var missing = new List<string>();
         if (calls == 0) missing.Add("Any LLM usage data: no calls are uploaded yet.");
         else if (calls < MinCallsForAnalysis) missing.Add($"More calls: {calls:0} uploaded, at least {MinCallsForAnalysis} needed (ideally a week or more of traffic).");
-        if (calls > 0 && summary.Number("days_covered") < 1) missing.Add("A longer time span: the data covers less than a day, so daily patterns cannot be seen.");
-        return Serialize(new()
-        {
-            ["status"] = calls == 0 ? "no_data" : "too_little_data",
-            ["calls_found"] = calls,
-            ["message"] = calls == 0
+        if (calls > 0 && summary!.DaysCovered < 1) missing.Add("A longer time span: the data covers less than a day, so daily patterns cannot be seen.");
+        return JsonSerializer.Serialize(new DataHelperResult(
+            calls == 0 ? "no_data" : "too_little_data",
+            calls,
+            calls == 0
                 ? "I can't analyse your workload yet: no LLM usage data has been uploaded for your account."
                 : $"I found {calls:0} calls in your data, which is too little for reliable savings figures.",
-            ["missing"] = missing,
-            ["required_columns"] = new[] { "timestamp", "provider", "model", "prompt_tokens", "completion_tokens", "latency_ms", "status" },
-            ["optional_columns"] = new[] { "cost", "prompt_hash", "feature", "team", "error" },
-            ["how_to_upload"] = "Upload a CSV or JSONL file with one row per model call to `POST /api/workloads` (or try `POST /api/workloads/sample` for a realistic sample), then ask again.",
-        });
+            missing,
+            ["timestamp", "provider", "model", "prompt_tokens", "completion_tokens", "latency_ms", "status"],
+            ["cost", "prompt_hash", "feature", "team", "error"],
+            "Upload a CSV or JSONL file with one row per model call to `POST /api/workloads` (or try `POST /api/workloads/sample` for a realistic sample), then ask again."),
+            Json.DataHelperResult);
     }
 
     public static string Data(IReadOnlyDictionary<string, JsonElement> results)
     {
-        JsonElement? Result(string tool) => results.TryGetValue(tool, out var r) && r.Get("error") is null ? r : null;
-        var summary = Result("workload_summary");
-        var costs = Result("cost_breakdown");
-        var latency = Result("latency_profile");
-        var errors = Result("error_analysis");
-        var repeats = Result("repeated_prompts");
-        var anomalies = Result("anomalies");
+        var summary = AgentResults.Tool(results, "workload_summary", Json.WorkloadSummaryResult);
+        var costs = AgentResults.Tool(results, "cost_breakdown", Json.CostBreakdownResult);
+        var latency = AgentResults.Tool(results, "latency_profile", Json.LatencyProfileResult);
+        var errors = AgentResults.Tool(results, "error_analysis", Json.ErrorAnalysisResult);
+        var repeats = AgentResults.Tool(results, "repeated_prompts", Json.RepeatedPromptsResult);
+        var anomalies = AgentResults.Tool(results, "anomalies", Json.AnomaliesResult);
         var findings = new List<string>();
-        var notes = new List<string>();
         if (summary is not null)
-            findings.Add($"{summary.Number("calls"):0} calls over {summary.Number("days_covered"):0.#} days across {summary.Items("models").Count()} models cost " +
-                         $"${JsonRead.Money(summary.Number("total_cost_usd"))} (about ${JsonRead.Money(summary.Number("monthly_cost_usd"))} a month).");
-        if (costs?.Items("groups").FirstOrDefault() is { ValueKind: JsonValueKind.Object } top)
-        {
-            JsonElement? t = top;
-            findings.Add($"{t.Text("key")} is the largest cost: ${JsonRead.Money(t.Number("cost_usd"))}, {t.Number("share") * 100:0.#}% of spend.");
-        }
+            findings.Add($"{summary.Calls:0} calls over {summary.DaysCovered:0.#} days across {summary.Models.Count} models cost " +
+                         $"${Figures.Money(summary.TotalCostUsd)} (about ${Figures.Money(summary.MonthlyCostUsd)} a month).");
+        if (costs?.Groups.FirstOrDefault() is { } top)
+            findings.Add($"{top.Key} is the largest cost: ${Figures.Money(top.CostUsd)}, {top.Share * 100:0.#}% of spend.");
         if (latency is not null)
         {
-            var slowest = latency.Items("models").Select(m => (JsonElement?)m).FirstOrDefault();
-            findings.Add($"Latency p50 {latency.Get("overall").Number("p50_ms"):0} ms, p95 {latency.Get("overall").Number("p95_ms"):0} ms, p99 {latency.Get("overall").Number("p99_ms"):0} ms" +
-                         (slowest is null ? "." : $"; slowest at p95 is {slowest.Text("model")} ({slowest.Number("p95_ms"):0} ms)."));
+            var slowest = latency.Models.FirstOrDefault();
+            findings.Add($"Latency p50 {latency.Overall.P50Ms:0} ms, p95 {latency.Overall.P95Ms:0} ms, p99 {latency.Overall.P99Ms:0} ms" +
+                         (slowest is null ? "." : $"; slowest at p95 is {slowest.Model} ({slowest.P95Ms:0} ms)."));
         }
         if (errors is not null)
         {
-            var worst = errors.Items("models").Select(m => (JsonElement?)m).FirstOrDefault();
-            findings.Add($"Error rate {errors.Number("error_rate") * 100:0.##}% ({errors.Number("errors"):0} failed calls)" +
-                         (worst is null || worst.Number("errors") == 0 ? "." : $"; highest on {worst.Text("model")} at {worst.Number("error_rate") * 100:0.##}%."));
+            var worst = errors.Models.FirstOrDefault();
+            findings.Add($"Error rate {errors.ErrorRate * 100:0.##}% ({errors.Errors:0} failed calls)" +
+                         (worst is null || worst.Errors == 0 ? "." : $"; highest on {worst.Model} at {worst.ErrorRate * 100:0.##}%."));
         }
         if (repeats is not null)
-            findings.Add($"{repeats.Number("repeat_rate") * 100:0.#}% of successful calls repeat an earlier prompt; the repeats cost ${JsonRead.Money(repeats.Number("repeat_cost_usd"))}.");
+            findings.Add($"{repeats.RepeatRate * 100:0.#}% of successful calls repeat an earlier prompt; the repeats cost ${Figures.Money(repeats.RepeatCostUsd)}.");
         if (anomalies is not null)
         {
-            var list = anomalies.Items("anomalies").Select(a => (JsonElement?)a).ToList();
-            findings.Add(list.Count == 0 ? "No hour's cost is far from the norm."
-                : $"{list.Count} hour(s) cost far more than usual; the worst, {list[0].Text("hour")}, cost ${JsonRead.Money(list[0].Number("cost_usd"))} (z = {list[0].Number("z_score"):0.#}).");
+            findings.Add(anomalies.Anomalies.Count == 0 ? "No hour's cost is far from the norm."
+                : $"{anomalies.Anomalies.Count} hour(s) cost far more than usual; the worst, {anomalies.Anomalies[0].Hour:yyyy-MM-dd HH:mm} UTC, " +
+                  $"cost ${Figures.Money(anomalies.Anomalies[0].CostUsd)} (z = {anomalies.Anomalies[0].ZScore:0.#}).");
         }
-        foreach (var (tool, result) in results)
-            if (result.Get("error") is not null) notes.Add($"{tool}: {result.Text("error")}");
-        return Serialize(new()
-        {
-            ["summary"] = summary is null ? "No figures could be computed."
-                : $"You spent ${JsonRead.Money(summary.Number("total_cost_usd"))} on {summary.Number("calls"):0} LLM calls (about ${JsonRead.Money(summary.Number("monthly_cost_usd"))} a month).",
-            ["findings"] = findings,
-            ["notes"] = notes,
-            ["figures"] = results,
-        });
+        var notes = results.Select(r => (Tool: r.Key, Error: AgentResults.ToolError(r.Value))).Where(r => r.Error is not null)
+            .Select(r => $"{r.Tool}: {r.Error!.Error}").ToList();
+        var headline = summary is null ? "No figures could be computed."
+            : $"You spent ${Figures.Money(summary.TotalCostUsd)} on {summary.Calls:0} LLM calls (about ${Figures.Money(summary.MonthlyCostUsd)} a month).";
+        return JsonSerializer.Serialize(new DataResult(headline, findings, notes, results), Json.DataResult);
     }
 
-    public static string Optimization(JsonElement brief, IReadOnlyDictionary<string, JsonElement> results)
+    public static string Optimization(IReadOnlyDictionary<string, JsonElement> results)
     {
-        JsonElement? Result(string tool) => results.TryGetValue(tool, out var r) && r.Get("error") is null ? r : null;
-        var strategies = new List<Dictionary<string, object?>>();
+        var strategies = new List<SavingStrategy>();
         var notes = new List<string>();
-        if (Result("routing_what_if") is { } routing && routing.Number("monthly_savings_usd") > 0)
+        if (AgentResults.Tool(results, "routing_what_if", Json.RoutingWhatIfResult) is { MonthlySavingsUsd: > 0 } r)
         {
-            JsonElement? r = routing;
-            strategies.Add(Strategy("routing", $"Route {r.Number("share") * 100:0}% of {r.Text("from_model")} traffic to {r.Text("to_model")}",
-                $"Send the simpler requests now handled by {r.Text("from_model")} to {r.Text("to_model")}: ${JsonRead.Money(r.Number("current_cost_usd"))} of observed cost becomes ${JsonRead.Money(r.Number("projected_cost_usd"))}.",
-                r.Number("monthly_savings_usd"),
-                r.Get("projected_avg_latency_ms") is null ? "unknown" : $"mean latency {r.Number("from_avg_latency_ms"):0} ms -> {r.Number("projected_avg_latency_ms"):0} ms",
+            strategies.Add(Strategy("routing", $"Route {r.Share * 100:0}% of {r.FromModel} traffic to {r.ToModel}",
+                $"Send the simpler requests now handled by {r.FromModel} to {r.ToModel}: ${Figures.Money(r.CurrentCostUsd)} of observed cost becomes ${Figures.Money(r.ProjectedCostUsd)}.",
+                r.MonthlySavingsUsd,
+                r.ProjectedAvgLatencyMs is { } after ? $"mean latency {r.FromAvgLatencyMs:0} ms -> {after:0} ms" : "unknown",
                 "The cheaper model may answer hard prompts worse: route by task type and compare quality on a sample first.", "medium"));
         }
-        else if (results.TryGetValue("routing_what_if", out var denied) && denied.Get("error") is not null)
+        else if (results.TryGetValue("routing_what_if", out var denied) && AgentResults.ToolError(denied) is { } error)
         {
-            notes.Add($"Routing analysis was not available: {denied.Text("error")}");
+            notes.Add($"Routing analysis was not available: {error.Error}");
         }
-        if (Result("repeated_prompts") is { } repeats && repeats.Number("monthly_cache_savings_usd") > 0)
+        if (AgentResults.Tool(results, "repeated_prompts", Json.RepeatedPromptsResult) is { MonthlyCacheSavingsUsd: > 0 } repeats)
         {
-            JsonElement? r = repeats;
             strategies.Add(Strategy("caching", "Cache responses to repeated prompts",
-                $"{r.Number("repeat_calls"):0} calls ({r.Number("repeat_rate") * 100:0.#}%) repeat an earlier prompt exactly; serve them from a cache keyed by prompt hash and model.",
-                r.Number("monthly_cache_savings_usd"), "cache hits answer in milliseconds instead of seconds",
+                $"{repeats.RepeatCalls:0} calls ({repeats.RepeatRate * 100:0.#}%) repeat an earlier prompt exactly; serve them from a cache keyed by prompt hash and model.",
+                repeats.MonthlyCacheSavingsUsd, "cache hits answer in milliseconds instead of seconds",
                 "Cached answers can go stale: set a time-to-live and skip the cache for personalised prompts.", "high"));
         }
-        if (Result("token_efficiency") is { } tokens && tokens.Number("monthly_savings_trim_20pct_usd") > 0)
+        if (AgentResults.Tool(results, "token_efficiency", Json.TokenEfficiencyResult) is { MonthlySavingsTrim20PctUsd: > 0 } tokens)
         {
-            JsonElement? t = tokens;
             strategies.Add(Strategy("prompt_trimming", "Trim prompts by 20%",
                 "Shorten system prompts and retrieved context (remove duplicated instructions, cap retrieved chunks); 20% fewer input tokens at today's volume.",
-                t.Number("monthly_savings_trim_20pct_usd"), "slightly faster (fewer input tokens)",
+                tokens.MonthlySavingsTrim20PctUsd, "slightly faster (fewer input tokens)",
                 "Over-trimmed context lowers answer quality: trim with an evaluation set.", "medium"));
         }
-        strategies.Sort((a, b) => ((double)b["projected_monthly_savings_usd"]!).CompareTo((double)a["projected_monthly_savings_usd"]!));
-        return Serialize(new()
-        {
-            ["strategies"] = strategies,
-            ["total_projected_monthly_savings_usd"] = Math.Round(strategies.Sum(s => (double)s["projected_monthly_savings_usd"]!), 2),
-            ["notes"] = notes,
-        });
+        strategies.Sort((a, b) => b.ProjectedMonthlySavingsUsd.CompareTo(a.ProjectedMonthlySavingsUsd));
+        return JsonSerializer.Serialize(new OptimizationResult(strategies, Math.Round(strategies.Sum(s => s.ProjectedMonthlySavingsUsd), 2), notes), Json.OptimizationResult);
     }
 
-    private static Dictionary<string, object?> Strategy(string kind, string name, string description, double savings, string latency, string tradeOffs, string confidence) => new()
-    {
-        ["kind"] = kind,
-        ["name"] = name,
-        ["description"] = description,
-        ["projected_monthly_savings_usd"] = Math.Round(savings, 2),
-        ["latency_impact"] = latency,
-        ["trade_offs"] = tradeOffs,
-        ["confidence"] = confidence,
-    };
+    private static SavingStrategy Strategy(string kind, string name, string description, double savings, string latency, string tradeOffs, string confidence) =>
+        new(kind, name, description, Math.Round(savings, 2), latency, tradeOffs, confidence);
 
-    public static string Actions(JsonElement brief)
+    public static string Actions(AgentBrief brief)
     {
-        var strategies = brief.Get("results").Get(AgentNames.Optimization).Items("strategies");
+        var strategies = AgentResults.Agent(brief.Results, AgentNames.Optimization, Json.OptimizationResult)?.Strategies ?? [];
         var actions = strategies.Select(s =>
         {
-            JsonElement? x = s;
-            string[] steps = x.Text("kind") switch
+            string[] steps = s.Kind switch
             {
                 "routing" => ["Tag requests by task type (classification, extraction, chat).", "Behind a feature flag, send the simple types to the cheaper model for 10% of traffic.", "Raise the share step by step while quality holds."],
                 "caching" => ["Put a cache keyed by (model, prompt hash) in front of the model client.", "Start with a 24-hour time-to-live.", "Exclude prompts that contain user-specific data."],
                 "prompt_trimming" => ["Measure prompt tokens per feature.", "Remove repeated instructions and cap retrieved context.", "Re-run the evaluation set before shipping each cut."],
-                _ => [x.Text("description") ?? ""],
+                _ => [s.Description ?? ""],
             };
-            return new Dictionary<string, object?>
-            {
-                ["title"] = x.Text("name"),
-                ["steps"] = steps,
-                ["validation"] = "Compare cost, p95 latency, error rate and a quality sample for a week against the week before.",
-                ["rollback"] = "Turn the feature flag off; the previous path keeps working meanwhile.",
-                ["expected_savings_usd"] = x.Number("projected_monthly_savings_usd"),
-            };
+            return new ActionItem(s.Name, steps,
+                "Compare cost, p95 latency, error rate and a quality sample for a week against the week before.",
+                "Turn the feature flag off; the previous path keeps working meanwhile.",
+                s.ProjectedMonthlySavingsUsd);
         }).ToList();
-        return Serialize(new() { ["actions"] = actions });
+        return JsonSerializer.Serialize(new ActionsResult(actions), Json.ActionsResult);
     }
 
     private static bool ContainsAny(string text, params string[] words) => words.Any(w => text.Contains(w, StringComparison.Ordinal));
-
-    private static string Serialize(Dictionary<string, object?> value) => JsonSerializer.Serialize(value, ToolJson.Options);
 }

@@ -1,7 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Text.Json;
 using System.Text.RegularExpressions;
-using Apex.Server.Tools;
+using Apex.Client;
 using Microsoft.Extensions.AI;
 
 namespace Apex.Server.Agents;
@@ -46,9 +46,9 @@ internal sealed partial class BuiltInChatClient(TimeSpan delay, TimeProvider tim
             AgentNames.Triage => BuiltInAgents.Triage(brief, results),
             AgentNames.Data => BuiltInAgents.Data(results),
             AgentNames.DataHelper => BuiltInAgents.DataHelper(results),
-            AgentNames.Optimization => BuiltInAgents.Optimization(brief, results),
+            AgentNames.Optimization => BuiltInAgents.Optimization(results),
             AgentNames.Actions => BuiltInAgents.Actions(brief),
-            AgentNames.Reporting => ReportWriter.Write(Results(brief)),
+            AgentNames.Reporting => ReportWriter.Write(brief.Results),
             _ => "I can analyse your LLM workload: upload usage data and ask about cost, latency or model choice.",
         };
         var first = true;
@@ -74,21 +74,23 @@ internal sealed partial class BuiltInChatClient(TimeSpan delay, TimeProvider tim
     {
     }
 
-    private static IReadOnlyDictionary<string, JsonElement> Results(JsonElement brief) =>
-        brief.Get("results") is { ValueKind: JsonValueKind.Object } r ? r.EnumerateObject().ToDictionary(p => p.Name, p => p.Value) : new Dictionary<string, JsonElement>();
-
-    private static JsonElement ParseBrief(string? text)
+    /// <summary>The brief the engine sends; any other text is taken as the request itself.</summary>
+    private static AgentBrief ParseBrief(string? text)
     {
-        if (string.IsNullOrWhiteSpace(text)) return default;
-        try { return JsonDocument.Parse(text).RootElement.Clone(); }
-        catch (JsonException) { return JsonSerializer.SerializeToElement(new Dictionary<string, object?> { ["request"] = text }, ToolJson.Options); }
+        AgentBrief? brief = null;
+        if (!string.IsNullOrWhiteSpace(text) && text.TrimStart().StartsWith('{'))
+        {
+            try { brief = JsonSerializer.Deserialize(text, ApexJsonContext.Default.AgentBrief); }
+            catch (JsonException) { /* not a brief: the text is the request */ }
+        }
+        return brief is { Request: not null } ? brief with { Results = brief.Results ?? new Dictionary<string, JsonElement>(), History = brief.History ?? [] }
+            : new AgentBrief(text ?? "", "free", [], new Dictionary<string, JsonElement>());
     }
 
     private static JsonElement ToElement(object? value) => value switch
     {
         JsonElement e => e,
-        null => default,
-        _ => JsonSerializer.SerializeToElement(value, ToolJson.Options),
+        _ => default, // the dispatcher always returns a JSON result
     };
 
     /// <summary>Streams line by line, as a model streams tokens.</summary>

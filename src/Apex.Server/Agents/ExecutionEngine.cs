@@ -1,9 +1,9 @@
 using System.Diagnostics;
 using System.Text.Json;
+using Apex.Client;
 using Apex.Server.Events;
 using Apex.Server.Execution;
 using Apex.Server.Storage;
-using Apex.Server.Tools;
 
 namespace Apex.Server.Agents;
 
@@ -36,8 +36,7 @@ internal sealed partial class ExecutionEngine(RunRecord run, UserExecutionContex
             var results = new Dictionary<string, JsonElement>();
             var triage = await runner.RunAsync(agents.Get(AgentNames.Triage), context, Brief(request, history, results), null, control.Token);
             if (triage.Result is { } triageResult) results[AgentNames.Triage] = triageResult;
-            var sufficiency = triage.Result is { } r && r.TryGetProperty("data_sufficiency", out var s) && s.ValueKind == JsonValueKind.String
-                ? s.GetString() : DataSufficiency.Insufficient;
+            var sufficiency = AgentResults.Agent(results, AgentNames.Triage, ApexJsonContext.Default.TriageResult)?.DataSufficiency ?? DataSufficiency.Insufficient;
             var pipeline = DataSufficiency.PipelineFor(sufficiency);
             await events.AgentThinkingAsync(AgentNames.Supervisor, $"Data sufficiency is {sufficiency}: {string.Join(" -> ", pipeline)}.");
 
@@ -58,9 +57,9 @@ internal sealed partial class ExecutionEngine(RunRecord run, UserExecutionContex
             }
 
             await runs.SaveAnswerAsync(new MessageRecord(answerId, context.ThreadId, context.UserId, run.Id, "assistant", answer, time.GetUtcNow()),
-                JsonSerializer.Serialize(results, ToolJson.Options), CancellationToken.None);
+                JsonSerializer.Serialize(results, ApexJsonContext.Default.DictionaryStringJsonElement), CancellationToken.None);
             await events.AgentCompletedAsync(AgentNames.Supervisor, "ok",
-                JsonSerializer.SerializeToElement(new Dictionary<string, object?> { ["data_sufficiency"] = sufficiency, ["pipeline"] = pipeline }, ToolJson.Options));
+                JsonSerializer.SerializeToElement(new SupervisorResult(sufficiency, pipeline), ApexJsonContext.Default.SupervisorResult));
             await events.CompletedAsync(answerId, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         }
         catch (OperationCanceledException) when (control.Token.IsCancellationRequested)
@@ -86,13 +85,8 @@ internal sealed partial class ExecutionEngine(RunRecord run, UserExecutionContex
     }
 
     private string Brief(string request, IReadOnlyList<MessageRecord> history, Dictionary<string, JsonElement> results) =>
-        JsonSerializer.Serialize(new Dictionary<string, object?>
-        {
-            ["request"] = request,
-            ["tier"] = context.Tier,
-            ["history"] = history.Where(m => m.Id != run.MessageId).Select(m => new Dictionary<string, string> { ["role"] = m.Role, ["content"] = m.Content }).ToList(),
-            ["results"] = results,
-        }, ToolJson.Options);
+        JsonSerializer.Serialize(new AgentBrief(request, context.Tier, [.. history.Where(m => m.Id != run.MessageId).Select(m => new BriefMessage(m.Role, m.Content))], results),
+            ApexJsonContext.Default.AgentBrief);
 
     public void Dispose() => control.Dispose();
 

@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using Apex.Client;
 
 namespace Apex.Server.Agents;
 
@@ -12,52 +13,50 @@ internal static class ReportWriter
 {
     public static string Write(IReadOnlyDictionary<string, JsonElement> results)
     {
+        var json = ApexJsonContext.Default;
         var md = new StringBuilder();
-        JsonElement? triage = results.TryGetValue(AgentNames.Triage, out var t) ? t : null;
-        JsonElement? data = results.TryGetValue(AgentNames.Data, out var d) ? d : null;
-        JsonElement? helper = results.TryGetValue(AgentNames.DataHelper, out var h) ? h : null;
-        JsonElement? optimization = results.TryGetValue(AgentNames.Optimization, out var o) ? o : null;
-        JsonElement? actions = results.TryGetValue(AgentNames.Actions, out var a) ? a : null;
+        var triage = AgentResults.Agent(results, AgentNames.Triage, json.TriageResult);
+        var data = AgentResults.Agent(results, AgentNames.Data, json.DataResult);
+        var helper = AgentResults.Agent(results, AgentNames.DataHelper, json.DataHelperResult);
+        var optimization = AgentResults.Agent(results, AgentNames.Optimization, json.OptimizationResult);
+        var actions = AgentResults.Agent(results, AgentNames.Actions, json.ActionsResult);
 
         var full = data is not null && optimization is not null;
         md.AppendLine(full ? "# Workload optimization report" : data is not null ? "# Workload report (partial)" : "# Getting started with your workload analysis");
         md.AppendLine();
-        if (triage.Text("category") is { } category)
-            md.AppendLine($"Request: **{category.Replace('_', ' ')}** (priority {triage.Text("priority") ?? "medium"}).").AppendLine();
+        if (triage?.Category is { } category)
+            md.AppendLine($"Request: **{category.Replace('_', ' ')}** (priority {triage.Priority ?? "medium"}).").AppendLine();
 
         if (data is not null)
         {
             md.AppendLine("## Headline figures").AppendLine();
-            if (data.Text("summary") is { } summary) md.AppendLine(summary).AppendLine();
-            foreach (var finding in data.Items("findings")) md.AppendLine($"- {finding.GetString()}");
+            if (data.Summary is { } summary) md.AppendLine(summary).AppendLine();
+            foreach (var finding in data.Findings ?? []) md.AppendLine($"- {finding}");
             md.AppendLine();
         }
 
         if (optimization is not null)
         {
-            var strategies = optimization.Items("strategies").ToList();
+            var strategies = optimization.Strategies ?? [];
             md.AppendLine("## Top savings").AppendLine();
             if (strategies.Count == 0) md.AppendLine("No strategy with a measurable saving was found in this data.");
-            foreach (var strategy in strategies)
+            foreach (var s in strategies)
             {
-                JsonElement? s = strategy;
-                md.AppendLine($"- **{s.Text("name")}**: about **${JsonRead.Money(s.Number("projected_monthly_savings_usd"))}/month**. {s.Text("description")} " +
-                              $"Trade-off: {(s.Text("trade_offs") ?? "none noted").TrimEnd('.')}.");
+                md.AppendLine($"- **{s.Name}**: about **${Figures.Money(s.ProjectedMonthlySavingsUsd)}/month**. {s.Description} " +
+                              $"Trade-off: {(s.TradeOffs ?? "none noted").TrimEnd('.')}.");
             }
             md.AppendLine();
-            md.AppendLine($"Total projected savings: **${JsonRead.Money(optimization.Number("total_projected_monthly_savings_usd"))}/month**.").AppendLine();
-            foreach (var note in optimization.Items("notes")) md.AppendLine($"> {note.GetString()}").AppendLine();
+            md.AppendLine($"Total projected savings: **${Figures.Money(optimization.TotalProjectedMonthlySavingsUsd)}/month**.").AppendLine();
+            foreach (var note in optimization.Notes ?? []) md.AppendLine($"> {note}").AppendLine();
         }
 
         if (actions is not null)
         {
             md.AppendLine("## Action plan").AppendLine();
             var n = 1;
-            foreach (var action in actions.Items("actions"))
+            foreach (var x in actions.Actions ?? [])
             {
-                JsonElement? x = action;
-                md.AppendLine($"{n++}. **{x.Text("title")}**: {string.Join(" ", x.Items("steps").Select(step => step.GetString()))} " +
-                              $"Validate: {x.Text("validation")} Roll back: {x.Text("rollback")}");
+                md.AppendLine($"{n++}. **{x.Title}**: {string.Join(" ", x.Steps ?? [])} Validate: {x.Validation} Roll back: {x.Rollback}");
             }
             md.AppendLine();
         }
@@ -65,13 +64,13 @@ internal static class ReportWriter
         if (helper is not null)
         {
             md.AppendLine("## Data needed").AppendLine();
-            md.AppendLine(helper.Text("message") ?? "More workload data is needed for a full analysis.").AppendLine();
-            var missing = helper.Items("missing").Select(m => m.GetString()).ToList();
+            md.AppendLine(helper.Message ?? "More workload data is needed for a full analysis.").AppendLine();
+            var missing = helper.Missing ?? [];
             foreach (var item in missing) md.AppendLine($"- {item}");
             if (missing.Count > 0) md.AppendLine();
-            md.AppendLine($"Required columns: `{string.Join("`, `", helper.Items("required_columns").Select(c => c.GetString()))}`. " +
-                          $"Optional: `{string.Join("`, `", helper.Items("optional_columns").Select(c => c.GetString()))}`.").AppendLine();
-            if (helper.Text("how_to_upload") is { } how) md.AppendLine(how).AppendLine();
+            md.AppendLine($"Required columns: `{string.Join("`, `", helper.RequiredColumns ?? [])}`. " +
+                          $"Optional: `{string.Join("`, `", helper.OptionalColumns ?? [])}`.").AppendLine();
+            if (helper.HowToUpload is { } how) md.AppendLine(how).AppendLine();
         }
 
         if (data is null && helper is null)

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
+using Apex.Client;
 using Apex.Server.Events;
 using Apex.Server.Execution;
 using Apex.Server.Storage;
@@ -65,7 +66,7 @@ internal sealed partial class ToolDispatcher(ToolRegistry tools, RunEvents event
     }
 
     private static JsonElement ErrorResult(string status, string error) =>
-        JsonSerializer.SerializeToElement(new Dictionary<string, object?> { ["status"] = status, ["error"] = error }, AIJsonUtilities.DefaultOptions);
+        JsonSerializer.SerializeToElement(new ToolErrorResult(status, error), ApexJsonContext.Default.ToolErrorResult);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Tool {Tool} ended {Status} in {DurationMs} ms (run {RunId})")]
     private static partial void LogToolCall(ILogger logger, string tool, string status, double durationMs, string runId);

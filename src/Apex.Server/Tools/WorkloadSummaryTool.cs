@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Apex.Client;
 using Apex.Server.Execution;
 using Apex.Server.Storage;
 
@@ -19,20 +20,8 @@ internal sealed class WorkloadSummaryTool(IWorkloadStore store) : IApexTool
     {
         var s = await store.GetWorkloadSummaryAsync(context.UserId, cancellationToken);
         var days = s.First is { } first && s.Last is { } last ? (last - first).TotalDays : 0;
-        return JsonSerializer.SerializeToElement(new Dictionary<string, object?>
-        {
-            ["calls"] = s.Calls,
-            ["errors"] = s.Errors,
-            ["error_rate"] = s.Calls == 0 ? 0 : Math.Round((double)s.Errors / s.Calls, 4),
-            ["prompt_tokens"] = s.PromptTokens,
-            ["completion_tokens"] = s.CompletionTokens,
-            ["avg_latency_ms"] = Math.Round(s.AvgLatencyMs, 1),
-            ["total_cost_usd"] = Math.Round(s.Cost, 2),
-            ["monthly_cost_usd"] = Math.Round(s.Cost * 30 / Math.Max(1, days), 2),
-            ["models"] = s.Models,
-            ["first_call"] = s.First,
-            ["last_call"] = s.Last,
-            ["days_covered"] = Math.Round(days, 2),
-        }, ToolJson.Options);
+        return JsonSerializer.SerializeToElement(new WorkloadSummaryResult(s.Calls, s.Errors, s.Calls == 0 ? 0 : Math.Round((double)s.Errors / s.Calls, 4),
+            s.PromptTokens, s.CompletionTokens, Math.Round(s.AvgLatencyMs, 1), Math.Round(s.Cost, 2), Math.Round(s.Cost * 30 / Math.Max(1, days), 2), s.Models,
+            s.First, s.Last, Math.Round(days, 2)), ApexJsonContext.Default.WorkloadSummaryResult);
     }
 }

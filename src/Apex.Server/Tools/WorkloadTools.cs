@@ -1,4 +1,6 @@
 using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
+using Apex.Client;
 using Apex.Server.Execution;
 using Apex.Server.Storage;
 using Microsoft.Extensions.Options;
@@ -19,7 +21,7 @@ internal abstract class WorkloadTool(IWorkloadStore store) : IApexTool
 
     protected static JsonElement Schema(string json) => JsonDocument.Parse(json).RootElement.Clone();
 
-    protected static JsonElement Result(Dictionary<string, object?> value) => JsonSerializer.SerializeToElement(value, ToolJson.Options);
+    protected static JsonElement Result<T>(T value, JsonTypeInfo<T> type) => JsonSerializer.SerializeToElement(value, type);
 
     protected static double Usd(double value) => Math.Round(value, 2);
 
@@ -46,16 +48,9 @@ internal sealed class CostBreakdownTool(IWorkloadStore store) : WorkloadTool(sto
         var groups = await Store.GetCostBreakdownAsync(context.UserId, groupBy, cancellationToken);
         var total = groups.Sum(x => x.Cost);
         var days = await DaysCoveredAsync(context.UserId, cancellationToken);
-        return Result(new()
-        {
-            ["group_by"] = groupBy,
-            ["total_cost_usd"] = Usd(total),
-            ["monthly_cost_usd"] = Usd(total * 30 / days),
-            ["groups"] = groups.Select(x => new Dictionary<string, object?>
-            {
-                ["key"] = x.Key, ["calls"] = x.Calls, ["cost_usd"] = Usd(x.Cost), ["share"] = total == 0 ? 0 : Math.Round(x.Cost / total, 4),
-            }).ToList(),
-        });
+        return Result(new CostBreakdownResult(groupBy, Usd(total), Usd(total * 30 / days),
+            [.. groups.Select(x => new CostGroupFigure(x.Key, x.Calls, Usd(x.Cost), total == 0 ? 0 : Math.Round(x.Cost / total, 4)))]),
+            ApexJsonContext.Default.CostBreakdownResult);
     }
 }
 
@@ -68,21 +63,15 @@ internal sealed class LatencyProfileTool(IWorkloadStore store) : WorkloadTool(st
     {
         var byModel = await Store.GetLatenciesByModelAsync(context.UserId, cancellationToken);
         var all = byModel.Values.SelectMany(v => v).Order().ToArray();
-        return Result(new()
-        {
-            ["overall"] = Profile(all),
-            ["models"] = byModel.OrderByDescending(m => Percentile(m.Value, 95)).Select(m => new Dictionary<string, object?>(Profile(m.Value)) { ["model"] = m.Key }).ToList(),
-        });
+        return Result(new LatencyProfileResult(Profile(all),
+            [.. byModel.OrderByDescending(m => Percentile(m.Value, 95)).Select(m => ForModel(m.Key, Profile(m.Value)))]),
+            ApexJsonContext.Default.LatencyProfileResult);
     }
 
-    private static Dictionary<string, object?> Profile(double[] sorted) => new()
-    {
-        ["calls"] = sorted.Length,
-        ["p50_ms"] = Math.Round(Percentile(sorted, 50), 1),
-        ["p95_ms"] = Math.Round(Percentile(sorted, 95), 1),
-        ["p99_ms"] = Math.Round(Percentile(sorted, 99), 1),
-        ["mean_ms"] = sorted.Length == 0 ? 0 : Math.Round(sorted.Average(), 1),
-    };
+    private static ModelLatency ForModel(string model, LatencyFigures p) => new(model, p.Calls, p.P50Ms, p.P95Ms, p.P99Ms, p.MeanMs);
+
+    private static LatencyFigures Profile(double[] sorted) => new(sorted.Length, Math.Round(Percentile(sorted, 50), 1), Math.Round(Percentile(sorted, 95), 1),
+        Math.Round(Percentile(sorted, 99), 1), sorted.Length == 0 ? 0 : Math.Round(sorted.Average(), 1));
 }
 
 internal sealed class ErrorAnalysisTool(IWorkloadStore store) : WorkloadTool(store)
@@ -96,18 +85,10 @@ internal sealed class ErrorAnalysisTool(IWorkloadStore store) : WorkloadTool(sto
         var statuses = await Store.GetErrorCountsAsync(context.UserId, cancellationToken);
         var calls = models.Sum(m => m.Calls);
         var errors = models.Sum(m => m.Errors);
-        return Result(new()
-        {
-            ["calls"] = calls,
-            ["errors"] = errors,
-            ["error_rate"] = calls == 0 ? 0 : Math.Round((double)errors / calls, 4),
-            ["models"] = models.OrderByDescending(m => (double)m.Errors / Math.Max(1, m.Calls)).Select(m => new Dictionary<string, object?>
-            {
-                ["model"] = m.Model, ["calls"] = m.Calls, ["errors"] = m.Errors, ["error_rate"] = Math.Round((double)m.Errors / Math.Max(1, m.Calls), 4),
-            }).ToList(),
-            ["statuses"] = statuses.GroupBy(s => s.Status).Select(g => new Dictionary<string, object?> { ["status"] = g.Key, ["calls"] = g.Sum(s => s.Calls) })
-                .OrderByDescending(s => (long)s["calls"]!).ToList(),
-        });
+        return Result(new ErrorAnalysisResult(calls, errors, calls == 0 ? 0 : Math.Round((double)errors / calls, 4),
+            [.. models.OrderByDescending(m => (double)m.Errors / Math.Max(1, m.Calls)).Select(m => new ModelErrors(m.Model, m.Calls, m.Errors, Math.Round((double)m.Errors / Math.Max(1, m.Calls), 4)))],
+            [.. statuses.GroupBy(s => s.Status).Select(g => new StatusCount(g.Key, g.Sum(s => s.Calls))).OrderByDescending(s => s.Calls)]),
+            ApexJsonContext.Default.ErrorAnalysisResult);
     }
 }
 
@@ -124,15 +105,9 @@ internal sealed class RepeatedPromptsTool(IWorkloadStore store) : WorkloadTool(s
         // A cache would keep one call per prompt; every other call's cost is what it saves.
         var repeatCost = repeated.Sum(r => r.Cost - r.FirstCallCost);
         var days = await DaysCoveredAsync(context.UserId, cancellationToken);
-        return Result(new()
-        {
-            ["distinct_repeated_prompts"] = repeated.Count,
-            ["repeat_calls"] = repeatCalls,
-            ["repeat_rate"] = okCalls == 0 ? 0 : Math.Round((double)repeatCalls / okCalls, 4),
-            ["repeat_cost_usd"] = Usd(repeatCost),
-            ["monthly_cache_savings_usd"] = Usd(repeatCost * 30 / days),
-            ["top"] = repeated.Take(5).Select(r => new Dictionary<string, object?> { ["prompt_hash"] = r.PromptHash, ["model"] = r.Model, ["calls"] = r.Calls, ["cost_usd"] = Usd(r.Cost) }).ToList(),
-        });
+        return Result(new RepeatedPromptsResult(repeated.Count, repeatCalls, okCalls == 0 ? 0 : Math.Round((double)repeatCalls / okCalls, 4), Usd(repeatCost),
+            Usd(repeatCost * 30 / days), [.. repeated.Take(5).Select(r => new RepeatedPromptFigure(r.PromptHash, r.Model, r.Calls, Usd(r.Cost)))]),
+            ApexJsonContext.Default.RepeatedPromptsResult);
     }
 }
 
@@ -148,20 +123,10 @@ internal sealed class TokenEfficiencyTool(IWorkloadStore store, IOptions<Workloa
         var rows = models.Select(m =>
         {
             var inputCost = options.Value.CostOf(m.Model, m.PromptTokens, 0);
-            return new Dictionary<string, object?>
-            {
-                ["model"] = m.Model,
-                ["avg_prompt_tokens"] = Math.Round((double)m.PromptTokens / Math.Max(1, m.Calls), 1),
-                ["avg_completion_tokens"] = Math.Round((double)m.CompletionTokens / Math.Max(1, m.Calls), 1),
-                ["input_cost_usd"] = inputCost is null ? null : Usd(inputCost.Value),
-                ["monthly_savings_trim_20pct_usd"] = inputCost is null ? null : Usd(inputCost.Value * 0.2 * 30 / days),
-            };
+            return new ModelTokens(m.Model, Math.Round((double)m.PromptTokens / Math.Max(1, m.Calls), 1), Math.Round((double)m.CompletionTokens / Math.Max(1, m.Calls), 1),
+                inputCost is null ? null : Usd(inputCost.Value), inputCost is null ? null : Usd(inputCost.Value * 0.2 * 30 / days));
         }).ToList();
-        return Result(new()
-        {
-            ["models"] = rows,
-            ["monthly_savings_trim_20pct_usd"] = Usd(rows.Sum(r => (double?)r["monthly_savings_trim_20pct_usd"] ?? 0)),
-        });
+        return Result(new TokenEfficiencyResult(rows, Usd(rows.Sum(r => r.MonthlySavingsTrim20PctUsd ?? 0))), ApexJsonContext.Default.TokenEfficiencyResult);
     }
 }
 
@@ -192,19 +157,8 @@ internal sealed class RoutingWhatIfTool(IWorkloadStore store, IOptions<WorkloadO
         var current = from.Cost * share;
         var days = await DaysCoveredAsync(context.UserId, cancellationToken);
         var latencyAfter = to is null ? (double?)null : Math.Round((1 - share) * from.AvgLatencyMs + share * to.AvgLatencyMs, 1);
-        return Result(new()
-        {
-            ["from_model"] = fromName,
-            ["to_model"] = toName,
-            ["share"] = share,
-            ["moved_calls"] = (long)Math.Round(from.Calls * share),
-            ["current_cost_usd"] = Usd(current),
-            ["projected_cost_usd"] = Usd(projected),
-            ["savings_usd"] = Usd(current - projected),
-            ["monthly_savings_usd"] = Usd((current - projected) * 30 / days),
-            ["from_avg_latency_ms"] = Math.Round(from.AvgLatencyMs, 1),
-            ["projected_avg_latency_ms"] = latencyAfter,
-        });
+        return Result(new RoutingWhatIfResult(fromName, toName, share, (long)Math.Round(from.Calls * share), Usd(current), Usd(projected), Usd(current - projected),
+            Usd((current - projected) * 30 / days), Math.Round(from.AvgLatencyMs, 1), latencyAfter), ApexJsonContext.Default.RoutingWhatIfResult);
     }
 }
 
@@ -220,15 +174,7 @@ internal sealed class AnomaliesTool(IWorkloadStore store) : WorkloadTool(store)
         var mean = hours.Count == 0 ? 0 : hours.Average(h => h.Cost);
         var std = hours.Count < 2 ? 0 : Math.Sqrt(hours.Sum(h => (h.Cost - mean) * (h.Cost - mean)) / (hours.Count - 1));
         var anomalies = std == 0 ? [] : hours.Where(h => (h.Cost - mean) / std > 3).OrderByDescending(h => h.Cost).Take(10).ToList();
-        return Result(new()
-        {
-            ["hours"] = hours.Count,
-            ["mean_hourly_cost_usd"] = Math.Round(mean, 4),
-            ["stddev_hourly_cost_usd"] = Math.Round(std, 4),
-            ["anomalies"] = anomalies.Select(h => new Dictionary<string, object?>
-            {
-                ["hour"] = h.Hour, ["calls"] = h.Calls, ["cost_usd"] = Usd(h.Cost), ["z_score"] = Math.Round((h.Cost - mean) / std, 2),
-            }).ToList(),
-        });
+        return Result(new AnomaliesResult(hours.Count, Math.Round(mean, 4), Math.Round(std, 4),
+            [.. anomalies.Select(h => new CostAnomaly(h.Hour, h.Calls, Usd(h.Cost), Math.Round((h.Cost - mean) / std, 2)))]), ApexJsonContext.Default.AnomaliesResult);
     }
 }

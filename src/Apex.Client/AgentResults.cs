@@ -1,0 +1,102 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Apex.Client;
+
+// The shapes carried in tool_completed.result, agent_completed.result and a run's results: the built-in tools'
+// figures and the shipped agents' structured results. A real model's agent results are checked against the agents'
+// JSON schemas, which these records satisfy; a client may read them with ApexJsonContext.
+
+/// <summary>Result of <c>workload_summary</c>: totals of the user's uploaded LLM calls.</summary>
+public sealed record WorkloadSummaryResult(long Calls, long Errors, double ErrorRate, long PromptTokens, long CompletionTokens, double AvgLatencyMs,
+    double TotalCostUsd, double MonthlyCostUsd, IReadOnlyList<string> Models, DateTimeOffset? FirstCall, DateTimeOffset? LastCall, double DaysCovered);
+
+/// <summary>Result of <c>cost_breakdown</c>.</summary>
+public sealed record CostBreakdownResult(string GroupBy, double TotalCostUsd, double MonthlyCostUsd, IReadOnlyList<CostGroupFigure> Groups);
+
+/// <summary>One group of <see cref="CostBreakdownResult"/>; <c>Share</c> is of the total cost.</summary>
+public sealed record CostGroupFigure(string Key, long Calls, double CostUsd, double Share);
+
+/// <summary>Result of <c>latency_profile</c>: nearest-rank percentiles, overall and per model (slowest at p95 first).</summary>
+public sealed record LatencyProfileResult(LatencyFigures Overall, IReadOnlyList<ModelLatency> Models);
+
+/// <summary>Latency percentiles of a set of calls, in milliseconds.</summary>
+public sealed record LatencyFigures(long Calls, double P50Ms, double P95Ms, double P99Ms, double MeanMs);
+
+/// <summary>Latency percentiles of one model, in milliseconds.</summary>
+public sealed record ModelLatency(string Model, long Calls, double P50Ms, double P95Ms, double P99Ms, double MeanMs);
+
+/// <summary>Result of <c>error_analysis</c>.</summary>
+public sealed record ErrorAnalysisResult(long Calls, long Errors, double ErrorRate, IReadOnlyList<ModelErrors> Models, IReadOnlyList<StatusCount> Statuses);
+
+/// <summary>Failed calls of one model.</summary>
+public sealed record ModelErrors(string Model, long Calls, long Errors, double ErrorRate);
+
+/// <summary>How many calls ended with one error status.</summary>
+public sealed record StatusCount(string Status, long Calls);
+
+/// <summary>Result of <c>repeated_prompts</c>: the caching opportunity.</summary>
+public sealed record RepeatedPromptsResult(long DistinctRepeatedPrompts, long RepeatCalls, double RepeatRate, double RepeatCostUsd, double MonthlyCacheSavingsUsd,
+    IReadOnlyList<RepeatedPromptFigure> Top);
+
+/// <summary>One prompt sent more than once to one model.</summary>
+public sealed record RepeatedPromptFigure(string PromptHash, string Model, long Calls, double CostUsd);
+
+/// <summary>Result of <c>token_efficiency</c>.</summary>
+public sealed record TokenEfficiencyResult(IReadOnlyList<ModelTokens> Models,
+    [property: JsonPropertyName("monthly_savings_trim_20pct_usd")] double MonthlySavingsTrim20PctUsd);
+
+/// <summary>Tokens per call of one model; costs are null for a model without a price.</summary>
+public sealed record ModelTokens(string Model, double AvgPromptTokens, double AvgCompletionTokens, double? InputCostUsd,
+    [property: JsonPropertyName("monthly_savings_trim_20pct_usd")] double? MonthlySavingsTrim20PctUsd);
+
+/// <summary>Result of <c>routing_what_if</c>: a share of one model's traffic moved to another.</summary>
+public sealed record RoutingWhatIfResult(string FromModel, string ToModel, double Share, long MovedCalls, double CurrentCostUsd, double ProjectedCostUsd,
+    double SavingsUsd, double MonthlySavingsUsd, double FromAvgLatencyMs, double? ProjectedAvgLatencyMs);
+
+/// <summary>Result of <c>anomalies</c>: hours whose cost is more than three standard deviations above the mean.</summary>
+public sealed record AnomaliesResult(long Hours, double MeanHourlyCostUsd, double StddevHourlyCostUsd, IReadOnlyList<CostAnomaly> Anomalies);
+
+/// <summary>One anomalous hour.</summary>
+public sealed record CostAnomaly(DateTimeOffset Hour, long Calls, double CostUsd, double ZScore);
+
+/// <summary>What the model is told when a tool call did not succeed (status denied, invalid, timeout, error or cancelled).</summary>
+public sealed record ToolErrorResult(string Status, string Error);
+
+/// <summary>The brief an agent receives: the request, the user's tier, the thread's recent messages and the results so far.</summary>
+public sealed record AgentBrief(string Request, string Tier, IReadOnlyList<BriefMessage> History, IReadOnlyDictionary<string, JsonElement> Results);
+
+/// <summary>One earlier message of the thread, in a brief.</summary>
+public sealed record BriefMessage(string Role, string Content);
+
+/// <summary>Result of <c>triage</c>.</summary>
+public sealed record TriageResult(string Category, string Priority, TriageEntities Entities, string DataSufficiency, string? Rationale);
+
+/// <summary>What a request names, as triage found it.</summary>
+public sealed record TriageEntities(IReadOnlyList<string> Models, IReadOnlyList<string> Metrics, IReadOnlyList<string> Constraints);
+
+/// <summary>Result of <c>data_helper</c>: which data is missing and how to upload it.</summary>
+public sealed record DataHelperResult(string Status, double CallsFound, string Message, IReadOnlyList<string> Missing, IReadOnlyList<string> RequiredColumns,
+    IReadOnlyList<string> OptionalColumns, string HowToUpload);
+
+/// <summary>Result of <c>data</c>: findings with figures, and the tool results they come from.</summary>
+public sealed record DataResult(string Summary, IReadOnlyList<string> Findings, IReadOnlyList<string> Notes, IReadOnlyDictionary<string, JsonElement> Figures);
+
+/// <summary>Result of <c>optimization</c>.</summary>
+public sealed record OptimizationResult(IReadOnlyList<SavingStrategy> Strategies, double TotalProjectedMonthlySavingsUsd, IReadOnlyList<string> Notes);
+
+/// <summary>One way to save, with its projected monthly saving computed from the data.</summary>
+public sealed record SavingStrategy(string Kind, string Name, string Description, double ProjectedMonthlySavingsUsd, string LatencyImpact, string TradeOffs,
+    string Confidence);
+
+/// <summary>Result of <c>actions</c>.</summary>
+public sealed record ActionsResult(IReadOnlyList<ActionItem> Actions);
+
+/// <summary>A concrete step with how to validate it and how to roll it back.</summary>
+public sealed record ActionItem(string? Title, IReadOnlyList<string> Steps, string Validation, string Rollback, double ExpectedSavingsUsd);
+
+/// <summary>The supervisor's result: the data sufficiency triage found and the pipeline it ran.</summary>
+public sealed record SupervisorResult(string DataSufficiency, IReadOnlyList<string> Pipeline);
+
+/// <summary>An agent's answer that was not a JSON object, kept as text.</summary>
+public sealed record TextResult(string Text);
