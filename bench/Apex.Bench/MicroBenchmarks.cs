@@ -125,13 +125,15 @@ public class ToolBenchmarks
     private Rig _rig = null!;
     private ToolDispatcher _dispatcher = null!;
     private UserExecutionContext _context = null!;
+    private RunControl _control = null!;
 
     [GlobalSetup]
     public void Setup()
     {
         _rig = new Rig();
         _context = UserExecutionContext.Create(_rig.UserId, _rig.ThreadId, _rig.Run.Id, Tiers.Free, DateTimeOffset.UtcNow);
-        _dispatcher = new ToolDispatcher(_rig.Tools, new RunEvents(_rig.UserId, _rig.ThreadId, _rig.Run.Id, _rig.Log), new LimitsOptions(), NullLogger.Instance);
+        _control = new RunControl(TimeSpan.FromMinutes(5), TimeProvider.System);
+        _dispatcher = new ToolDispatcher(_rig.Tools, new RunEvents(_rig.UserId, _rig.ThreadId, _rig.Run.Id, _rig.Log), _control, new LimitsOptions(), NullLogger.Instance);
     }
 
     [GlobalCleanup]

@@ -40,6 +40,8 @@ public static class EventTypes
     public const string ThreadHistory = "thread_history";
     /// <summary>Control: the connection now follows a thread.</summary>
     public const string ThreadFollowed = "thread_followed";
+    /// <summary>Control: answer to <c>stop_agent</c>; the run's <c>run_cancelled</c> is stored on its thread.</summary>
+    public const string StopAccepted = "stop_accepted";
 
     /// <summary>The event types that end a run; a run has exactly one.</summary>
     public static bool IsTerminal(string type) => type is RunCompleted or RunFailed or RunCancelled;
@@ -67,6 +69,7 @@ public static class EventTypes
 [JsonDerivedType(typeof(ErrorFrame), EventTypes.Error)]
 [JsonDerivedType(typeof(ThreadHistory), EventTypes.ThreadHistory)]
 [JsonDerivedType(typeof(ThreadFollowed), EventTypes.ThreadFollowed)]
+[JsonDerivedType(typeof(StopAccepted), EventTypes.StopAccepted)]
 public abstract record ApexEvent
 {
     /// <summary>The wire type, also written as the <c>type</c> discriminator.</summary>
@@ -161,6 +164,9 @@ public sealed record ThreadHistory(ThreadHistoryData Data) : ApexEvent { /// <in
 /// <summary>Control: the connection follows a thread from a cursor.</summary>
 public sealed record ThreadFollowed(ThreadFollowedData Data) : ApexEvent { /// <inheritdoc/>
     protected override string WireType => EventTypes.ThreadFollowed; }
+/// <summary>Control: a <c>stop_agent</c> was accepted.</summary>
+public sealed record StopAccepted(StopAcceptedData Data) : ApexEvent { /// <inheritdoc/>
+    protected override string WireType => EventTypes.StopAccepted; }
 
 /// <summary>Payload of <c>run_queued</c>.</summary>
 public sealed record RunQueuedData(string MessageId, string Strategy, int Position);
@@ -196,3 +202,8 @@ public sealed record ErrorData(string Code, string Message);
 public sealed record ThreadHistoryData(ThreadDto Thread, IReadOnlyList<MessageDto> Messages, IReadOnlyList<RunDto> Runs);
 /// <summary>Payload of <c>thread_followed</c>: live events after <c>AfterSeq</c> follow.</summary>
 public sealed record ThreadFollowedData(string ThreadId, long AfterSeq);
+/// <summary>
+/// Payload of <c>stop_accepted</c>: <c>Status</c> is <c>cancelled</c> (the run had not started, or was already cancelled: it is over)
+/// or <c>cancelling</c> (the running run was told to stop wherever it executes; its <c>run_cancelled</c> follows on the thread).
+/// </summary>
+public sealed record StopAcceptedData(string RunId, string ThreadId, string Status);

@@ -14,6 +14,7 @@ builder.AddApexStreaming();
 var app = builder.Build();
 app.UseApexPipeline();
 await app.InitializeApexStorageAsync();
+await app.InitializeApexAuthAsync();
 
 app.MapHealthEndpoints();
 app.MapAuthEndpoints();

@@ -32,7 +32,7 @@ internal sealed class ExecutionEngineFactory(IAccountStore accounts, IThreadStor
         var control = new RunControl(options.RunTimeout, time);
         var context = UserExecutionContext.Create(run.UserId, run.ThreadId, run.Id, tier, now);
         var events = new RunEvents(run.UserId, run.ThreadId, run.Id, log);
-        var dispatcher = new ToolDispatcher(tools, events, options, loggers.CreateLogger<ToolDispatcher>());
+        var dispatcher = new ToolDispatcher(tools, events, control, options, loggers.CreateLogger<ToolDispatcher>());
         var runner = new AgentRunner(chat, tools, dispatcher, events, options, loggers.CreateLogger<AgentRunner>());
         return new ExecutionEngine(run, context, control, events, runner, agents, threads, runs, ids, time, node.Id, loggers.CreateLogger<ExecutionEngine>());
     }

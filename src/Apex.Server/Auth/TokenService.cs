@@ -1,145 +1,155 @@
 using System.Buffers.Text;
+using System.Security.Claims;
 using System.Security.Cryptography;
 using System.Text;
-using System.Text.Json;
 using Apex.Client;
 using Apex.Server.Storage;
 using Microsoft.Extensions.Options;
+using Microsoft.IdentityModel.JsonWebTokens;
+using Microsoft.IdentityModel.Tokens;
 
 namespace Apex.Server.Auth;
 
 /// <summary>
-/// Issues and checks tokens. Access tokens are compact JWTs (HS256) signed with a key kept in the
-/// database, so they survive restarts and work on every node; each names its session, and a
-/// revoked session (logout) stops its access tokens at once. Refresh tokens are random, stored
-/// hashed and rotated on every use. JwtBearer is not in the package mirror, so this is the small
-/// part of it the server needs.
+/// The signing key of access tokens: one row in the database shared by every node, loaded once at start-up with the
+/// host's token, never with a request's (a request that hangs up must not leave a cancelled load behind).
 /// </summary>
-internal sealed class TokenService(IAccountStore store, IdGenerator ids, TimeProvider time, IOptions<AuthOptions> options)
+internal sealed class SigningKey(IAccountStore accounts, TimeProvider time)
+{
+    private SymmetricSecurityKey? _key;
+
+    public SymmetricSecurityKey Current =>
+        Volatile.Read(ref _key) ?? throw new InvalidOperationException("The signing key is not loaded yet; InitializeApexAuthAsync loads it at start-up.");
+
+    public async Task LoadAsync(CancellationToken cancellationToken)
+    {
+        var secret = await accounts.GetOrCreateSigningKeyAsync(Convert.ToBase64String(RandomNumberGenerator.GetBytes(64)), time.GetUtcNow(), cancellationToken);
+        Volatile.Write(ref _key, new SymmetricSecurityKey(Convert.FromBase64String(secret)) { KeyId = "primary" });
+    }
+}
+
+/// <summary>
+/// Issues and checks tokens. Access tokens are JWTs (HS256, Microsoft.IdentityModel) signed with the key kept in the
+/// database, so they survive restarts and work on every node; each names its session, and a revoked session (logout)
+/// stops its access tokens at once. The same validation serves the JwtBearer handler (REST, SSE) and the socket's
+/// bearer header and <c>bearer.</c> subprotocol. Refresh tokens are random, stored hashed and rotated on every use.
+/// </summary>
+internal sealed class TokenService
 {
     private const string Issuer = "apex";
-    private readonly Lock _gate = new();
-    private Task<byte[]>? _key;
+    private readonly IAccountStore _store;
+    private readonly IdGenerator _ids;
+    private readonly TimeProvider _time;
+    private readonly IOptions<AuthOptions> _options;
+    private readonly SigningKey _key;
+    private readonly JsonWebTokenHandler _handler = new() { SetDefaultTimesOnTokenCreation = false, MapInboundClaims = false };
+
+    public TokenService(IAccountStore store, IdGenerator ids, TimeProvider time, IOptions<AuthOptions> options, SigningKey key)
+    {
+        _store = store;
+        _ids = ids;
+        _time = time;
+        _options = options;
+        _key = key;
+        Parameters = new TokenValidationParameters
+        {
+            ValidIssuer = Issuer,
+            ValidateAudience = false,
+            ValidAlgorithms = [SecurityAlgorithms.HmacSha256],
+            IssuerSigningKeyResolver = (_, _, _, _) => [_key.Current],
+            RequireExpirationTime = true,
+            // The injected clock decides expiry (tests move it; every node agrees with its database's tokens).
+            LifetimeValidator = (_, expires, _, _) => expires is { } e && e > _time.GetUtcNow().UtcDateTime,
+            NameClaimType = JwtRegisteredClaimNames.Sub,
+        };
+    }
+
+    /// <summary>How access tokens are validated, shared with the JwtBearer handler.</summary>
+    public TokenValidationParameters Parameters { get; }
 
     public async Task<TokenResponse> IssueAsync(UserRecord user, CancellationToken cancellationToken)
     {
-        var now = time.GetUtcNow();
+        var now = _time.GetUtcNow();
         var refresh = NewSecret();
-        var session = new SessionRecord(ids.NewId(), user.Id, Hash(refresh), now, now + options.Value.RefreshTokenLifetime, null);
-        await store.CreateSessionAsync(session, cancellationToken);
-        return await TokensAsync(user, session.Id, refresh, now, cancellationToken);
+        var session = new SessionRecord(_ids.NewId(), user.Id, Hash(refresh), now, now + _options.Value.RefreshTokenLifetime, null);
+        await _store.CreateSessionAsync(session, cancellationToken);
+        return Tokens(user, session.Id, refresh, now);
     }
 
     public async Task<TokenResponse?> RefreshAsync(string refreshToken, CancellationToken cancellationToken)
     {
-        var now = time.GetUtcNow();
+        var now = _time.GetUtcNow();
         var next = NewSecret();
-        var session = await store.RotateRefreshTokenAsync(Hash(refreshToken), Hash(next), now + options.Value.RefreshTokenLifetime, now, cancellationToken);
+        var session = await _store.RotateRefreshTokenAsync(Hash(refreshToken), Hash(next), now + _options.Value.RefreshTokenLifetime, now, cancellationToken);
         if (session is null) return null;
-        var user = await store.GetUserAsync(session.UserId, cancellationToken);
-        return user is null ? null : await TokensAsync(user, session.Id, next, now, cancellationToken);
+        var user = await _store.GetUserAsync(session.UserId, cancellationToken);
+        return user is null ? null : Tokens(user, session.Id, next, now);
     }
 
-    /// <summary>Checks signature, expiry and that the session is still live. Returns the user, or the reason it failed.</summary>
+    /// <summary>Checks signature, issuer, expiry and that the session is still live. Returns the user, or the reason it failed.</summary>
     public async Task<(CurrentUser? User, string? Failure)> ValidateAsync(string token, CancellationToken cancellationToken)
     {
-        var parts = token.Split('.');
-        if (parts.Length != 3) return (null, "malformed token");
-        var key = await KeyAsync(cancellationToken);
-        var expected = HMACSHA256.HashData(key, Encoding.ASCII.GetBytes(parts[0] + "." + parts[1]));
-        byte[] signature, payload;
-        try
-        {
-            signature = Base64Url.DecodeFromChars(parts[2]);
-            payload = Base64Url.DecodeFromChars(parts[1]);
-        }
-        catch (FormatException)
-        {
-            return (null, "malformed token");
-        }
-        if (!CryptographicOperations.FixedTimeEquals(signature, expected)) return (null, "invalid signature");
+        var result = await _handler.ValidateTokenAsync(token, Parameters);
+        if (!result.IsValid) return (null, Describe(result.Exception));
+        return await CheckSessionAsync(result.ClaimsIdentity, cancellationToken);
+    }
 
-        string? sub, sid, tier;
-        long exp;
-        try
-        {
-            using var document = JsonDocument.Parse(payload);
-            var root = document.RootElement;
-            sub = root.GetProperty("sub").GetString();
-            sid = root.GetProperty("sid").GetString();
-            tier = root.GetProperty("tier").GetString();
-            exp = root.GetProperty("exp").GetInt64();
-        }
-        catch (Exception ex) when (ex is JsonException or KeyNotFoundException or InvalidOperationException)
-        {
-            return (null, "malformed token");
-        }
+    /// <summary>The user of a validated token, if its session is still live.</summary>
+    public async Task<(CurrentUser? User, string? Failure)> CheckSessionAsync(ClaimsIdentity identity, CancellationToken cancellationToken)
+    {
+        var sub = identity.FindFirst(JwtRegisteredClaimNames.Sub)?.Value;
+        var sid = identity.FindFirst(CurrentUser.SessionClaim)?.Value;
+        var tier = identity.FindFirst(CurrentUser.TierClaim)?.Value;
         if (sub is null || sid is null || tier is null) return (null, "malformed token");
-        if (DateTimeOffset.FromUnixTimeSeconds(exp) <= time.GetUtcNow()) return (null, "token expired");
-        var session = await store.GetSessionAsync(sub, sid, cancellationToken);
+        var session = await _store.GetSessionAsync(sub, sid, cancellationToken);
         if (session is null || session.RevokedAt is not null) return (null, "session revoked");
         return (new CurrentUser(sub, sid, tier), null);
     }
 
+    public static string Describe(Exception? failure) => failure switch
+    {
+        SecurityTokenInvalidLifetimeException or SecurityTokenExpiredException or SecurityTokenNoExpirationException => "token expired",
+        SecurityTokenInvalidSignatureException or SecurityTokenSignatureKeyNotFoundException => "invalid signature",
+        SecurityTokenInvalidIssuerException => "invalid issuer",
+        _ => "malformed token",
+    };
+
     public async Task<string> IssueTicketAsync(CurrentUser user, CancellationToken cancellationToken)
     {
         var ticket = NewSecret();
-        await store.CreateTicketAsync(Hash(ticket), user.Id, user.SessionId, time.GetUtcNow() + options.Value.WsTicketLifetime, cancellationToken);
+        await _store.CreateTicketAsync(Hash(ticket), user.Id, user.SessionId, _time.GetUtcNow() + _options.Value.WsTicketLifetime, cancellationToken);
         return ticket;
     }
 
     public async Task<CurrentUser?> RedeemTicketAsync(string ticket, CancellationToken cancellationToken)
     {
-        var owner = await store.ConsumeTicketAsync(Hash(ticket), time.GetUtcNow(), cancellationToken);
+        var owner = await _store.ConsumeTicketAsync(Hash(ticket), _time.GetUtcNow(), cancellationToken);
         if (owner is not { } o) return null;
-        var session = await store.GetSessionAsync(o.UserId, o.SessionId, cancellationToken);
-        var user = await store.GetUserAsync(o.UserId, cancellationToken);
+        var session = await _store.GetSessionAsync(o.UserId, o.SessionId, cancellationToken);
+        var user = await _store.GetUserAsync(o.UserId, cancellationToken);
         return session is null || session.RevokedAt is not null || user is null ? null : new CurrentUser(user.Id, session.Id, user.Tier);
     }
 
     public static string Hash(string secret) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(secret)));
 
-    private async Task<TokenResponse> TokensAsync(UserRecord user, string sessionId, string refresh, DateTimeOffset now, CancellationToken cancellationToken)
+    private TokenResponse Tokens(UserRecord user, string sessionId, string refresh, DateTimeOffset now)
     {
-        var lifetime = options.Value.AccessTokenLifetime;
-        var access = await SignAsync(user, sessionId, now, now + lifetime, cancellationToken);
+        var lifetime = _options.Value.AccessTokenLifetime;
+        var access = _handler.CreateToken(new SecurityTokenDescriptor
+        {
+            Issuer = Issuer,
+            IssuedAt = now.UtcDateTime,
+            NotBefore = now.UtcDateTime,
+            Expires = (now + lifetime).UtcDateTime,
+            Claims = new Dictionary<string, object>
+            {
+                [JwtRegisteredClaimNames.Sub] = user.Id,
+                [CurrentUser.SessionClaim] = sessionId,
+                [CurrentUser.TierClaim] = user.Tier,
+            },
+            SigningCredentials = new SigningCredentials(_key.Current, SecurityAlgorithms.HmacSha256),
+        });
         return new TokenResponse(access, refresh, "Bearer", (int)lifetime.TotalSeconds, user.ToDto());
-    }
-
-    private async Task<string> SignAsync(UserRecord user, string sessionId, DateTimeOffset now, DateTimeOffset expires, CancellationToken cancellationToken)
-    {
-        var header = Base64Url.EncodeToString("""{"alg":"HS256","typ":"JWT"}"""u8);
-        using var buffer = new MemoryStream();
-        using (var writer = new Utf8JsonWriter(buffer))
-        {
-            writer.WriteStartObject();
-            writer.WriteString("iss", Issuer);
-            writer.WriteString("sub", user.Id);
-            writer.WriteString("sid", sessionId);
-            writer.WriteString("tier", user.Tier);
-            writer.WriteNumber("iat", now.ToUnixTimeSeconds());
-            writer.WriteNumber("exp", expires.ToUnixTimeSeconds());
-            writer.WriteEndObject();
-        }
-        var payload = Base64Url.EncodeToString(buffer.ToArray());
-        var signature = HMACSHA256.HashData(await KeyAsync(cancellationToken), Encoding.ASCII.GetBytes(header + "." + payload));
-        return header + "." + payload + "." + Base64Url.EncodeToString(signature);
-    }
-
-    /// <summary>The signing key: the first one in the database, created by whichever node asks first.</summary>
-    private Task<byte[]> KeyAsync(CancellationToken cancellationToken)
-    {
-        lock (_gate)
-        {
-            if (_key is null || _key.IsFaulted) _key = LoadKeyAsync(cancellationToken);
-            return _key;
-        }
-    }
-
-    private async Task<byte[]> LoadKeyAsync(CancellationToken cancellationToken)
-    {
-        var secret = await store.GetOrCreateSigningKeyAsync(Convert.ToBase64String(RandomNumberGenerator.GetBytes(64)), time.GetUtcNow(), cancellationToken);
-        return Convert.FromBase64String(secret);
     }
 
     private static string NewSecret() => Base64Url.EncodeToString(RandomNumberGenerator.GetBytes(32));

@@ -7,4 +7,5 @@ internal static class CancelReasons
     public const string Interrupted = "interrupted";
     public const string Shutdown = "server_shutdown";
     public const string Timeout = "timeout";
+    public const string ThreadDeleted = "thread_deleted";
 }

@@ -9,7 +9,7 @@ using Apex.Server.Runs;
 using Apex.Server.Storage;
 using Apex.Server.Streaming;
 using Apex.Server.Tools;
-using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Authentication.JwtBearer;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -80,9 +80,24 @@ internal static partial class ApexHostingExtensions
                 "Apex:Auth lifetimes (WsTicketLifetime, AccessTokenLifetime, RefreshTokenLifetime) must be positive.")
             .ValidateOnStart();
         services.TryAddSingleton<IPasswordHasher<UserRecord>, PasswordHasher<UserRecord>>();
+        services.TryAddSingleton<SigningKey>();
         services.TryAddSingleton<TokenService>();
-        services.AddAuthentication(ApexTokenHandler.SchemeName)
-            .AddScheme<AuthenticationSchemeOptions, ApexTokenHandler>(ApexTokenHandler.SchemeName, null);
+        services.AddAuthentication(JwtBearerDefaults.AuthenticationScheme).AddJwtBearer();
+        services.AddOptions<JwtBearerOptions>(JwtBearerDefaults.AuthenticationScheme).Configure<TokenService>((o, tokens) =>
+        {
+            o.MapInboundClaims = false;
+            o.TokenValidationParameters = tokens.Parameters;
+            o.Events = new JwtBearerEvents
+            {
+                // A signed, unexpired token is not enough: its session must still be live (logout revokes it at once).
+                OnTokenValidated = async context =>
+                {
+                    var (user, failure) = await tokens.CheckSessionAsync((System.Security.Claims.ClaimsIdentity)context.Principal!.Identity!, context.HttpContext.RequestAborted);
+                    if (user is null) context.Fail(failure!);
+                    else context.Principal = user.ToPrincipal(JwtBearerDefaults.AuthenticationScheme);
+                },
+            };
+        });
         services.AddAuthorization();
         services.AddRateLimiter(o =>
         {
@@ -184,6 +199,10 @@ internal static partial class ApexHostingExtensions
         var applied = await Migrations.ApplyAsync(database, app.Services.GetRequiredService<TimeProvider>(), app.Lifetime.ApplicationStopping);
         LogSchema(app.Logger, Migrations.Latest, applied);
     }
+
+    /// <summary>Loads the token signing key (creating it on a new database) before the server takes requests.</summary>
+    public static async Task InitializeApexAuthAsync(this WebApplication app) =>
+        await app.Services.GetRequiredService<SigningKey>().LoadAsync(app.Lifetime.ApplicationStopping);
 
     public static IEndpointRouteBuilder MapHealthEndpoints(this IEndpointRouteBuilder app)
     {

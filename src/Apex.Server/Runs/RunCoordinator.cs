@@ -122,6 +122,39 @@ internal sealed class RunCoordinator(IThreadStore threads, IRunStore runs, Event
         return new CancelResult.Cancelling(run);
     }
 
+    /// <summary>
+    /// Deletes a thread. Its queued runs are cancelled and its running ones told to stop (reason <c>thread_deleted</c>)
+    /// first, and the deletion waits a little for them to end, so followers see their <c>run_cancelled</c> and no run
+    /// goes on working for a thread that is gone. False when there is no such thread of this user.
+    /// </summary>
+    public async Task<bool> DeleteThreadAsync(string userId, string threadId, CancellationToken cancellationToken)
+    {
+        if (await threads.GetThreadAsync(userId, threadId, cancellationToken) is null) return false;
+        using var subscription = bus.Subscribe(threadId);
+        var stopping = new List<string>();
+        foreach (var run in await runs.ListActiveRunsAsync(userId, threadId, cancellationToken))
+            if (await CancelAsync(userId, run.Id, CancelReasons.ThreadDeleted, cancellationToken) is CancelResult.Cancelling) stopping.Add(run.Id);
+        using var patience = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        patience.CancelAfter(DeleteWait);
+        try
+        {
+            while (stopping.Count > 0)
+            {
+                foreach (var id in stopping.ToList())
+                    if (await runs.GetRunAsync(userId, id, cancellationToken) is not { } r || RunStatus.IsFinished(r.Status)) stopping.Remove(id);
+                if (stopping.Count > 0) await subscription.Channel.Reader.ReadAsync(patience.Token);
+            }
+        }
+        catch (OperationCanceledException) when (patience.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            // A run that does not stop in time loses its thread anyway: its later events have nowhere to go and are dropped.
+        }
+        return await threads.DeleteThreadAsync(userId, threadId, cancellationToken);
+    }
+
+    /// <summary>How long deleting a thread waits for its running runs to end.</summary>
+    private static readonly TimeSpan DeleteWait = TimeSpan.FromSeconds(5);
+
     private static string TitleFrom(string text)
     {
         var line = text.Split('\n', 2)[0].Trim();

@@ -16,6 +16,9 @@ internal sealed partial class RunWorker(ExecutionEngineFactory factory, RunRecov
     NodeIdentity node, TimeProvider time, IOptions<LimitsOptions> limits, ILogger<RunWorker> logger) : BackgroundService
 {
     private readonly ConcurrentDictionary<string, (ExecutionEngine Engine, Task Task)> _active = new();
+    // Cancels that arrived for a run this node had claimed but not registered yet (or that runs elsewhere), kept for one lease.
+    private readonly Dictionary<string, (string Reason, DateTimeOffset At)> _earlyCancels = [];
+    private readonly Lock _gate = new();
     private readonly Channel<bool> _wake = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
     private volatile bool _accepting = true;
 
@@ -27,9 +30,20 @@ internal sealed partial class RunWorker(ExecutionEngineFactory factory, RunRecov
     /// <summary>Cancels a run if this node is running it.</summary>
     public bool TryCancelLocal(string runId, string reason)
     {
-        if (!_active.TryGetValue(runId, out var active)) return false;
-        active.Engine.Control.Cancel(reason);
-        return true;
+        lock (_gate)
+        {
+            if (_active.TryGetValue(runId, out var active))
+            {
+                active.Engine.Control.Cancel(reason);
+                return true;
+            }
+            // Claimed a moment ago and not registered yet: registration applies it (otherwise only the next heartbeat would).
+            var now = time.GetUtcNow();
+            foreach (var (id, early) in _earlyCancels.ToList())
+                if (now - early.At > limits.Value.RunLease) _earlyCancels.Remove(id);
+            _earlyCancels[runId] = (reason, now);
+            return false;
+        }
     }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -78,7 +92,11 @@ internal sealed partial class RunWorker(ExecutionEngineFactory factory, RunRecov
             if (engine is null) return;
             var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             var task = RunAsync(engine, gate.Task);
-            _active[engine.RunId] = (engine, task);
+            lock (_gate)
+            {
+                _active[engine.RunId] = (engine, task);
+                if (_earlyCancels.Remove(engine.RunId, out var early)) engine.Control.Cancel(early.Reason);
+            }
             gate.SetResult();
         }
     }

@@ -37,6 +37,10 @@ internal sealed class SqlRunStore(Database db, NodeIdentity node) : SqlStore(db)
         await ReadAsync($"SELECT {RunColumnsWithResults} FROM runs WHERE thread_id = @t AND user_id = @u AND (@after IS NULL OR id > @after) ORDER BY id LIMIT @limit",
             ReadRun, cancellationToken, ("@t", threadId), ("@u", userId), ("@after", afterId), ("@limit", limit));
 
+    public async Task<IReadOnlyList<RunRecord>> ListActiveRunsAsync(string userId, string threadId, CancellationToken cancellationToken) =>
+        await ReadAsync($"SELECT {RunColumns} FROM runs WHERE thread_id = @t AND user_id = @u AND status IN ('queued', 'running') ORDER BY id",
+            ReadRun, cancellationToken, ("@t", threadId), ("@u", userId));
+
     public async Task<RunRecord?> ClaimNextRunAsync(string nodeId, int maxActivePerUser, DateTimeOffset now, DateTimeOffset leaseUntil, CancellationToken cancellationToken)
     {
         try

@@ -21,8 +21,18 @@ internal sealed class SqlThreadStore(Database db) : SqlStore(db), IThreadStore
             $"UPDATE threads SET title = COALESCE(@title, title), strategy = COALESCE(@s, strategy), updated_at = @now WHERE id = @id AND user_id = @u RETURNING {ThreadColumns}",
             t, ReadThread, cancellationToken, ("@title", title), ("@s", strategy), ("@now", now.ToUnixMs()), ("@id", threadId), ("@u", userId)), cancellationToken);
 
+    /// <summary>Deletes the thread with its messages, runs, events and the tool usage rows of its runs, in one transaction.</summary>
     public Task<bool> DeleteThreadAsync(string userId, string threadId, CancellationToken cancellationToken) =>
-        Db.WriteAsync(async (c, t) => await c.ExecuteAsync("DELETE FROM threads WHERE id = @id AND user_id = @u", t, cancellationToken, ("@id", threadId), ("@u", userId)) == 1, cancellationToken);
+        Db.WriteAsync(async (c, t) =>
+        {
+            // Rows are locked in the one global order, runs before threads: the cascade below would otherwise lock the
+            // thread row first and then the runs that a batch of events (which ends runs, then numbers threads) holds.
+            if (Db.SupportsCluster)
+                await c.ExecuteAsync("SELECT id FROM runs WHERE thread_id = @id AND user_id = @u ORDER BY id FOR UPDATE", t, cancellationToken, ("@id", threadId), ("@u", userId));
+            await c.ExecuteAsync("DELETE FROM tool_usage WHERE user_id = @u AND run_id IN (SELECT id FROM runs WHERE thread_id = @id AND user_id = @u)", t, cancellationToken,
+                ("@id", threadId), ("@u", userId));
+            return await c.ExecuteAsync("DELETE FROM threads WHERE id = @id AND user_id = @u", t, cancellationToken, ("@id", threadId), ("@u", userId)) == 1;
+        }, cancellationToken);
 
     public async Task<IReadOnlyList<MessageRecord>> ListMessagesAsync(string userId, string threadId, int limit, string? afterId, CancellationToken cancellationToken) =>
         await ReadAsync($"SELECT {MessageColumns} FROM messages WHERE thread_id = @t AND user_id = @u AND (@after IS NULL OR id > @after) ORDER BY id LIMIT @limit",

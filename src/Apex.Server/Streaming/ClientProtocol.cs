@@ -83,6 +83,7 @@ internal sealed class ClientProtocol
     {
         var payload = Payload(frame, ApexJsonContext.Default.StopAgentPayload);
         if (string.IsNullOrWhiteSpace(payload.RunId)) throw new InvalidPayloadException("'run_id' is required.");
+        // The sender always hears back, whether or not it follows the run's thread.
         switch (await _coordinator.CancelAsync(connection.User.Id, payload.RunId, CancelReasons.User, cancellationToken))
         {
             case CancelResult.NotFound:
@@ -91,7 +92,19 @@ internal sealed class ClientProtocol
             case CancelResult.AlreadyFinished finished:
                 await connection.ErrorAsync("run_finished", $"The run already ended as {finished.Run.Status}.", cancellationToken);
                 break;
+            case CancelResult.Cancelling c:
+                await connection.SendAsync(Accepted(c.Run, "cancelling"), cancellationToken);
+                break;
+            case CancelResult.Cancelled c:
+                await connection.SendAsync(Accepted(c.Run, "cancelled"), cancellationToken);
+                break;
+            case CancelResult.AlreadyCancelled c:
+                await connection.SendAsync(Accepted(c.Run, "cancelled"), cancellationToken);
+                break;
         }
+
+        StopAccepted Accepted(RunRecord run, string status) =>
+            new(new StopAcceptedData(run.Id, run.ThreadId, status)) { ThreadId = run.ThreadId, RunId = run.Id, UserId = run.UserId };
     }
 
     private async Task ResumeAsync(WebSocketConnection connection, ClientFrame frame, CancellationToken cancellationToken)

@@ -1,6 +1,7 @@
 using Apex.Client;
 using Apex.Server.Auth;
 using Apex.Server.Api;
+using Apex.Server.Runs;
 using Apex.Server.Storage;
 using Microsoft.AspNetCore.Http.HttpResults;
 
@@ -51,8 +52,8 @@ internal static class ThreadEndpoints
             ? TypedResults.Ok(thread.ToDto()) : TypedResults.NotFound();
     }
 
-    private static async Task<Results<NoContent, NotFound>> DeleteThread(string threadId, CurrentUser user, IThreadStore store, CancellationToken cancellationToken) =>
-        await store.DeleteThreadAsync(user.Id, threadId, cancellationToken) ? TypedResults.NoContent() : TypedResults.NotFound();
+    private static async Task<Results<NoContent, NotFound>> DeleteThread(string threadId, CurrentUser user, RunCoordinator coordinator, CancellationToken cancellationToken) =>
+        await coordinator.DeleteThreadAsync(user.Id, threadId, cancellationToken) ? TypedResults.NoContent() : TypedResults.NotFound();
 
     private static async Task<Results<Ok<Page<MessageDto>>, NotFound, ValidationProblem>> ListMessages(string threadId, int? limit, string? cursor, CurrentUser user,
         IThreadStore store, CancellationToken cancellationToken)

@@ -11,9 +11,12 @@ namespace Apex.Server.Tools;
 /// <summary>
 /// Executes the model's tool calls for one run: validates arguments, checks the user's tier,
 /// applies the tool timeout and emits <c>tool_executing</c>/<c>tool_completed</c> (the usage log is written with the latter).
-/// Every failure comes back as a result the model can read; only the run's cancellation escapes.
+/// Every failure comes back as a result the model can read; only the end of the run or of the agent escapes, and then
+/// the call is closed with what ended it: <c>cancelled</c> (the run was cancelled) or <c>timeout</c> (the run's, the
+/// agent's or the tool's own time limit). A tool that ignores its token is not waited for: it is abandoned, and its
+/// late result dropped and logged.
 /// </summary>
-internal sealed partial class ToolDispatcher(ToolRegistry tools, RunEvents events, LimitsOptions limits, ILogger logger)
+internal sealed partial class ToolDispatcher(ToolRegistry tools, RunEvents events, RunControl run, LimitsOptions limits, ILogger logger)
 {
     public async Task<FunctionResultContent> InvokeAsync(UserExecutionContext agentContext, string agent, FunctionCallContent call, CancellationToken cancellationToken)
     {
@@ -22,16 +25,18 @@ internal sealed partial class ToolDispatcher(ToolRegistry tools, RunEvents event
         await events.ToolExecutingAsync(agent, call.CallId, call.Name, arguments);
         var started = Stopwatch.GetTimestamp();
 
-        var (status, result, error) = await ExecuteAsync(context, call.Name, arguments, cancellationToken);
+        var (status, result, error) = await ExecuteAsync(context, agent, call.Name, arguments, cancellationToken);
         var duration = Math.Round(Stopwatch.GetElapsedTime(started).TotalMilliseconds, 3);
         await events.ToolCompletedAsync(agent, call.CallId, call.Name, status, duration, result, error);
         LogToolCall(logger, call.Name, status, duration, context.RunId);
 
-        if (status == "cancelled") cancellationToken.ThrowIfCancellationRequested();
+        // The run or the agent is over: the agent stops here, and the run or the agent runner reports why.
+        cancellationToken.ThrowIfCancellationRequested();
         return new FunctionResultContent(call.CallId, result ?? ErrorResult(status, error!));
     }
 
-    private async Task<(string Status, JsonElement? Result, string? Error)> ExecuteAsync(UserExecutionContext context, string name, JsonElement arguments, CancellationToken cancellationToken)
+    private async Task<(string Status, JsonElement? Result, string? Error)> ExecuteAsync(UserExecutionContext context, string agent, string name, JsonElement arguments,
+        CancellationToken cancellationToken)
     {
         var tool = tools.Find(name);
         if (tool is null) return ("invalid", null, $"There is no tool named '{name}'. Available: {string.Join(", ", tools.Names)}.");
@@ -42,16 +47,21 @@ internal sealed partial class ToolDispatcher(ToolRegistry tools, RunEvents event
 
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(limits.ToolTimeout);
+        Task<JsonElement>? invocation = null;
         try
         {
-            return ("ok", await tool.InvokeAsync(context, arguments, timeout.Token), null);
-        }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-        {
-            return ("cancelled", null, "The run was cancelled while the tool was running.");
+            invocation = tool.InvokeAsync(context, arguments, timeout.Token);
+            return ("ok", await invocation.WaitAsync(timeout.Token), null);
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested)
         {
+            if (invocation is { IsCompleted: false }) Abandon(invocation, name, context.RunId);
+            if (run.Token.IsCancellationRequested)
+                return run.Reason == CancelReasons.Timeout
+                    ? ("timeout", null, $"The run's time limit ({limits.RunTimeout.TotalSeconds:0.#} s) ran out while the tool was running.")
+                    : ("cancelled", null, $"The run was cancelled ({run.Reason}) while the tool was running.");
+            if (cancellationToken.IsCancellationRequested)
+                return ("timeout", null, $"The {agent} agent's time limit ({limits.AgentTimeout.TotalSeconds:0.#} s) ran out while the tool was running.");
             return ("timeout", null, $"The tool did not finish within {limits.ToolTimeout.TotalSeconds:0.#} s.");
         }
         catch (ToolException ex)
@@ -65,11 +75,19 @@ internal sealed partial class ToolDispatcher(ToolRegistry tools, RunEvents event
         }
     }
 
+    /// <summary>The dispatcher stopped waiting for a tool that did not stop on its token; whatever it returns later is dropped.</summary>
+    private void Abandon(Task<JsonElement> invocation, string tool, string runId) =>
+        invocation.ContinueWith(t => LogAbandonedResult(logger, t.Exception?.InnerException, tool, runId, t.Status), CancellationToken.None,
+            TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+
     private static JsonElement ErrorResult(string status, string error) =>
         JsonSerializer.SerializeToElement(new ToolErrorResult(status, error), ApexJsonContext.Default.ToolErrorResult);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Tool {Tool} ended {Status} in {DurationMs} ms (run {RunId})")]
     private static partial void LogToolCall(ILogger logger, string tool, string status, double durationMs, string runId);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Tool {Tool} of run {RunId} ended ({Status}) after it was abandoned; its result is dropped")]
+    private static partial void LogAbandonedResult(ILogger logger, Exception? exception, string tool, string runId, TaskStatus status);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Tool {Tool} crashed")]
     private static partial void LogToolCrashed(ILogger logger, Exception exception, string tool);

@@ -25,8 +25,23 @@ internal sealed class SleepTool : IApexTool
     }
 }
 
+/// <summary>A tool that ignores its cancellation token: it sleeps 10 s whatever happens.</summary>
+internal sealed class StubbornTool : IApexTool
+{
+    public string Name => "stubborn";
+    public string Description => "Works for 10 seconds and cannot be interrupted.";
+    public JsonElement ParametersSchema { get; } = JsonDocument.Parse("""{"type":"object","properties":{}}""").RootElement;
+    public string RequiredTier => Tiers.Free;
+
+    public async Task<JsonElement> InvokeAsync(UserExecutionContext context, JsonElement arguments, CancellationToken cancellationToken)
+    {
+        await Task.Delay(TimeSpan.FromSeconds(10), CancellationToken.None);
+        return JsonSerializer.SerializeToElement(new Dictionary<string, object?> { ["done"] = true });
+    }
+}
+
 /// <summary>
-/// The built-in model, scripted for tests: a request containing <c>[slow]</c> makes triage call the
+/// The built-in model, scripted for tests: <c>[stubborn]</c> makes triage call the <see cref="StubbornTool"/>; a request containing <c>[slow]</c> makes triage call the
 /// 10-second <see cref="SleepTool"/> first; <c>[stuck]</c> makes triage's model call hang until cancelled;
 /// <c>[stall]</c> makes each agent's first model call take 1.5 s; <c>[badresult]</c> makes triage answer outside its schema.
 /// </summary>
@@ -48,6 +63,11 @@ internal sealed class ScriptedChatClient() : DelegatingChatClient(new BuiltInCha
             yield break;
         }
         if (request.Contains("[stall]", StringComparison.Ordinal) && firstTurn) await Task.Delay(TimeSpan.FromSeconds(1.5), cancellationToken);
+        if (isTriage && request.Contains("[stubborn]", StringComparison.Ordinal) && !list.SelectMany(m => m.Contents).OfType<FunctionCallContent>().Any(c => c.Name == "stubborn"))
+        {
+            yield return new ChatResponseUpdate(ChatRole.Assistant, [new FunctionCallContent("call_stubborn", "stubborn", new Dictionary<string, object?>())]);
+            yield break;
+        }
         if (isTriage && request.Contains("[slow]", StringComparison.Ordinal) && !calledSleep)
         {
             yield return new ChatResponseUpdate(ChatRole.Assistant, [new FunctionCallContent("call_sleep", "sleep", new Dictionary<string, object?> { ["seconds"] = 10 })]);
@@ -59,6 +79,7 @@ internal sealed class ScriptedChatClient() : DelegatingChatClient(new BuiltInCha
     public static void Register(IServiceCollection services)
     {
         services.AddSingleton<IApexTool, SleepTool>();
+        services.AddSingleton<IApexTool, StubbornTool>();
         services.AddSingleton<IChatClient, ScriptedChatClient>();
     }
 }
