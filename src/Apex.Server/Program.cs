@@ -3,6 +3,7 @@ using Apex.Server.Hosting;
 using Apex.Server.Runs;
 using Apex.Server.Streaming;
 using Apex.Server.Threads;
+using Apex.Server.WebApp;
 using Apex.Server.Workloads;
 
 var builder = WebApplication.CreateBuilder(args);
@@ -14,6 +15,7 @@ builder.Services.AddApexStreaming();
 
 var app = builder.Build();
 app.UseApexPipeline();
+app.UseApexWebApp();
 await app.InitializeApexStorageAsync();
 
 app.MapHealthEndpoints();
