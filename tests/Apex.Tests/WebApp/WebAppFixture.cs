@@ -123,7 +123,7 @@ public sealed class BrowserSession(ApexTestServer server, IBrowserContext contex
 
     public async Task SendAsync(string message)
     {
-        await Page.GetByLabel("Message").FillAsync(message);
+        await Page.GetByLabel("Message", new() { Exact = true }).FillAsync(message);
         await Page.GetByRole(AriaRole.Button, new() { Name = "Send" }).ClickAsync();
     }
 

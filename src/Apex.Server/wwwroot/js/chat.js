@@ -67,7 +67,7 @@ export class ChatView {
     this.strategy = /** @type {HTMLSelectElement} */ (h('select', { id: 'strategy', onchange: () => this.changeStrategy() },
       h('option', { value: 'enqueue' }, 'Queue it'), h('option', { value: 'reject' }, 'Refuse it'), h('option', { value: 'interrupt' }, 'Stop the running one')));
     this.threadTools = h('div', { class: 'thread-tools' },
-      h('label', { for: 'strategy', class: 'inline-label' }, 'A message while busy:'), this.strategy, this.renameButton, this.deleteButton);
+      h('label', { for: 'strategy', class: 'inline-label' }, 'While a run is active, a new message:'), this.strategy, this.renameButton, this.deleteButton);
     this.head = h('div', { class: 'thread-head' }, this.title, this.threadTools);
     this.headNote = h('p', { class: 'note', role: 'status' });
     this.conversation = h('section', { class: 'conversation', 'aria-labelledby': 'thread-title', 'aria-live': 'off' });
@@ -314,14 +314,22 @@ export class ChatView {
     }
   }
 
-  /** @param {RunView} run */
-  renderAnswer(run) {
+  /**
+   * Renders at most once a frame while streaming; `now` renders at once (the run ended).
+   * @param {RunView} run
+   * @param {boolean} [now]
+   */
+  renderAnswer(run, now = false) {
+    if (now) {
+      // Safe: renderMarkdown escapes all of its input and emits only its own tags.
+      run.answerEl.innerHTML = renderMarkdown(run.answer);
+      return;
+    }
     if (run.renderQueued) return;
     run.renderQueued = true;
     requestAnimationFrame(() => {
       run.renderQueued = false;
-      // Safe: renderMarkdown escapes all of its input and emits only its own tags.
-      run.answerEl.innerHTML = renderMarkdown(run.answer);
+      this.renderAnswer(run, true);
     });
   }
 
@@ -350,6 +358,7 @@ export class ChatView {
    * @param {any[]} content
    */
   finish(run, status, e, content) {
+    if (run.answer) this.renderAnswer(run, true);
     this.setStatus(run, status);
     this.entry(run, e, `end end-${status}`, content);
     if (status !== 'completed' && !run.answer) run.answerEl.replaceChildren(h('p', { class: 'muted' }, status === 'cancelled' ? 'Stopped before an answer.' : 'No answer: the run failed.'));
