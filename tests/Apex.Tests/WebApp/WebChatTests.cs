@@ -47,6 +47,7 @@ public sealed class WebChatTests(WebAppFixture fixture)
         await Expect(me.Page.Locator(".thread-list a[aria-current=page]")).ToHaveAttributeAsync("data-thread-id", threadId);
 
         await me.ScreenshotAsync("golden-path");
+        await me.Page.ScreenshotAsync(new() { Path = Path.Combine(WebAppFixture.ScreenshotDirectory, "golden-path-viewport.png") });
         Assert.Empty(me.PageErrors);
     }
 

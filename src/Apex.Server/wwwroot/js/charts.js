@@ -31,21 +31,21 @@ export function barChart({ title, rows, series, format, vertical = false }) {
  * @param {Row[]} rows @param {string[]} series @param {number} max @param {(v: number) => string} format @param {string} title
  */
 function bars(rows, series, max, format, title) {
-  const labelWidth = 150, valueWidth = 80, barHeight = 16, gap = 10, width = 560;
+  const labelWidth = 140, valueWidth = 76, barHeight = 20, gap = 10, width = 440;
   const plot = width - labelWidth - valueWidth;
   const groupHeight = series.length * barHeight + gap;
   const height = rows.length * groupHeight + gap;
   const svg = s('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': title, class: 'bars' });
   rows.forEach((row, i) => {
     const y = gap + i * groupHeight;
-    const label = row.label.length > 22 ? row.label.slice(0, 21) + '…' : row.label;
+    const label = row.label.length > 20 ? row.label.slice(0, 19) + '…' : row.label;
     svg.append(s('text', { x: labelWidth - 8, y: y + (series.length * barHeight) / 2 + 4, 'text-anchor': 'end', class: 'label' }, label));
     row.values.forEach((value, j) => {
       const w = Math.max(1, (value / max) * plot);
       const by = y + j * barHeight;
       svg.append(s('rect', { x: labelWidth, y: by, width: w, height: barHeight - 3, rx: 2, class: `bar series-${j}` },
         s('title', {}, `${row.label} ${series[j]}: ${format(value)}`)));
-      svg.append(s('text', { x: labelWidth + w + 6, y: by + barHeight - 6, class: 'value' }, format(value)));
+      svg.append(s('text', { x: labelWidth + w + 6, y: by + barHeight - 7, class: 'value' }, format(value)));
     });
   });
   return svg;
@@ -56,7 +56,7 @@ function bars(rows, series, max, format, title) {
  * @param {Row[]} rows @param {string[]} series @param {number} max @param {(v: number) => string} format @param {string} title
  */
 function columns(rows, series, max, format, title) {
-  const width = 560, height = 220, left = 56, bottom = 36, top = 12;
+  const width = 440, height = 220, left = 58, bottom = 30, top = 12;
   const plot = height - bottom - top;
   const step = (width - left - 8) / rows.length;
   const barWidth = Math.max(2, step * 0.7);

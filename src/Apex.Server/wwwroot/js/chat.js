@@ -85,6 +85,9 @@ export class ChatView {
     this.sendError = h('p', { class: 'error', role: 'alert' });
     this.form = /** @type {HTMLFormElement} */ (h('form', { class: 'composer', onsubmit: (/** @type {Event} */ e) => { e.preventDefault(); this.send(); } },
       h('label', { for: 'message', class: 'visually-hidden' }, 'Message'), this.input, this.sendButton, this.sendError));
+    for (const el of [this.conversation, this.timeline]) {
+      el.addEventListener('scroll', () => { el.dataset.follow = el.scrollHeight - el.scrollTop - el.clientHeight < 48 ? 'yes' : 'no'; }, { passive: true });
+    }
     this.el = h('div', { class: 'chat' }, this.head, this.headNote,
       h('div', { class: 'chat-body' }, h('div', { class: 'conversation-column' }, this.conversation, this.form), this.timeline));
   }
@@ -101,6 +104,7 @@ export class ChatView {
     this.timelineRuns.replaceChildren(h('p', { class: 'muted' }, 'Each agent, its thinking and its tool calls appear here as the team works.'));
     this.sendError.textContent = '';
     this.headNote.textContent = '';
+    this.conversation.dataset.follow = this.timeline.dataset.follow = 'yes';
   }
 
   /** @param {string | null} threadId */
@@ -209,9 +213,8 @@ export class ChatView {
 
   afterApply() {
     this.updatePositions();
-    for (const el of [this.conversation, this.timeline]) {
-      if (el.scrollHeight - el.scrollTop - el.clientHeight < 200) el.scrollTop = el.scrollHeight;
-    }
+    // Follow the stream unless the person scrolled up to read.
+    for (const el of [this.conversation, this.timeline]) if (el.dataset.follow !== 'no') el.scrollTop = el.scrollHeight;
   }
 
   /** @param {ApexEvent} e */
@@ -383,7 +386,7 @@ export class ChatView {
   entry(run, e, kind, content, depth) {
     const time = new Date(e.timestamp);
     const li = h('li', { class: `entry entry-${kind}`, dataset: { seq: String(e.seq), type: e.type } },
-      h('time', { datetime: e.timestamp, class: 'muted' }, Number.isNaN(time.getTime()) ? '' : time.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' })),
+      h('time', { datetime: e.timestamp, class: 'muted' }, Number.isNaN(time.getTime()) ? '' : time.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' })),
       h('div', { class: 'entry-body' }, ...content));
     const level = depth ?? (e.agent_name && e.agent_name !== 'supervisor' ? 1 : 0);
     li.style.setProperty('--depth', String(Math.min(level, 4)));

@@ -60,6 +60,7 @@ export function duration(ms) {
 
 /** @param {number} usd */
 export function money(usd) {
+  if (usd > 0 && usd < 0.1) return '$' + usd.toFixed(4);
   return '$' + (usd >= 100 ? usd.toLocaleString('en-US', { maximumFractionDigits: 0 }) : usd.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 }));
 }
 
