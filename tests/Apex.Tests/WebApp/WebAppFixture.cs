@@ -37,6 +37,9 @@ public sealed class WebAppFixture : IAsyncLifetime
                 "--disable-component-update", "--disable-sync"],
         });
         Directory.CreateDirectory(ScreenshotDirectory);
+        // Start the browser's renderer and network service once, so that no test measures the browser's own cold start.
+        await using var warm = await NewSessionAsync();
+        await warm.Page.GotoAsync("/healthz");
     }
 
     /// <summary>A fresh context (its own storage, so its own session) and a page on <paramref name="server"/>.</summary>

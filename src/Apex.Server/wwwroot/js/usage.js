@@ -65,7 +65,7 @@ export class UsageView {
       counts.set(row.status, (counts.get(row.status) ?? 0) + 1);
       byDay.set(day, counts);
     }
-    this.perTool.replaceChildren(...[...byDay].map(([day, counts]) => h('p', null, h('strong', null, day), ': ',
+    this.perTool.replaceChildren(...[...byDay].map(([day, counts]) => h('p', null, 'Calls on ', h('strong', null, day), ': ',
       [...counts].map(([status, n]) => `${n} ${status}`).join(', '), this.cursor ? ' (of the calls loaded so far)' : '')));
   }
 }
