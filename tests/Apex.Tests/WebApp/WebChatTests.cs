@@ -94,6 +94,34 @@ public sealed class WebChatTests(WebAppFixture fixture)
     }
 
     [Fact]
+    public async Task ASecondTabOnTheSameThreadFollowsARunStartedInTheFirst()
+    {
+        await using var me = await fixture.NewSessionAsync(fixture.SlowServer);
+        await me.SignUpAsync();
+        await me.SendAsync("first question");
+        var threadId = await me.ThreadIdAsync();
+        await Expect(me.Page.Locator(".turn").First).ToHaveAttributeAsync("data-status", "completed", new() { Timeout = 40_000 });
+
+        var second = await me.Context.NewPageAsync();
+        await second.GotoAsync($"/#/t/{threadId}");
+        await Expect(second.Locator(".turn")).ToHaveCountAsync(1);
+        await me.SendAsync("second question, from the first tab");
+        var followed = second.Locator(".turn").Nth(1);
+        await Expect(followed).ToHaveAttributeAsync("data-status", "running");
+        await Expect(followed.Locator(".bubble.user")).ToContainTextAsync("second question, from the first tab");
+        await Expect(followed).ToHaveAttributeAsync("data-status", "completed", new() { Timeout = 40_000 });
+        await Expect(me.Page.Locator(".turn").Nth(1)).ToHaveAttributeAsync("data-status", "completed");
+
+        Assert.Equal(await me.Page.Locator(".turn").Nth(1).Locator(".markdown").InnerHTMLAsync(), await followed.Locator(".markdown").InnerHTMLAsync());
+        var firstSeqs = await me.Page.Locator(".timeline li[data-seq]").EvaluateAllAsync<string[]>("els => els.map(e => e.dataset.seq)");
+        var secondSeqs = await second.Locator(".timeline li[data-seq]").EvaluateAllAsync<string[]>("els => els.map(e => e.dataset.seq)");
+        Assert.Equal(firstSeqs, secondSeqs);
+        Assert.Equal(firstSeqs.Distinct().Count(), firstSeqs.Length);
+        await second.ScreenshotAsync(new() { Path = Path.Combine(WebAppFixture.ScreenshotDirectory, "second-tab.png"), FullPage = true });
+        Assert.Empty(me.PageErrors);
+    }
+
+    [Fact]
     public async Task StopDuringASlowToolShowsTheToolAndTheRunCancelledAndTheNextMessageWorks()
     {
         await using var me = await fixture.NewSessionAsync();

@@ -154,6 +154,8 @@ async function route() {
 }
 
 window.addEventListener('hashchange', () => route());
+// Threads created in another tab appear when this one is looked at again.
+window.addEventListener('focus', () => { if (signedInShown) threads.reload(); });
 // The skip link must not become a route.
 document.querySelector('.skip')?.addEventListener('click', e => {
   e.preventDefault();
