@@ -26,7 +26,7 @@ public sealed class WebAppFixture : IAsyncLifetime
     public async Task InitializeAsync()
     {
         Server = await ApexTestServer.StartAsync(services: ScriptedChatClient.Register);
-        SlowServer = await ApexTestServer.StartAsync(new Dictionary<string, string?> { ["Apex:Llm:BuiltInDelay"] = "00:00:00.05" });
+        SlowServer = await ApexTestServer.StartAsync(new Dictionary<string, string?> { ["Apex:Llm:BuiltInDelay"] = "00:00:00.03" });
         _playwright = await Playwright.CreateAsync();
         Browser = await _playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
         {

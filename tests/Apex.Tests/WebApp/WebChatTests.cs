@@ -94,6 +94,45 @@ public sealed class WebChatTests(WebAppFixture fixture)
     }
 
     [Fact]
+    public async Task ADroppedConnectionInTheMiddleOfARunResumesWithNoRepeatedAndNoMissingStep()
+    {
+        await using var me = await fixture.NewSessionAsync(fixture.SlowServer);
+        var sockets = new System.Collections.Concurrent.ConcurrentQueue<IWebSocketRoute>();
+        await me.Page.RouteWebSocketAsync("**/ws?*", socket =>
+        {
+            sockets.Enqueue(socket);
+            socket.ConnectToServer();
+        });
+        await me.SignUpAsync();
+        await me.SendAsync("Why is my latency so high?");
+        var threadId = await me.ThreadIdAsync();
+        await me.Page.WaitForFunctionAsync("() => { const t = document.querySelector('.turn'); return t && t.dataset.status === 'running' && t.querySelector('.markdown').textContent.length > 20; }");
+
+        // The network drops the socket: the page reconnects by itself and resumes from its last seq.
+        var droppedAt = DateTimeOffset.UtcNow;
+        Assert.Single(sockets);
+        await sockets.Last().CloseAsync(new() { Code = 4000, Reason = "network dropped" });
+        await Expect(me.Page.Locator(".turn").First).ToHaveAttributeAsync("data-status", "completed", new() { Timeout = 40_000 });
+        Assert.True(sockets.Count >= 2, "the page did not reconnect");
+
+        using var api = await me.ApiClientAsync();
+        var stored = Assert.Single((await api.ListMessagesAsync(threadId)).Items, m => m.Role == "assistant");
+        Assert.True((await api.GetRunAsync(stored.RunId!)).EndedAt > droppedAt, "the run ended before the drop: nothing was resumed");
+        var expected = await me.Page.EvaluateAsync<string>("async text => { const d = document.createElement('div'); d.innerHTML = (await import('/js/markdown.js')).renderMarkdown(text); return d.innerHTML; }", stored.Content);
+        Assert.Equal(expected, await me.Page.Locator(".turn .markdown").InnerHTMLAsync());
+        var events = new List<ApexEvent>();
+        await foreach (var evt in api.StreamEventsAsync(threadId, afterSeq: 0))
+        {
+            events.Add(evt);
+            if (evt.IsTerminal) break;
+        }
+        var expectedSeqs = events.Where(e => e is not MessageDelta).Select(e => e.Seq.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToList();
+        Assert.Equal(expectedSeqs, await me.Page.Locator(".timeline li[data-seq]").EvaluateAllAsync<string[]>("els => els.map(e => e.dataset.seq)"));
+        await me.ScreenshotAsync("dropped-connection");
+        Assert.Empty(me.PageErrors);
+    }
+
+    [Fact]
     public async Task ASecondTabOnTheSameThreadFollowsARunStartedInTheFirst()
     {
         await using var me = await fixture.NewSessionAsync(fixture.SlowServer);

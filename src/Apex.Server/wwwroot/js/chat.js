@@ -56,6 +56,7 @@ export class ChatView {
     this.gapTimer = undefined;
     /** @type {Promise<void> | null} */
     this.messagesLoading = null;
+    this.messagesStale = false;
     this.generation = 0;
     this.build();
   }
@@ -70,6 +71,7 @@ export class ChatView {
       h('label', { for: 'strategy', class: 'inline-label' }, 'While a run is active, a new message:'), this.strategy, this.renameButton, this.deleteButton);
     this.head = h('div', { class: 'thread-head' }, this.title, this.threadTools);
     this.headNote = h('p', { class: 'note', role: 'status' });
+    this.announcer = h('p', { class: 'visually-hidden', 'aria-live': 'polite' });
     this.conversation = h('section', { class: 'conversation', 'aria-labelledby': 'thread-title', 'aria-live': 'off' });
     this.empty = h('div', { class: 'empty' },
       h('p', null, 'Ask the team about your LLM usage: where the money goes, why latency is high, which model to route to.'),
@@ -89,7 +91,7 @@ export class ChatView {
       el.addEventListener('scroll', () => { el.dataset.follow = el.scrollHeight - el.scrollTop - el.clientHeight < 48 ? 'yes' : 'no'; }, { passive: true });
     }
     this.el = h('div', { class: 'chat' }, this.head, this.headNote,
-      h('div', { class: 'chat-body' }, h('div', { class: 'conversation-column' }, this.conversation, this.form), this.timeline));
+      h('div', { class: 'chat-body' }, h('div', { class: 'conversation-column' }, this.conversation, this.form), this.timeline), this.announcer);
   }
 
   /** Resets the view for another thread (or none). */
@@ -153,7 +155,12 @@ export class ChatView {
 
   /** Reads every stored message of the thread (they carry the user's words, which events do not). */
   loadMessages() {
-    if (this.messagesLoading) return this.messagesLoading;
+    if (this.messagesLoading) {
+      // A load in flight may have missed the message asked for: read once more after it.
+      this.messagesStale = true;
+      return this.messagesLoading;
+    }
+    this.messagesStale = false;
     const threadId = this.threadId;
     const generation = this.generation;
     this.messagesLoading = (async () => {
@@ -165,7 +172,10 @@ export class ChatView {
         cursor = page.next_cursor;
       } while (cursor);
       for (const run of this.runs.values()) this.fillTexts(run);
-    })().finally(() => { this.messagesLoading = null; });
+    })().finally(() => {
+      this.messagesLoading = null;
+      if (this.messagesStale && generation === this.generation) this.loadMessages().catch(() => {});
+    });
     return this.messagesLoading;
   }
 
@@ -362,6 +372,7 @@ export class ChatView {
    */
   finish(run, status, e, content) {
     if (run.answer) this.renderAnswer(run, true);
+    this.announcer.textContent = `Run ${run.index} ${status}.`;
     this.setStatus(run, status);
     this.entry(run, e, `end end-${status}`, content);
     if (status !== 'completed' && !run.answer) run.answerEl.replaceChildren(h('p', { class: 'muted' }, status === 'cancelled' ? 'Stopped before an answer.' : 'No answer: the run failed.'));
