@@ -128,12 +128,17 @@ public sealed class BrowserSession(ApexTestServer server, IBrowserContext contex
     {
         await Page.GetByLabel("Message", new() { Exact = true }).FillAsync(message);
         await Page.GetByRole(AriaRole.Button, new() { Name = "Send" }).ClickAsync();
+        // Sent (the box is cleared) or refused (the server's words appear): say which.
+        await Page.WaitForFunctionAsync("() => document.querySelector('#message').value === '' || document.querySelector('.composer .error').textContent !== ''");
+        var error = await Page.Locator(".composer .error").TextContentAsync();
+        Assert.True(string.IsNullOrEmpty(error), $"sending '{message}' failed: {error}");
     }
 
     /// <summary>The thread id in the address (<c>#/t/&lt;id&gt;</c>), once the page shows one.</summary>
     public async Task<string> ThreadIdAsync()
     {
-        await Page.WaitForURLAsync(new System.Text.RegularExpressions.Regex("#/t/.+"));
+        // Polls the address: a hash change is not a navigation to wait for.
+        await Assertions.Expect(Page).ToHaveURLAsync(new System.Text.RegularExpressions.Regex("#/t/.+"));
         return Uri.UnescapeDataString(new Uri(Page.Url).Fragment["#/t/".Length..]);
     }
 
