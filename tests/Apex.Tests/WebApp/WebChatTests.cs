@@ -208,6 +208,7 @@ public sealed class WebChatTests(WebAppFixture fixture)
         await bob.Page.GotoAsync($"/#/t/{aliceThread}");
         await Expect(bob.Page.Locator(".thread-title")).ToHaveTextAsync("Thread not found");
         await Expect(bob.Page.Locator(".turn")).ToHaveCountAsync(0);
+        await Expect(bob.Page.GetByLabel("Message", new() { Exact = true })).ToBeHiddenAsync();
         Assert.DoesNotContain("alice", await bob.Page.Locator("main").InnerTextAsync(), StringComparison.OrdinalIgnoreCase);
 
         await alice.ScreenshotAsync("isolation-alice");

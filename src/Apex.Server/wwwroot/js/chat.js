@@ -102,6 +102,7 @@ export class ChatView {
     this.runs.clear();
     this.messages.clear();
     clearTimeout(this.gapTimer);
+    this.empty.hidden = false;
     this.conversation.replaceChildren(this.empty);
     this.timelineRuns.replaceChildren(h('p', { class: 'muted' }, 'Each agent, its thinking and its tool calls appear here as the team works.'));
     this.sendError.textContent = '';
@@ -115,6 +116,7 @@ export class ChatView {
     this.threadId = threadId;
     this.reset();
     this.threadTools.hidden = threadId === null;
+    this.form.hidden = false;
     if (threadId === null) {
       this.title.textContent = 'New conversation';
       this.focusComposer();
@@ -132,6 +134,8 @@ export class ChatView {
       if (generation !== this.generation) return;
       this.title.textContent = 'Thread not found';
       this.threadTools.hidden = true;
+      this.form.hidden = true;
+      this.empty.hidden = true;
       this.headNote.textContent = error instanceof ApiError && error.status === 404
         ? 'This thread does not exist, or it is not yours.' : String(/** @type {Error} */ (error).message);
       return;
