@@ -15,6 +15,15 @@ if ! command -v dotnet >/dev/null 2>&1; then
 fi
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
+# Debian's Chromium for the browser tests (tests/Apex.Tests/WebApp), installed when missing: Playwright's
+# own browser download is not used, its bundled driver (node under .playwright/) runs offline.
+if [ ! -x /usr/bin/chromium ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+
 # A throwaway PostgreSQL cluster for the store conformance and multi-node tests (installed when missing).
 source scripts/postgres.sh
 trap apex_pg_stop EXIT

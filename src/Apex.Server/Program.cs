@@ -2,6 +2,7 @@ using Apex.Server.Auth;
 using Apex.Server.Hosting;
 using Apex.Server.Streaming;
 using Apex.Server.Threads;
+using Apex.Server.WebApp;
 using Apex.Server.Workloads;
 
 var builder = WebApplication.CreateBuilder(args);
@@ -13,6 +14,7 @@ builder.AddApexStreaming();
 
 var app = builder.Build();
 app.UseApexPipeline();
+app.UseApexWebApp();
 await app.InitializeApexStorageAsync();
 await app.InitializeApexAuthAsync();
 
@@ -21,6 +23,7 @@ app.MapAuthEndpoints();
 app.MapThreadEndpoints();
 app.MapRunEndpoints();
 app.MapWorkloadEndpoints();
+app.MapWorkloadChartEndpoints();
 app.MapStreamingEndpoints();
 app.MapOpenApi();
 
