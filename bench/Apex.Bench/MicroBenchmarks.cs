@@ -3,6 +3,7 @@ using Apex.Client;
 using Apex.Server.Agents;
 using Apex.Server.Events;
 using Apex.Server.Execution;
+using Apex.Server.Llm;
 using Apex.Server.Storage;
 using Apex.Server.Tools;
 using BenchmarkDotNet.Attributes;
@@ -29,7 +30,8 @@ internal sealed class Rig : IAsyncDisposable
         Log = new EventLog(Events, new EventBus(new StoreSignals()), Ids, TimeProvider.System, NullLogger<EventLog>.Instance);
         Log.StartAsync(CancellationToken.None).GetAwaiter().GetResult();
         Tools = new ToolRegistry([new WorkloadSummaryTool(new SqlWorkloadStore(Database))]);
-        Factory = new ExecutionEngineFactory(Accounts, Threads, Runs, Log, Tools, new AgentRegistry(AgentTeam.Default()), new BuiltInChatClient(TimeSpan.Zero, TimeProvider.System),
+        Factory = new ExecutionEngineFactory(Accounts, Threads, Runs, new SqlUsageStore(Database), Options.Create(new WorkloadOptions()), Log, Tools,
+            new AgentRegistry(AgentTeam.Default()), ModelPipeline.Build(new BuiltInChatClient(TimeSpan.Zero, TimeProvider.System), new LimitsOptions().MaxModelTurnsPerAgent, NullLoggerFactory.Instance),
             Ids, TimeProvider.System, Options.Create(new LimitsOptions()), node, NullLoggerFactory.Instance);
         var now = DateTimeOffset.UtcNow;
         UserId = Ids.NewId();

@@ -187,7 +187,15 @@ public sealed record AgentCompletedData(string Agent, string Status, double Dura
 /// <summary>Payload of <c>agent_error</c>.</summary>
 public sealed record AgentErrorData(string Agent, string Code, string Message);
 /// <summary>Payload of <c>run_completed</c>.</summary>
-public sealed record RunCompletedData(string MessageId, double DurationMs);
+/// <remarks>
+/// <c>Usage</c> is what the run's model calls used (null when no model call reported usage); <c>Note</c> says when the
+/// answer is not the model's, e.g. the built-in report writer stood in because the model failed.
+/// </remarks>
+public sealed record RunCompletedData(string MessageId, double DurationMs, RunUsageSummary? Usage = null, string? Note = null);
+/// <summary>The tokens and cost of a run, in all and per model; cost is null where a model has no price.</summary>
+public sealed record RunUsageSummary(long InputTokens, long OutputTokens, long CachedInputTokens, long ReasoningTokens, double? CostUsd, IReadOnlyList<ModelUsageFigure> Models);
+/// <summary>The tokens and cost of one model within a run, or within a day of a user's usage.</summary>
+public sealed record ModelUsageFigure(string Model, int Calls, long InputTokens, long OutputTokens, long CachedInputTokens, long ReasoningTokens, double? CostUsd);
 /// <summary>Payload of <c>run_failed</c>; reason is e.g. error, timeout, server_restart, node_lost.</summary>
 public sealed record RunFailedData(string Reason, string Message);
 /// <summary>Payload of <c>run_cancelled</c>.</summary>

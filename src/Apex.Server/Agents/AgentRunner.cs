@@ -17,7 +17,7 @@ internal sealed record AgentOutcome(string Status, JsonElement? Result, string T
 /// Runs one agent: the model is called with the agent's instructions and tools; its tool calls go
 /// through the <see cref="ToolDispatcher"/> and their results back to the model, until it answers.
 /// </summary>
-internal sealed partial class AgentRunner(IChatClient chat, ToolRegistry tools, ToolDispatcher dispatcher, RunEvents events, LimitsOptions limits, ILogger logger)
+internal sealed partial class AgentRunner(IChatClient chat, ToolRegistry tools, ToolDispatcher dispatcher, RunEvents events, RunUsage usage, LimitsOptions limits, ILogger logger)
 {
     public async Task<AgentOutcome> RunAsync(AgentDefinition agent, UserExecutionContext parent, string brief, string? answerMessageId, CancellationToken cancellationToken)
     {
@@ -56,6 +56,13 @@ internal sealed partial class AgentRunner(IChatClient chat, ToolRegistry tools, 
             await events.AgentCompletedAsync(agent.Name, "error", null);
             return new AgentOutcome("timeout", null, message);
         }
+        catch (Llm.ModelCallException ex)
+        {
+            // The code and a clean message for the user; what the provider said is in the server log.
+            await events.AgentErrorAsync(agent.Name, ex.Code, $"The {agent.Name} agent's model call failed: {ex.Message}");
+            await events.AgentCompletedAsync(agent.Name, "error", null);
+            return new AgentOutcome(ex.Code, null, ex.Message);
+        }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
             LogAgentFailed(logger, ex, agent.Name, parent.RunId);
@@ -65,47 +72,51 @@ internal sealed partial class AgentRunner(IChatClient chat, ToolRegistry tools, 
         }
     }
 
+    /// <summary>
+    /// One call of the model pipeline, whose function-invocation loop (Microsoft.Extensions.AI) runs the agent's tool
+    /// calls through the dispatcher and gives the results back to the model until it answers. Text of a turn that asked
+    /// for tools is the agent thinking aloud; the last turn's text is its answer.
+    /// </summary>
     private async Task<string> ConverseAsync(AgentDefinition agent, UserExecutionContext context, string brief, string? answerMessageId, CancellationToken cancellationToken)
     {
         List<ChatMessage> messages = [new(ChatRole.System, agent.Instructions), new(ChatRole.User, brief)];
         var options = new ChatOptions
         {
-            Tools = agent.Tools.IsEmpty ? null : tools.Declarations(agent.Tools),
+            Tools = agent.Tools.IsEmpty ? null : tools.Functions(agent.Tools, dispatcher, context, agent.Name),
             ToolMode = agent.Tools.IsEmpty ? null : ChatToolMode.Auto,
             ResponseFormat = agent.OutputSchema is { } schema ? ChatResponseFormat.ForJsonSchema(schema, agent.Name) : null,
         };
-        for (var turn = 0; turn < limits.MaxModelTurnsPerAgent; turn++)
+        var turn = new StringBuilder();
+        var turnCalledTools = false;
+        await foreach (var update in chat.GetStreamingResponseAsync(messages, options, cancellationToken))
         {
-            var text = new StringBuilder();
-            var calls = new List<FunctionCallContent>();
-            await foreach (var update in chat.GetStreamingResponseAsync(messages, options, cancellationToken))
+            foreach (var content in update.Contents)
             {
-                foreach (var content in update.Contents)
+                switch (content)
                 {
-                    switch (content)
-                    {
-                        case TextContent { Text.Length: > 0 } t:
-                            text.Append(t.Text);
-                            if (agent.WritesAnswer && answerMessageId is not null) await events.MessageDeltaAsync(agent.Name, answerMessageId, t.Text);
-                            break;
-                        case TextReasoningContent { Text.Length: > 0 } r:
-                            await events.AgentThinkingAsync(agent.Name, r.Text);
-                            break;
-                        case FunctionCallContent call:
-                            calls.Add(call);
-                            break;
-                    }
+                    case TextContent { Text.Length: > 0 } t:
+                        turn.Append(t.Text);
+                        if (agent.WritesAnswer && answerMessageId is not null) await events.MessageDeltaAsync(agent.Name, answerMessageId, t.Text);
+                        break;
+                    case TextReasoningContent { Text.Length: > 0 } r:
+                        await events.AgentThinkingAsync(agent.Name, r.Text);
+                        break;
+                    case FunctionCallContent:
+                        turnCalledTools = true;
+                        break;
+                    case FunctionResultContent:
+                        // The loop ran this turn's calls; the model speaks again next.
+                        if (turnCalledTools && turn.Length > 0) await events.AgentThinkingAsync(agent.Name, turn.ToString());
+                        turn.Clear();
+                        turnCalledTools = false;
+                        break;
+                    case UsageContent u:
+                        usage.Add(agent.Name, update.ModelId ?? "unknown", u.Details);
+                        break;
                 }
             }
-            if (calls.Count == 0) return text.ToString();
-            if (text.Length > 0) await events.AgentThinkingAsync(agent.Name, text.ToString());
-
-            messages.Add(new ChatMessage(ChatRole.Assistant, [.. text.Length > 0 ? [new TextContent(text.ToString())] : Array.Empty<AIContent>(), .. calls]));
-            var results = new List<AIContent>(calls.Count);
-            foreach (var call in calls) results.Add(await dispatcher.InvokeAsync(context, agent.Name, call, cancellationToken));
-            messages.Add(new ChatMessage(ChatRole.Tool, results));
         }
-        throw new InvalidOperationException($"No answer after {limits.MaxModelTurnsPerAgent} model turns.");
+        return turn.ToString();
     }
 
     /// <summary>Agents answer with a JSON object; a model that wraps it in a code fence or prose still counts.</summary>

@@ -15,7 +15,7 @@ internal static class BuiltInAgents
     private static ApexJsonContext Json => ApexJsonContext.Default;
 
     /// <summary>
-    /// The tool calls the built-in model makes for the tools it is offered: all of them, with arguments chosen from the
+    /// The tool calls the built-in model makes for the tools it is offered: every workload tool, with arguments chosen from the
     /// brief. A tool whose arguments it cannot choose (the routing what-if with fewer than two models) is not called.
     /// </summary>
     public static List<(string Tool, Dictionary<string, object?> Arguments)> PlanToolCalls(IEnumerable<string> offered, AgentBrief brief)
@@ -31,9 +31,10 @@ internal static class BuiltInAgents
                 case "routing_what_if":
                     if (RoutingCandidates(brief) is { } pair) calls.Add((tool, new() { ["from_model"] = pair.From, ["to_model"] = pair.To, ["share"] = 0.5 }));
                     break;
-                default:
+                case "workload_summary" or "latency_profile" or "error_analysis" or "repeated_prompts" or "token_efficiency" or "anomalies":
                     calls.Add((tool, new()));
                     break;
+                // Any other tool offered (a deployment's own, an MCP server's) is not one whose result these rules read.
             }
         }
         return calls;

@@ -37,6 +37,7 @@ internal sealed partial class BuiltInChatClient(TimeSpan delay, TimeProvider tim
         if (planned.Count > 0)
         {
             var requested = planned.Select((call, i) => (AIContent)new FunctionCallContent($"call_{agent}_{i}", call.Tool, call.Arguments)).ToList();
+            requested.Add(Usage(conversation, planned.Sum(c => c.Tool.Length + 2 + c.Arguments.Sum(a => a.Key.Length + (a.Value?.ToString()?.Length ?? 0) + 4))));
             yield return new ChatResponseUpdate(ChatRole.Assistant, requested) { ModelId = ModelId, FinishReason = ChatFinishReason.ToolCalls };
             yield break;
         }
@@ -58,7 +59,28 @@ internal sealed partial class BuiltInChatClient(TimeSpan delay, TimeProvider tim
             first = false;
             yield return new ChatResponseUpdate(ChatRole.Assistant, chunk) { ModelId = ModelId };
         }
-        yield return new ChatResponseUpdate { Role = ChatRole.Assistant, ModelId = ModelId, FinishReason = ChatFinishReason.Stop };
+        yield return new ChatResponseUpdate(ChatRole.Assistant, [Usage(conversation, answer.Length)]) { ModelId = ModelId, FinishReason = ChatFinishReason.Stop };
+    }
+
+    /// <summary>
+    /// What this call read and wrote, in tokens estimated at four characters each (the rule of thumb for English text
+    /// with OpenAI's tokenizers): the built-in model has no tokenizer, and says so in the README.
+    /// </summary>
+    private static UsageContent Usage(List<ChatMessage> conversation, int writtenChars)
+    {
+        long read = 0;
+        foreach (var message in conversation)
+            foreach (var content in message.Contents)
+                read += content switch
+                {
+                    TextContent t => t.Text.Length,
+                    FunctionResultContent { Result: JsonElement r } => r.GetRawText().Length,
+                    FunctionCallContent c => c.Name.Length + 2,
+                    _ => 0,
+                };
+        var input = (read + 3) / 4;
+        var output = (writtenChars + 3L) / 4;
+        return new UsageContent(new UsageDetails { InputTokenCount = input, OutputTokenCount = output, TotalTokenCount = input + output });
     }
 
     private async Task PauseAsync(CancellationToken cancellationToken)

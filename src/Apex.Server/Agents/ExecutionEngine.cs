@@ -11,7 +11,7 @@ namespace Apex.Server.Agents;
 /// Runs one run: the supervisor runs triage, picks the pipeline from its data sufficiency, runs
 /// each agent, stores the answer and ends the run with exactly one terminal event.
 /// </summary>
-internal sealed partial class ExecutionEngine(RunRecord run, UserExecutionContext context, RunControl control, RunEvents events, AgentRunner runner,
+internal sealed partial class ExecutionEngine(RunRecord run, UserExecutionContext context, RunControl control, RunEvents events, AgentRunner runner, UsageRecorder usage,
     AgentRegistry agents, IThreadStore threads, IRunStore runs, IdGenerator ids, TimeProvider time, string nodeId, ILogger logger) : IDisposable
 {
     private const int HistoryMessages = 12;
@@ -42,13 +42,15 @@ internal sealed partial class ExecutionEngine(RunRecord run, UserExecutionContex
 
             var answerId = ids.NewId();
             var answer = "";
+            string? note = null;
             foreach (var name in pipeline)
             {
                 var agent = agents.Get(name);
                 var outcome = await runner.RunAsync(agent, context, Brief(request, history, results), agent.WritesAnswer ? answerId : null, control.Token);
                 if (agent.WritesAnswer)
                 {
-                    answer = outcome.Succeeded && outcome.Text.Length > 0 ? outcome.Text : await FallbackReportAsync(answerId, results);
+                    if (outcome.Succeeded && outcome.Text.Length > 0) answer = outcome.Text;
+                    else (answer, note) = (await FallbackReportAsync(answerId, results, outcome), $"The model could not write the report ({outcome.Status}); Apex's built-in report writer wrote it from the agents' results.");
                 }
                 else if (outcome.Result is { } result)
                 {
@@ -60,10 +62,11 @@ internal sealed partial class ExecutionEngine(RunRecord run, UserExecutionContex
                 JsonSerializer.Serialize(results, ApexJsonContext.Default.DictionaryStringJsonElement), CancellationToken.None);
             await events.AgentCompletedAsync(AgentNames.Supervisor, "ok",
                 JsonSerializer.SerializeToElement(new SupervisorResult(sufficiency, pipeline), ApexJsonContext.Default.SupervisorResult));
-            await events.CompletedAsync(answerId, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+            await events.CompletedAsync(answerId, Stopwatch.GetElapsedTime(started).TotalMilliseconds, await usage.RecordAsync(run), note);
         }
         catch (OperationCanceledException) when (control.Token.IsCancellationRequested)
         {
+            await usage.RecordAsync(run);
             if (control.Reason == CancelReasons.Timeout)
                 await events.FailedAsync("timeout", "The run did not finish within its time limit.");
             else
@@ -72,14 +75,16 @@ internal sealed partial class ExecutionEngine(RunRecord run, UserExecutionContex
         catch (Exception ex)
         {
             LogRunFailed(logger, ex, run.Id);
+            await usage.RecordAsync(run);
             await events.FailedAsync("error", ex.Message);
         }
     }
 
-    /// <summary>Reporting never fails: when the model cannot write the report, the deterministic writer does.</summary>
-    private async Task<string> FallbackReportAsync(string answerId, Dictionary<string, JsonElement> results)
+    /// <summary>Reporting never fails: when the model cannot write the report, the deterministic writer does, and says so.</summary>
+    private async Task<string> FallbackReportAsync(string answerId, Dictionary<string, JsonElement> results, AgentOutcome failed)
     {
-        var report = ReportWriter.Write(results);
+        var report = ReportWriter.Write(results) +
+            $"\n> The model could not write this report ({failed.Status}); Apex's built-in report writer wrote it from the figures above.\n";
         await events.MessageDeltaAsync(AgentNames.Reporting, answerId, report);
         return report;
     }

@@ -56,7 +56,8 @@ internal sealed class RunEvents(string userId, string threadId, string runId, Ev
 
     public Task MessageDeltaAsync(string agent, string messageId, string delta) => AppendAsync(new MessageDelta(new MessageDeltaData(messageId, delta)), agent);
 
-    public Task CompletedAsync(string messageId, double durationMs) => TerminateAsync(new RunCompleted(new RunCompletedData(messageId, durationMs)), "error");
+    public Task CompletedAsync(string messageId, double durationMs, RunUsageSummary? usage = null, string? note = null) =>
+        TerminateAsync(new RunCompleted(new RunCompletedData(messageId, durationMs, usage, note)), "error");
 
     public Task FailedAsync(string reason, string message) => TerminateAsync(new RunFailed(new RunFailedData(reason, message)), "error");
 

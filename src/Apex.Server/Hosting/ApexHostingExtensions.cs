@@ -15,6 +15,7 @@ using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.Extensions.AI;
+using Microsoft.Extensions.Http.Resilience;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 
@@ -132,18 +133,7 @@ internal static partial class ApexHostingExtensions
         services.TryAddSingleton<RunCoordinator>();
         services.AddOptions<LlmOptions>().BindConfiguration(LlmOptions.Section).ValidateDataAnnotations()
             .Validate(o => o.IsValid, "Apex:Llm:Endpoint (an absolute URL) and Apex:Llm:Model are required when Apex:Llm:Provider is openai.").ValidateOnStart();
-        services.TryAddSingleton<IChatClient>(sp =>
-        {
-            var options = sp.GetRequiredService<IOptions<LlmOptions>>().Value;
-            var time = sp.GetRequiredService<TimeProvider>();
-            IChatClient model = options.Provider switch
-            {
-                "openai" => new RetryingChatClient(new OpenAiCompatibleChatClient(OpenAiHttpClient(options, sp.GetRequiredService<IOptions<LimitsOptions>>().Value), options.Model!),
-                    options.MaxAttempts, time),
-                _ => new BuiltInChatClient(options.BuiltInDelay, time),
-            };
-            return new LoggingChatClient(model, sp.GetRequiredService<ILogger<LoggingChatClient>>());
-        });
+        services.AddApexModel();
         return new ApexRuntimeBuilder(services)
             .AddTool<WorkloadSummaryTool>()
             .AddTool<CostBreakdownTool>()
@@ -155,14 +145,52 @@ internal static partial class ApexHostingExtensions
             .AddTool<AnomaliesTool>();
     }
 
-    private static HttpClient OpenAiHttpClient(LlmOptions options, LimitsOptions limits)
+    /// <summary>
+    /// The model the agents talk to: the Microsoft.Extensions.AI pipeline (function invocation through the run's
+    /// ToolDispatcher, OpenTelemetry, logging, honest outcomes) around the configured model, which is registered under
+    /// <see cref="ModelKey"/> (tests replace only that): the built-in model, or the OpenAI adapter of
+    /// Microsoft.Extensions.AI.OpenAI over an HTTP client with retries (before anything streamed, honouring
+    /// <c>Retry-After</c>) and a circuit breaker per endpoint (Microsoft.Extensions.Http.Resilience).
+    /// </summary>
+    private static void AddApexModel(this IServiceCollection services)
     {
-        var endpoint = options.Endpoint!.AbsoluteUri.EndsWith('/') ? options.Endpoint : new Uri(options.Endpoint.AbsoluteUri + "/");
-        // The agent timeout bounds a model call; the run's token cancels it sooner.
-        var http = new HttpClient { BaseAddress = endpoint, Timeout = limits.AgentTimeout };
-        if (!string.IsNullOrEmpty(options.ApiKey)) http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", options.ApiKey);
-        return http;
+        services.AddHttpClient(ModelKey).AddStandardResilienceHandler().Configure((HttpStandardResilienceOptions o, IServiceProvider sp) =>
+        {
+            var llm = sp.GetRequiredService<IOptions<LlmOptions>>().Value;
+            var limits = sp.GetRequiredService<IOptions<LimitsOptions>>().Value;
+            o.Retry.MaxRetryAttempts = Math.Max(1, llm.MaxAttempts - 1);
+            o.Retry.ShouldHandle = args => ValueTask.FromResult(llm.MaxAttempts > 1 && HttpClientResiliencePredicates.IsTransient(args.Outcome));
+            o.Retry.Delay = llm.RetryDelay;
+            o.Retry.UseJitter = true;
+            // An attempt lasts until the response headers (the body streams after); the agent timeout bounds the whole call.
+            o.AttemptTimeout.Timeout = limits.AgentTimeout;
+            o.TotalRequestTimeout.Timeout = limits.AgentTimeout * 2;
+            o.CircuitBreaker.SamplingDuration = limits.AgentTimeout * 2 > TimeSpan.FromSeconds(30) ? limits.AgentTimeout * 2 : TimeSpan.FromSeconds(30);
+            o.CircuitBreaker.MinimumThroughput = 5;
+            o.CircuitBreaker.FailureRatio = 0.5;
+            o.CircuitBreaker.BreakDuration = llm.BreakDuration;
+        });
+        services.TryAddKeyedSingleton<IChatClient>(ModelKey, (sp, _) =>
+        {
+            var options = sp.GetRequiredService<IOptions<LlmOptions>>().Value;
+            if (options.Provider != "openai") return new BuiltInChatClient(options.BuiltInDelay, sp.GetRequiredService<TimeProvider>());
+            var client = new OpenAI.OpenAIClient(new System.ClientModel.ApiKeyCredential(string.IsNullOrEmpty(options.ApiKey) ? "none" : options.ApiKey),
+                new OpenAI.OpenAIClientOptions
+                {
+                    Endpoint = options.Endpoint,
+                    Transport = new System.ClientModel.Primitives.HttpClientPipelineTransport(sp.GetRequiredService<IHttpClientFactory>().CreateClient(ModelKey)),
+                    // Retries are the resilience handler's, which knows Retry-After and the circuit.
+                    RetryPolicy = new System.ClientModel.Primitives.ClientRetryPolicy(0),
+                    NetworkTimeout = sp.GetRequiredService<IOptions<LimitsOptions>>().Value.AgentTimeout,
+                });
+            return client.GetChatClient(options.Model).AsIChatClient();
+        });
+        services.TryAddSingleton(sp => ModelPipeline.Build(sp.GetRequiredKeyedService<IChatClient>(ModelKey),
+            sp.GetRequiredService<IOptions<LimitsOptions>>().Value.MaxModelTurnsPerAgent, sp.GetRequiredService<ILoggerFactory>(), sp));
     }
+
+    /// <summary>The service key of the configured model, inside the pipeline.</summary>
+    public const string ModelKey = "apex-model";
 
     public static WebApplicationBuilder AddApexStreaming(this WebApplicationBuilder builder)
     {

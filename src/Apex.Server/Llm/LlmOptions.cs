@@ -23,6 +23,14 @@ internal sealed class LlmOptions
     [Range(1, 10)]
     public int MaxAttempts { get; set; } = 3;
 
+    /// <summary>The first retry's pause (then doubled, with jitter); a <c>Retry-After</c> from the endpoint wins.</summary>
+    [Range(typeof(TimeSpan), "00:00:00", "00:01:00")]
+    public TimeSpan RetryDelay { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Failed calls (in a 30 s window, at least 5 calls, half of them failing) open the circuit to the endpoint for this long: calls fail fast meanwhile.</summary>
+    [Range(typeof(TimeSpan), "00:00:01", "01:00:00")]
+    public TimeSpan BreakDuration { get; set; } = TimeSpan.FromSeconds(30);
+
     public bool IsValid => Provider != "openai" || (Endpoint is { IsAbsoluteUri: true } && !string.IsNullOrWhiteSpace(Model));
 
     /// <summary>

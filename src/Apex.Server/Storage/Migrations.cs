@@ -114,6 +114,23 @@ internal static class Migrations
             CREATE INDEX ix_workload_user_ts ON workload_calls(user_id, ts);
             """),
         (2, "runs by thread and status", "CREATE INDEX ix_runs_thread_status ON runs(thread_id, status, id)"),
+        // Kept when a thread is deleted: tokens spent stay spent (budgets, billing); the rows hold no content.
+        (3, "model usage", """
+            CREATE TABLE model_usage (
+                id TEXT PRIMARY KEY,
+                user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                run_id TEXT NOT NULL,
+                agent TEXT NOT NULL,
+                model TEXT NOT NULL,
+                calls INTEGER NOT NULL,
+                input_tokens BIGINT NOT NULL,
+                output_tokens BIGINT NOT NULL,
+                cached_tokens BIGINT NOT NULL,
+                reasoning_tokens BIGINT NOT NULL,
+                cost DOUBLE PRECISION NULL,
+                created_at BIGINT NOT NULL);
+            CREATE INDEX ix_model_usage_user ON model_usage(user_id, created_at);
+            """),
     ];
 
     public static int Latest => All[^1].Version;

@@ -23,6 +23,15 @@ internal static class RunStatus
     public static bool IsFinished(string status) => status is Completed or Failed or Cancelled;
 }
 
+internal sealed record ModelUsageRecord(string Id, string UserId, string RunId, string Agent, string Model, int Calls, long InputTokens, long OutputTokens,
+    long CachedTokens, long ReasoningTokens, double? Cost, DateTimeOffset CreatedAt);
+
+/// <summary>One day of one model in a user's usage.</summary>
+internal sealed record DailyModelUsage(string Day, string Model, int Calls, long InputTokens, long OutputTokens, long CachedTokens, long ReasoningTokens, double? Cost);
+
+/// <summary>One day of one tool in a user's usage log.</summary>
+internal sealed record DailyToolUsage(string Day, string Tool, long Calls, long Failed);
+
 internal sealed record ToolUsageRecord(string Id, string UserId, string RunId, string Tool, string Status, double DurationMs, DateTimeOffset CreatedAt);
 
 /// <summary>The outcome of submitting a message to a thread.</summary>

@@ -1,11 +1,42 @@
-
 namespace Apex.Server.Storage;
 
-/// <summary>The user's usage log.</summary>
+/// <summary>The user's usage: model tokens and cost per run, agent and model; the tool usage log.</summary>
 internal sealed class SqlUsageStore(Database db) : SqlStore(db), IUsageStore
 {
     public async Task<IReadOnlyList<ToolUsageRecord>> ListToolUsageAsync(string userId, int limit, string? beforeId, CancellationToken cancellationToken) =>
         await ReadAsync("SELECT id, user_id, run_id, tool, status, duration_ms, created_at FROM tool_usage WHERE user_id = @u AND (@before IS NULL OR id < @before) ORDER BY id DESC LIMIT @limit",
             r => new ToolUsageRecord(r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetString(4), r.GetDouble(5), r.Time(6)),
             cancellationToken, ("@u", userId), ("@before", beforeId), ("@limit", limit));
+
+    public Task RecordModelUsageAsync(IReadOnlyList<ModelUsageRecord> rows, CancellationToken cancellationToken) =>
+        rows.Count == 0 ? Task.CompletedTask : Db.WriteAsync(async (c, t) =>
+        {
+            foreach (var u in rows)
+            {
+                await c.ExecuteAsync("""
+                    INSERT INTO model_usage (id, user_id, run_id, agent, model, calls, input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost, created_at)
+                    VALUES (@id, @u, @r, @a, @m, @calls, @in, @out, @cached, @reasoning, @cost, @ca)
+                    """, t, cancellationToken, ("@id", u.Id), ("@u", u.UserId), ("@r", u.RunId), ("@a", u.Agent), ("@m", u.Model), ("@calls", u.Calls),
+                    ("@in", u.InputTokens), ("@out", u.OutputTokens), ("@cached", u.CachedTokens), ("@reasoning", u.ReasoningTokens),
+                    ("@cost", u.Cost is { } cost ? cost : DBNull.Value), ("@ca", u.CreatedAt.ToUnixMs()));
+            }
+            return rows.Count;
+        }, cancellationToken);
+
+    public async Task<IReadOnlyList<DailyModelUsage>> ModelUsageByDayAsync(string userId, DateTimeOffset from, CancellationToken cancellationToken) =>
+        await ReadAsync("""
+            SELECT CAST(created_at / 86400000 AS BIGINT), model, CAST(SUM(calls) AS BIGINT), CAST(SUM(input_tokens) AS BIGINT), CAST(SUM(output_tokens) AS BIGINT),
+                   CAST(SUM(cached_tokens) AS BIGINT), CAST(SUM(reasoning_tokens) AS BIGINT), SUM(cost)
+            FROM model_usage WHERE user_id = @u AND created_at >= @from GROUP BY 1, 2 ORDER BY 1, 2
+            """, r => new DailyModelUsage(Day(r.GetInt64(0)), r.GetString(1), (int)r.GetInt64(2), r.GetInt64(3), r.GetInt64(4), r.GetInt64(5), r.GetInt64(6),
+                r.IsDBNull(7) ? null : r.GetDouble(7)), cancellationToken, ("@u", userId), ("@from", from.ToUnixMs()));
+
+    public async Task<IReadOnlyList<DailyToolUsage>> ToolUsageByDayAsync(string userId, DateTimeOffset from, CancellationToken cancellationToken) =>
+        await ReadAsync("""
+            SELECT CAST(created_at / 86400000 AS BIGINT), tool, COUNT(*), CAST(SUM(CASE WHEN status <> 'ok' THEN 1 ELSE 0 END) AS BIGINT)
+            FROM tool_usage WHERE user_id = @u AND created_at >= @from GROUP BY 1, 2 ORDER BY 1, 2
+            """, r => new DailyToolUsage(Day(r.GetInt64(0)), r.GetString(1), r.GetInt64(2), r.GetInt64(3)), cancellationToken, ("@u", userId), ("@from", from.ToUnixMs()));
+
+    private static string Day(long day) =>
+        DateTimeOffset.FromUnixTimeMilliseconds(day * 86_400_000).ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture);
 }

@@ -86,8 +86,12 @@ internal interface IWorkloadStore
     Task<IReadOnlyList<HourlyCost>> GetHourlyCostAsync(string userId, CancellationToken cancellationToken);
 }
 
-/// <summary>What the user's runs used (tool calls today).</summary>
+/// <summary>What the user's runs used: model tokens and cost, tool calls.</summary>
 internal interface IUsageStore
 {
+    /// <summary>Stores what a run's model calls used, one row per agent and model.</summary>
+    Task RecordModelUsageAsync(IReadOnlyList<ModelUsageRecord> rows, CancellationToken cancellationToken);
+    Task<IReadOnlyList<DailyModelUsage>> ModelUsageByDayAsync(string userId, DateTimeOffset from, CancellationToken cancellationToken);
+    Task<IReadOnlyList<DailyToolUsage>> ToolUsageByDayAsync(string userId, DateTimeOffset from, CancellationToken cancellationToken);
     Task<IReadOnlyList<ToolUsageRecord>> ListToolUsageAsync(string userId, int limit, string? beforeId, CancellationToken cancellationToken);
 }

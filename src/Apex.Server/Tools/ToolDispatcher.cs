@@ -21,11 +21,13 @@ internal sealed partial class ToolDispatcher(ToolRegistry tools, RunEvents event
     public async Task<FunctionResultContent> InvokeAsync(UserExecutionContext agentContext, string agent, FunctionCallContent call, CancellationToken cancellationToken)
     {
         var context = agentContext.CreateChild("tool:" + call.Name);
-        var arguments = JsonSerializer.SerializeToElement(call.Arguments ?? new Dictionary<string, object?>(), AIJsonUtilities.DefaultOptions);
+        var arguments = call.Exception is null
+            ? JsonSerializer.SerializeToElement(call.Arguments ?? new Dictionary<string, object?>(), AIJsonUtilities.DefaultOptions)
+            : JsonSerializer.SerializeToElement(new Dictionary<string, object?>(), AIJsonUtilities.DefaultOptions);
         await events.ToolExecutingAsync(agent, call.CallId, call.Name, arguments);
         var started = Stopwatch.GetTimestamp();
 
-        var (status, result, error) = await ExecuteAsync(context, agent, call.Name, arguments, cancellationToken);
+        var (status, result, error) = await ExecuteAsync(context, agent, call, arguments, cancellationToken);
         var duration = Math.Round(Stopwatch.GetElapsedTime(started).TotalMilliseconds, 3);
         await events.ToolCompletedAsync(agent, call.CallId, call.Name, status, duration, result, error);
         LogToolCall(logger, call.Name, status, duration, context.RunId);
@@ -35,9 +37,13 @@ internal sealed partial class ToolDispatcher(ToolRegistry tools, RunEvents event
         return new FunctionResultContent(call.CallId, result ?? ErrorResult(status, error!));
     }
 
-    private async Task<(string Status, JsonElement? Result, string? Error)> ExecuteAsync(UserExecutionContext context, string agent, string name, JsonElement arguments,
-        CancellationToken cancellationToken)
+    private async Task<(string Status, JsonElement? Result, string? Error)> ExecuteAsync(UserExecutionContext context, string agent, FunctionCallContent call,
+        JsonElement arguments, CancellationToken cancellationToken)
     {
+        var name = call.Name;
+        // Arguments that did not parse (truncated or malformed JSON) are not run as {}: the model is told, so it can send them again.
+        if (call.Exception is { } unparsed)
+            return ("invalid", null, $"The arguments of '{name}' are not valid JSON ({unparsed.Message}); send the call again with a JSON object that matches the tool's schema.");
         var tool = tools.Find(name);
         if (tool is null) return ("invalid", null, $"There is no tool named '{name}'. Available: {string.Join(", ", tools.Names)}.");
         if (!Tiers.Allows(context.Tier, tool.RequiredTier))

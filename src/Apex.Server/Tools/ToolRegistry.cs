@@ -20,7 +20,7 @@ internal sealed class ToolRegistry
 
     public IEnumerable<string> Names => _tools.Keys;
 
-    /// <summary>The declarations the model sees for the named tools (unknown names are skipped).</summary>
-    public IList<AITool> Declarations(IEnumerable<string> names) =>
-        [.. names.Select(Find).OfType<IApexTool>().Select(t => AIFunctionFactory.CreateDeclaration(t.Name, t.Description, t.ParametersSchema))];
+    /// <summary>The named tools as functions one agent of one run may call, each through that run's dispatcher (unknown names are skipped).</summary>
+    public IList<AITool> Functions(IEnumerable<string> names, ToolDispatcher dispatcher, Execution.UserExecutionContext context, string agent) =>
+        [.. names.Select(Find).OfType<IApexTool>().Select(t => new DispatchedTool(t, dispatcher, context, agent))];
 }

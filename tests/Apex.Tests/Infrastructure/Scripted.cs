@@ -59,18 +59,18 @@ internal sealed class ScriptedChatClient() : DelegatingChatClient(new BuiltInCha
         var firstTurn = !list.SelectMany(m => m.Contents).OfType<FunctionResultContent>().Any();
         if (isTriage && request.Contains("[badresult]", StringComparison.Ordinal))
         {
-            yield return new ChatResponseUpdate(ChatRole.Assistant, """{"category":"astrology","priority":"medium"}""");
+            yield return new ChatResponseUpdate(ChatRole.Assistant, """{"category":"astrology","priority":"medium"}""") { FinishReason = ChatFinishReason.Stop };
             yield break;
         }
         if (request.Contains("[stall]", StringComparison.Ordinal) && firstTurn) await Task.Delay(TimeSpan.FromSeconds(1.5), cancellationToken);
         if (isTriage && request.Contains("[stubborn]", StringComparison.Ordinal) && !list.SelectMany(m => m.Contents).OfType<FunctionCallContent>().Any(c => c.Name == "stubborn"))
         {
-            yield return new ChatResponseUpdate(ChatRole.Assistant, [new FunctionCallContent("call_stubborn", "stubborn", new Dictionary<string, object?>())]);
+            yield return new ChatResponseUpdate(ChatRole.Assistant, [new FunctionCallContent("call_stubborn", "stubborn", new Dictionary<string, object?>())]) { FinishReason = ChatFinishReason.ToolCalls };
             yield break;
         }
         if (isTriage && request.Contains("[slow]", StringComparison.Ordinal) && !calledSleep)
         {
-            yield return new ChatResponseUpdate(ChatRole.Assistant, [new FunctionCallContent("call_sleep", "sleep", new Dictionary<string, object?> { ["seconds"] = 10 })]);
+            yield return new ChatResponseUpdate(ChatRole.Assistant, [new FunctionCallContent("call_sleep", "sleep", new Dictionary<string, object?> { ["seconds"] = 10 })]) { FinishReason = ChatFinishReason.ToolCalls };
             yield break;
         }
         await foreach (var update in base.GetStreamingResponseAsync(list, options, cancellationToken)) yield return update;
@@ -80,7 +80,10 @@ internal sealed class ScriptedChatClient() : DelegatingChatClient(new BuiltInCha
     {
         services.AddSingleton<IApexTool, SleepTool>();
         services.AddSingleton<IApexTool, StubbornTool>();
-        services.AddSingleton<IChatClient, ScriptedChatClient>();
+        // The scripted triage may call the test tools: offer them to it, as a deployment would list a tool for an agent.
+        services.AddSingleton(new AgentRegistry(AgentTeam.Default().Select(a => a.Name == AgentNames.Triage ? a with { Tools = a.Tools.Add("sleep").Add("stubborn") } : a)));
+        // Only the model is scripted: the pipeline around it (function invocation, outcomes) is the server's own.
+        services.AddKeyedSingleton<IChatClient, ScriptedChatClient>(Apex.Server.Hosting.ApexHostingExtensions.ModelKey);
     }
 }
 

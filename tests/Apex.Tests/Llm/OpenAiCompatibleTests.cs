@@ -60,16 +60,20 @@ internal sealed class FakeOpenAiServer : IAsyncDisposable
 
         async Task Chunk(object delta) =>
             await context.Response.WriteAsync("data: " + JsonSerializer.Serialize(new { id = "c", choices = new[] { new { index = 0, delta } } }) + "\n\n");
+        async Task Finish(string reason) =>
+            await context.Response.WriteAsync("data: " + JsonSerializer.Serialize(new { id = "c", choices = new[] { new { index = 0, delta = new { }, finish_reason = reason } } }) + "\n\n");
 
         if (last.GetProperty("role").GetString() != "tool" && root.TryGetProperty("tools", out var tools) && tools.GetArrayLength() > 0)
         {
             var name = tools[0].GetProperty("function").GetProperty("name").GetString();
             await Chunk(new { tool_calls = new[] { new { index = 0, id = "call_fake_1", type = "function", function = new { name, arguments = "{" } } } });
             await Chunk(new { tool_calls = new[] { new { index = 0, function = new { arguments = "}" } } } });
+            await Finish("tool_calls");
         }
         else if (system.StartsWith("Agent: reporting", StringComparison.Ordinal))
         {
             foreach (var piece in new[] { "The report from ", "a real model: ", "**cache repeated prompts**." }) await Chunk(new { content = piece });
+            await Finish("stop");
         }
         else
         {
@@ -78,6 +82,7 @@ internal sealed class FakeOpenAiServer : IAsyncDisposable
                 : """{"status":"no_data","calls_found":0,"missing":["usage data"],"required_columns":["timestamp"],"optional_columns":[],"how_to_upload":"POST /api/workloads"}""";
             await Chunk(new { content = answer[..10] });
             await Chunk(new { content = answer[10..] });
+            await Finish("stop");
         }
         await context.Response.WriteAsync("data: " + JsonSerializer.Serialize(new { id = "c", choices = Array.Empty<object>(), usage = new { prompt_tokens = 10, completion_tokens = 5, total_tokens = 15 } }) + "\n\n");
         await context.Response.WriteAsync("data: [DONE]\n\n");
