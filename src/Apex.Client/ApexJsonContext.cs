@@ -34,6 +34,7 @@ namespace Apex.Client;
 [JsonSerializable(typeof(WorkloadSummaryDto))]
 [JsonSerializable(typeof(SampleWorkloadRequest))]
 [JsonSerializable(typeof(Page<ToolUsageDto>))]
+[JsonSerializable(typeof(UsageDto))]
 [JsonSerializable(typeof(WorkloadSummaryResult))]
 [JsonSerializable(typeof(CostBreakdownResult))]
 [JsonSerializable(typeof(LatencyProfileResult))]

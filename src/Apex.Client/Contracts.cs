@@ -70,3 +70,14 @@ public sealed record ToolUsageDto(string Id, string RunId, string Tool, string S
 /// <summary>What the user's stored workload data holds.</summary>
 public sealed record WorkloadSummaryDto(long Calls, long Errors, long PromptTokens, long CompletionTokens, double TotalCostUsd,
     DateTimeOffset? FirstCall, DateTimeOffset? LastCall, IReadOnlyList<string> Models);
+
+/// <summary>
+/// Answer of <c>GET /api/usage</c>: the user's plan tier and, over the last <c>Days</c> days (UTC), the model tokens and
+/// cost per day and model, the totals per model, and the tool calls per day and tool. Cost is null for a model without a price.
+/// </summary>
+public sealed record UsageDto(string Tier, int Days, long InputTokens, long OutputTokens, double? CostUsd, IReadOnlyList<DailyModelUsageDto> ByDay,
+    IReadOnlyList<ModelUsageFigure> ByModel, IReadOnlyList<DailyToolUsageDto> ToolCalls);
+/// <summary>One day of one model in <see cref="UsageDto"/>.</summary>
+public sealed record DailyModelUsageDto(string Day, string Model, int Calls, long InputTokens, long OutputTokens, long CachedInputTokens, long ReasoningTokens, double? CostUsd);
+/// <summary>One day of one tool in <see cref="UsageDto"/>; <c>Failed</c> counts calls that did not end ok.</summary>
+public sealed record DailyToolUsageDto(string Day, string Tool, long Calls, long Failed);

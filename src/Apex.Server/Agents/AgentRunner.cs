@@ -111,7 +111,8 @@ internal sealed partial class AgentRunner(IChatClient chat, ToolRegistry tools, 
                         turnCalledTools = false;
                         break;
                     case UsageContent u:
-                        usage.Add(agent.Name, update.ModelId ?? "unknown", u.Details);
+                        // A provider's chunks may leave the model out: then it is the endpoint's configured model.
+                        usage.Add(agent.Name, update.ModelId ?? chat.GetService<ChatClientMetadata>()?.DefaultModelId ?? "unknown", u.Details);
                         break;
                 }
             }

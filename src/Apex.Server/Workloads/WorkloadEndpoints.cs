@@ -19,6 +19,7 @@ internal static class WorkloadEndpoints
         group.MapGet("/workloads", Summary);
         group.MapDelete("/workloads", Delete);
         group.MapGet("/usage/tools", ToolUsage);
+        group.MapGet("/usage", Usage);
         return group;
     }
 
@@ -72,6 +73,23 @@ internal static class WorkloadEndpoints
         var take = Paging.Take(limit);
         var rows = await store.ListToolUsageAsync(user.Id, take + 1, cursor, cancellationToken);
         return TypedResults.Ok(Paging.Page(rows, take, r => r.Id, r => new ToolUsageDto(r.Id, r.RunId, r.Tool, r.Status, r.DurationMs, r.CreatedAt)));
+    }
+
+    /// <summary>The user's model tokens and cost by day and model, and tool calls by day, over the last <c>days</c> (1–366, default 30).</summary>
+    private static async Task<Results<Ok<UsageDto>, ValidationProblem>> Usage(int? days, CurrentUser user, IUsageStore store, TimeProvider time, CancellationToken cancellationToken)
+    {
+        var span = days ?? 30;
+        if (span is < 1 or > 366) return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["days"] = ["days must be between 1 and 366."] });
+        var now = time.GetUtcNow();
+        var from = new DateTimeOffset(now.UtcDateTime.Date, TimeSpan.Zero).AddDays(1 - span);
+        var models = await store.ModelUsageByDayAsync(user.Id, from, cancellationToken);
+        var tools = await store.ToolUsageByDayAsync(user.Id, from, cancellationToken);
+        static double? Sum(IEnumerable<double?> costs) => costs.All(c => c is null) ? null : Math.Round(costs.Sum(c => c ?? 0), 6);
+        var byModel = models.GroupBy(m => m.Model).Select(g => new ModelUsageFigure(g.Key, g.Sum(m => m.Calls), g.Sum(m => m.InputTokens), g.Sum(m => m.OutputTokens),
+            g.Sum(m => m.CachedTokens), g.Sum(m => m.ReasoningTokens), Sum(g.Select(m => m.Cost)))).OrderBy(m => m.Model, StringComparer.Ordinal).ToList();
+        return TypedResults.Ok(new UsageDto(user.Tier, span, models.Sum(m => m.InputTokens), models.Sum(m => m.OutputTokens), Sum(models.Select(m => m.Cost)),
+            [.. models.Select(m => new DailyModelUsageDto(m.Day, m.Model, m.Calls, m.InputTokens, m.OutputTokens, m.CachedTokens, m.ReasoningTokens, m.Cost))],
+            byModel, [.. tools.Select(t => new DailyToolUsageDto(t.Day, t.Tool, t.Calls, t.Failed))]));
     }
 
     private static async Task<Results<Ok<WorkloadReport>, ProblemHttpResult>> ImportAsync(byte[] content, string format, bool strict, bool replace,
