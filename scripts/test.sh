@@ -24,6 +24,14 @@ if [ ! -x /usr/bin/chromium ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
 
+# A real MCP server from the npm registry for the MCP tests (tests/Apex.Tests/Mcp), installed once into artifacts/.
+node_dir="$root/artifacts/node"
+everything="$node_dir/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+if [ ! -f "$everything" ]; then
+  npm install --no-audit --no-fund --silent --prefix "$node_dir" @modelcontextprotocol/server-everything@2026.8.31 >/dev/null
+fi
+export APEX_TEST_MCP_EVERYTHING="$everything"
+
 # A throwaway PostgreSQL cluster for the store conformance and multi-node tests (installed when missing).
 source scripts/postgres.sh
 trap apex_pg_stop EXIT

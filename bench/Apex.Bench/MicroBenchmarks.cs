@@ -29,7 +29,7 @@ internal sealed class Rig : IAsyncDisposable
         Ids = new IdGenerator(TimeProvider.System);
         Log = new EventLog(Events, new EventBus(new StoreSignals()), Ids, TimeProvider.System, NullLogger<EventLog>.Instance);
         Log.StartAsync(CancellationToken.None).GetAwaiter().GetResult();
-        Tools = new ToolRegistry([new WorkloadSummaryTool(new SqlWorkloadStore(Database))]);
+        Tools = new ToolRegistry([new WorkloadSummaryTool(new SqlWorkloadStore(Database))], []);
         Factory = new ExecutionEngineFactory(Accounts, Threads, Runs, new SqlUsageStore(Database), Options.Create(new WorkloadOptions()), Log, Tools,
             new AgentRegistry(AgentTeam.Default()), ModelPipeline.Build(new BuiltInChatClient(TimeSpan.Zero, TimeProvider.System), new LimitsOptions().MaxModelTurnsPerAgent, NullLoggerFactory.Instance),
             Ids, TimeProvider.System, Options.Create(new LimitsOptions()), node, NullLoggerFactory.Instance);

@@ -60,6 +60,9 @@ public sealed record AnomaliesResult(long Hours, double MeanHourlyCostUsd, doubl
 /// <summary>One anomalous hour.</summary>
 public sealed record CostAnomaly(DateTimeOffset Hour, long Calls, double CostUsd, double ZScore);
 
+/// <summary>Result of an MCP server's tool (<c>mcp__&lt;server&gt;__&lt;tool&gt;</c>): its text content, and its structured content when it gave one.</summary>
+public sealed record McpToolResult(string Text, JsonElement? Structured);
+
 /// <summary>What the model is told when a tool call did not succeed (status denied, invalid, timeout, error or cancelled).</summary>
 public sealed record ToolErrorResult(string Status, string Error);
 

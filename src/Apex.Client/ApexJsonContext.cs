@@ -44,6 +44,7 @@ namespace Apex.Client;
 [JsonSerializable(typeof(RoutingWhatIfResult))]
 [JsonSerializable(typeof(AnomaliesResult))]
 [JsonSerializable(typeof(ToolErrorResult))]
+[JsonSerializable(typeof(McpToolResult))]
 [JsonSerializable(typeof(AgentBrief))]
 [JsonSerializable(typeof(TriageResult))]
 [JsonSerializable(typeof(DataHelperResult))]

@@ -41,7 +41,8 @@ internal sealed class StubbornTool : IApexTool
 }
 
 /// <summary>
-/// The built-in model, scripted for tests: <c>[stubborn]</c> makes triage call the <see cref="StubbornTool"/>; a request containing <c>[slow]</c> makes triage call the
+/// The built-in model, scripted for tests: <c>[mcp]</c> makes triage call the everything MCP server's echo tool;
+/// <c>[stubborn]</c> makes triage call the <see cref="StubbornTool"/>; a request containing <c>[slow]</c> makes triage call the
 /// 10-second <see cref="SleepTool"/> first; <c>[stuck]</c> makes triage's model call hang until cancelled;
 /// <c>[stall]</c> makes each agent's first model call take 1.5 s; <c>[badresult]</c> makes triage answer outside its schema.
 /// </summary>
@@ -66,6 +67,12 @@ internal sealed class ScriptedChatClient() : DelegatingChatClient(new BuiltInCha
         if (isTriage && request.Contains("[stubborn]", StringComparison.Ordinal) && !list.SelectMany(m => m.Contents).OfType<FunctionCallContent>().Any(c => c.Name == "stubborn"))
         {
             yield return new ChatResponseUpdate(ChatRole.Assistant, [new FunctionCallContent("call_stubborn", "stubborn", new Dictionary<string, object?>())]) { FinishReason = ChatFinishReason.ToolCalls };
+            yield break;
+        }
+        if (isTriage && request.Contains("[mcp]", StringComparison.Ordinal) && !list.SelectMany(m => m.Contents).OfType<FunctionResultContent>().Any())
+        {
+            yield return new ChatResponseUpdate(ChatRole.Assistant, [new FunctionCallContent("call_mcp", "mcp__everything__echo",
+                new Dictionary<string, object?> { ["message"] = "hello from apex" })]) { FinishReason = ChatFinishReason.ToolCalls };
             yield break;
         }
         if (isTriage && request.Contains("[slow]", StringComparison.Ordinal) && !calledSleep)
