@@ -1,5 +1,6 @@
 using Apex.Server.Auth;
 using Apex.Server.Hosting;
+using Apex.Server.Interop;
 using Apex.Server.Streaming;
 using Apex.Server.Threads;
 using Apex.Server.WebApp;
@@ -11,6 +12,7 @@ builder.AddApexStorage();
 builder.AddApexAuth();
 builder.AddApexRuntime();
 builder.AddApexStreaming();
+builder.AddApexMcpServer();
 
 var app = builder.Build();
 app.UseApexPipeline();
@@ -25,6 +27,7 @@ app.MapRunEndpoints();
 app.MapWorkloadEndpoints();
 app.MapWorkloadChartEndpoints();
 app.MapStreamingEndpoints();
+app.MapApexMcpServer();
 app.MapOpenApi();
 
 await app.RunAsync();

@@ -1,0 +1,133 @@
+using System.Text.Json;
+using Apex.Client;
+using Apex.Server.Auth;
+using Apex.Server.Events;
+using Apex.Server.Execution;
+using Apex.Server.Runs;
+using Apex.Server.Storage;
+using Apex.Server.Tools;
+using Microsoft.Extensions.AI;
+using ModelContextProtocol;
+using ModelContextProtocol.Server;
+
+namespace Apex.Server.Interop;
+
+/// <summary>
+/// Apex as an MCP server at <c>/mcp</c> (Streamable HTTP, stateless), for the same bearer tokens as the rest of the API
+/// and scoped to the caller: the workload tools over the caller's own data, and <c>ask_apex</c>, which runs the team as an
+/// ordinary run (stored, numbered, resumable, followed by the caller's other devices), reports its agent and tool
+/// steps as progress notifications and returns the answer.
+/// </summary>
+internal static class McpServerEndpoints
+{
+    public const string Path = "/mcp";
+
+    public static WebApplicationBuilder AddApexMcpServer(this WebApplicationBuilder builder)
+    {
+        builder.Services.AddHttpContextAccessor();
+        builder.Services.AddMcpServer(o => o.ServerInfo = new() { Name = "apex", Version = "1.0.0" })
+            // Stateless: every request carries its bearer token and is its own HTTP request, so the caller is always the request's user.
+            .WithHttpTransport(o => o.Stateless = true);
+        builder.Services.AddOptions<McpServerOptions>().Configure<IEnumerable<IApexTool>, IServiceProvider>((options, tools, services) =>
+        {
+            options.ToolCollection ??= [];
+            foreach (var tool in tools) options.ToolCollection.Add(McpServerTool.Create(new CallerTool(tool, services)));
+            options.ToolCollection.Add(AskApex(services));
+        });
+        return builder;
+    }
+
+    public static IEndpointConventionBuilder MapApexMcpServer(this IEndpointRouteBuilder app) =>
+        app.MapMcp(Path).RequireAuthorization().WithTags("MCP");
+
+    private static CurrentUser Caller(IServiceProvider services) =>
+        CurrentUser.From(services.GetRequiredService<IHttpContextAccessor>().HttpContext?.User ?? new())
+        ?? throw new McpException("Not signed in.");
+
+    private static McpServerTool AskApex(IServiceProvider services) => McpServerTool.Create(
+        async (string question, IProgress<ProgressNotificationValue> progress, CancellationToken cancellationToken, string? thread_id = null) =>
+        {
+            var user = Caller(services);
+            var coordinator = services.GetRequiredService<RunCoordinator>();
+            var follower = services.GetRequiredService<ThreadFollower>();
+            long from = 0;
+            var submitted = await coordinator.SubmitAsync(user.Id, thread_id, question, null, (thread, _) =>
+            {
+                from = thread.LastSeq;
+                return ValueTask.CompletedTask;
+            }, cancellationToken);
+            if (submitted is not Submission.Accepted accepted) throw new McpException(((Submission.Refused)submitted).Message);
+            var step = 0;
+            try
+            {
+                await foreach (var evt in follower.FollowAsync(user.Id, accepted.Thread.Id, from, cancellationToken))
+                {
+                    if (evt.RunId != accepted.Run.Id) continue;
+                    switch (evt)
+                    {
+                        case AgentStarted or AgentCompleted or ToolExecuting or ToolCompleted:
+                            progress.Report(new ProgressNotificationValue { Progress = ++step, Message = Describe(evt) });
+                            break;
+                        case RunCompleted completed:
+                            var answer = (await services.GetRequiredService<IThreadStore>().RecentMessagesAsync(user.Id, accepted.Thread.Id, 5, cancellationToken))
+                                .LastOrDefault(m => m.Id == completed.Data.MessageId)?.Content ?? "";
+                            return $"{answer}\n\n(thread {accepted.Thread.Id}, run {accepted.Run.Id})";
+                        case RunFailed failed:
+                            throw new McpException($"The run failed ({failed.Data.Reason}): {failed.Data.Message}");
+                        case RunCancelled cancelled:
+                            throw new McpException($"The run was cancelled ({cancelled.Data.Reason}).");
+                    }
+                }
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                // The MCP client cancelled the call: the run stops too.
+                await coordinator.CancelAsync(user.Id, accepted.Run.Id, CancelReasons.User, CancellationToken.None);
+                throw;
+            }
+            throw new McpException("The run's events ended before its terminal event.");
+        },
+        new McpServerToolCreateOptions
+        {
+            Name = "ask_apex",
+            Description = "Ask Apex's agent team about your LLM workload (cost, latency, models). Runs the team on your data and returns its answer; thread_id continues a thread.",
+            Services = services,
+        });
+
+    private static string Describe(ApexEvent evt) => evt switch
+    {
+        AgentStarted a => $"{a.Data.Agent} started",
+        AgentCompleted a => $"{a.Data.Agent} {a.Data.Status}",
+        ToolExecuting t => $"{t.AgentName}: {t.Data.Tool}",
+        ToolCompleted t => $"{t.AgentName}: {t.Data.Tool} {t.Data.Status}",
+        _ => evt.Type,
+    };
+
+    /// <summary>One of Apex's tools for the MCP caller: its schema and tier checked, computed over the caller's own data.</summary>
+    private sealed class CallerTool(IApexTool tool, IServiceProvider services) : AIFunction
+    {
+        public override string Name => tool.Name;
+
+        public override string Description => tool.Description;
+
+        public override JsonElement JsonSchema => tool.ParametersSchema;
+
+        protected override async ValueTask<object?> InvokeCoreAsync(AIFunctionArguments arguments, CancellationToken cancellationToken)
+        {
+            var user = Caller(services);
+            if (!Tiers.Allows(user.Tier, tool.RequiredTier)) throw new McpException($"'{tool.Name}' needs the {tool.RequiredTier} plan; this account is on {user.Tier}.");
+            var json = JsonSerializer.SerializeToElement(arguments.ToDictionary(a => a.Key, a => a.Value), AIJsonUtilities.DefaultOptions);
+            if (SchemaValidator.Validate(tool.ParametersSchema, json) is { } problem) throw new McpException(problem);
+            var ids = services.GetRequiredService<IdGenerator>();
+            var context = UserExecutionContext.Create(user.Id, "mcp", ids.NewId(), user.Tier, services.GetRequiredService<TimeProvider>().GetUtcNow());
+            try
+            {
+                return await tool.InvokeAsync(context, json, cancellationToken);
+            }
+            catch (ToolException ex)
+            {
+                throw new McpException(ex.Message);
+            }
+        }
+    }
+}
