@@ -45,6 +45,7 @@ namespace Apex.Client;
 [JsonSerializable(typeof(ToolErrorResult))]
 [JsonSerializable(typeof(AgentBrief))]
 [JsonSerializable(typeof(TriageResult))]
+[JsonSerializable(typeof(PreviousTurn))]
 [JsonSerializable(typeof(DataHelperResult))]
 [JsonSerializable(typeof(DataResult))]
 [JsonSerializable(typeof(OptimizationResult))]

@@ -16,20 +16,20 @@ public abstract class WorkloadStoreTests<TDatabase> : StoreTests<TDatabase> wher
         await Workloads.InsertWorkloadCallsAsync(b, [Call(b, "secret-model", 100)], false, default);
         await Assert.ThrowsAsync<ArgumentException>(() => Workloads.InsertWorkloadCallsAsync(a, [Call(a, "m3", 1), Call(b, "m3", 1)], false, default));
 
-        var summary = await Workloads.GetWorkloadSummaryAsync(a, default);
+        var summary = await Workloads.GetWorkloadSummaryAsync(a, WorkloadFilter.None, default);
         Assert.Equal((3, 3.25), (summary.Calls, Math.Round(summary.Cost, 2)));
         Assert.Equal(["m1", "m2"], summary.Models);
-        Assert.Equal(["m1", "m2"], (await Workloads.GetModelStatsAsync(a, default)).Select(m => m.Model));
-        Assert.Equal(3.0, (await Workloads.GetCostBreakdownAsync(a, "model", default))[0].Cost, 6);
-        Assert.Equal(3.25, Assert.Single(await Workloads.GetCostBreakdownAsync(a, "day", default)).Cost, 6);
-        Assert.Equal(["m1", "m2"], (await Workloads.GetLatenciesByModelAsync(a, default)).Keys.Order());
-        var repeated = Assert.Single(await Workloads.GetRepeatedPromptsAsync(a, default));
+        Assert.Equal(["m1", "m2"], (await Workloads.GetModelStatsAsync(a, WorkloadFilter.None, default)).Select(m => m.Model));
+        Assert.Equal(3.0, (await Workloads.GetCostBreakdownAsync(a, "model", WorkloadFilter.None, default))[0].Cost, 6);
+        Assert.Equal(3.25, Assert.Single(await Workloads.GetCostBreakdownAsync(a, "day", WorkloadFilter.None, default)).Cost, 6);
+        Assert.Equal(["m1", "m2"], (await Workloads.GetLatenciesByModelAsync(a, WorkloadFilter.None, default)).Keys.Order());
+        var repeated = Assert.Single(await Workloads.GetRepeatedPromptsAsync(a, WorkloadFilter.None, default));
         Assert.Equal((2, 3.0, 1.5), (repeated.Calls, repeated.Cost, repeated.FirstCallCost));
-        Assert.Equal(3.25, Assert.Single(await Workloads.GetHourlyCostAsync(a, default)).Cost, 6);
+        Assert.Equal(3.25, Assert.Single(await Workloads.GetHourlyCostAsync(a, WorkloadFilter.None, default)).Cost, 6);
 
         await Workloads.InsertWorkloadCallsAsync(a, [Call(a, "m9", 2)], true, default);
-        Assert.Equal(["m9"], (await Workloads.GetWorkloadSummaryAsync(a, default)).Models);
-        Assert.Equal(["secret-model"], (await Workloads.GetWorkloadSummaryAsync(b, default)).Models);
+        Assert.Equal(["m9"], (await Workloads.GetWorkloadSummaryAsync(a, WorkloadFilter.None, default)).Models);
+        Assert.Equal(["secret-model"], (await Workloads.GetWorkloadSummaryAsync(b, WorkloadFilter.None, default)).Models);
     }
 }
 
