@@ -121,8 +121,8 @@ public sealed record ActionsResult(IReadOnlyList<ActionItem> Actions);
 /// <summary>A concrete step with how to validate it and how to roll it back.</summary>
 public sealed record ActionItem(string? Title, IReadOnlyList<string> Steps, string Validation, string Rollback, double ExpectedSavingsUsd);
 
-/// <summary>The supervisor's result: the data sufficiency triage found and the pipeline it ran.</summary>
-public sealed record SupervisorResult(string DataSufficiency, IReadOnlyList<string> Pipeline);
+/// <summary>The supervisor's result: the data sufficiency and intent triage found, and the agents it ran after triage.</summary>
+public sealed record SupervisorResult(string DataSufficiency, IReadOnlyList<string> Pipeline, string? Intent = null);
 
 /// <summary>An agent's answer that was not a JSON object, kept as text.</summary>
 public sealed record TextResult(string Text);
