@@ -201,7 +201,9 @@ internal static class Answers
 
     private static TriageEntities Subject(TriageEntities e) => new(e.Models, e.Metrics, [], e.Providers ?? [], e.Features ?? [], e.Teams ?? [], e.Window);
 
-    private static string Capital(string text) => text.Length == 0 ? text : char.ToUpperInvariant(text[0]) + text[1..];
+    /// <summary>Starts a sentence; a model's name keeps its own case.</summary>
+    private static string Capital(string text) =>
+        text.StartsWith("the ", StringComparison.Ordinal) || text.StartsWith("your ", StringComparison.Ordinal) ? char.ToUpperInvariant(text[0]) + text[1..] : text;
 
     private static string Join(IReadOnlyList<string> items) => items.Count switch
     {
