@@ -1,3 +1,4 @@
+using System.Collections.Immutable;
 using System.Globalization;
 using System.Text.RegularExpressions;
 using Apex.Client;
@@ -14,12 +15,12 @@ internal sealed record RequestReading(string Category, string Intent, TriageEnti
 /// </summary>
 internal static partial class RequestReader
 {
-    private static readonly string[] KnownProviders = ["openai", "anthropic", "google", "meta", "mistral", "cohere", "azure", "bedrock", "groq", "deepseek"];
+    private static readonly ImmutableArray<string> KnownProviders = ["openai", "anthropic", "google", "meta", "mistral", "cohere", "azure", "bedrock", "groq", "deepseek"];
 
-    private static readonly string[] NotNames =
+    private static readonly ImmutableArray<string> NotNames =
         ["the", "my", "our", "this", "that", "each", "every", "which", "a", "an", "per", "by", "one", "same", "what", "its", "their", "your", "other", "new", "any", "all"];
 
-    private static readonly string[] MonthNames =
+    private static readonly ImmutableArray<string> MonthNames =
         ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october", "november", "december"];
 
     public static RequestReading Read(string request, WorkloadSummaryResult? summary, DateTimeOffset now, PreviousTurn? previous)
@@ -230,7 +231,7 @@ internal static partial class RequestReader
         if (MonthName().Match(text) is { Success: true } named)
         {
             var (name, yearGroup) = named.Groups[1].Success ? (named.Groups[1].Value, named.Groups[2]) : (named.Groups[3].Value, named.Groups[4]);
-            var index = Array.FindIndex(MonthNames, n => n.StartsWith(name, StringComparison.Ordinal)) + 1;
+            var index = MonthNames.IndexOf(MonthNames.First(n => n.StartsWith(name, StringComparison.Ordinal))) + 1;
             var year = yearGroup.Success ? int.Parse(yearGroup.Value, CultureInfo.InvariantCulture) : index > today.Month ? today.Year - 1 : today.Year;
             var start = new DateTimeOffset(year, index, 1, 0, 0, 0, TimeSpan.Zero);
             return new(start, start.AddMonths(1), start.ToString("MMMM yyyy", CultureInfo.InvariantCulture));
