@@ -176,6 +176,14 @@ internal static class Answers
                $"{(extra.Count > 0 ? " (" + string.Join(", ", extra) + ")" : "")}.";
     }
 
+    /// <summary>What the figures of a triaged request are about, as words (empty for all of the data), with its time window.</summary>
+    public static string ScopeOf(TriageResult? triage)
+    {
+        if (triage?.Entities is not { } e) return "";
+        var scope = Scope(e, triage.Category);
+        return e.Window is { } w ? (scope.Length > 0 ? scope + " " : "calls ") + w.Label : scope;
+    }
+
     /// <summary>What the figures are about, as words: "gpt-4o", "the chat feature of the support team".</summary>
     private static string Scope(TriageEntities e, string? category)
     {

@@ -1,4 +1,5 @@
 using System.Collections.Frozen;
+using System.Collections.Immutable;
 using System.Globalization;
 using System.Text.Json;
 using Apex.Client;
@@ -178,15 +179,19 @@ internal static class BuiltInAgents
         }
         var notes = results.Select(r => (Tool: r.Key, Error: AgentResults.ToolError(r.Value))).Where(r => r.Error is not null)
             .Select(r => $"{r.Tool}: {r.Error!.Error}").ToList();
-        var headline = summary is null ? "No figures could be computed."
-            : $"You spent ${Figures.Money(summary.TotalCostUsd)} on {summary.Calls:0} LLM calls (about ${Figures.Money(summary.MonthlyCostUsd)} a month).";
         var triage = AgentResults.Agent(brief.Results, AgentNames.Triage, Json.TriageResult);
+        var scope = Answers.ScopeOf(triage);
+        var headline = summary is null ? "No figures could be computed."
+            : scope.Length > 0 ? $"For {scope}: ${Figures.Money(summary.TotalCostUsd)} on {summary.Calls:0} LLM calls (about ${Figures.Money(summary.MonthlyCostUsd)} a month)."
+            : $"You spent ${Figures.Money(summary.TotalCostUsd)} on {summary.Calls:0} LLM calls (about ${Figures.Money(summary.MonthlyCostUsd)} a month).";
         var (answer, focus) = Answers.ForQuestion(triage, summary, costs, latency, errors, AgentResults.Tool(results, "token_efficiency", Json.TokenEfficiencyResult));
         return JsonSerializer.Serialize(new DataResult(headline, findings, notes, results, answer, focus), Json.DataResult);
     }
 
-    /// <summary>Kinds of strategy that act on latency, listed first for a latency request.</summary>
-    public static readonly FrozenSet<string> LatencyKinds = new[] { "latency_routing", "caching", "streaming", "timeouts" }.ToFrozenSet(StringComparer.Ordinal);
+    /// <summary>Kinds of strategy that act on latency, listed first (in this order) for a latency request.</summary>
+    public static readonly ImmutableArray<string> LatencyOrder = ["latency_routing", "caching", "streaming", "timeouts"];
+
+    public static readonly FrozenSet<string> LatencyKinds = LatencyOrder.ToFrozenSet(StringComparer.Ordinal);
 
     public static string Optimization(AgentBrief brief, IReadOnlyDictionary<string, JsonElement> results)
     {
@@ -246,7 +251,7 @@ internal static class BuiltInAgents
         }
         // A latency request reads its latency strategies first; otherwise the biggest saving leads.
         strategies = forLatency
-            ? [.. strategies.OrderByDescending(s => LatencyKinds.Contains(s.Kind)).ThenByDescending(s => s.ProjectedMonthlySavingsUsd)]
+            ? [.. strategies.OrderBy(s => LatencyKinds.Contains(s.Kind) ? LatencyOrder.IndexOf(s.Kind) : LatencyOrder.Length).ThenByDescending(s => s.ProjectedMonthlySavingsUsd)]
             : [.. strategies.OrderByDescending(s => s.ProjectedMonthlySavingsUsd)];
         var total = Math.Round(strategies.Sum(s => s.ProjectedMonthlySavingsUsd), 2);
         var answer = Answers.ForAdvice(triage, brief.Tier, strategies, total, whatIf, whatIfError, latency);

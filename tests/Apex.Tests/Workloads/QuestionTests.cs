@@ -34,7 +34,7 @@ public sealed class QuestionServer : IAsyncLifetime
 /// Questions a person asks, each answered over the fixed dataset and checked against an independent computation, in the
 /// first paragraph of the answer: where the person reads.
 /// </summary>
-public sealed class QuestionTests(QuestionServer fixture) : IClassFixture<QuestionServer>
+public sealed class QuestionTests(QuestionServer fixture, ProServer pro) : IClassFixture<QuestionServer>, IClassFixture<ProServer>
 {
     private List<Row> Rows => fixture.Rows;
 
@@ -168,5 +168,23 @@ public sealed class QuestionTests(QuestionServer fixture) : IClassFixture<Questi
         var chat4o = Rows.Where(r => r.Feature == "chat" && r.Model == "gpt-4o").ToList();
         Assert.Contains($"gpt-4o cost ${Money(chat4o.Sum(r => r.EffectiveCost))} over {chat4o.Count} calls (p95 {Ms(Row.P(chat4o.Select(r => r.Latency), 95))} ms", first, StringComparison.Ordinal);
         Assert.Contains(events.OfType<ToolCompleted>(), t => t.Data.Tool == "routing_what_if" && t.Data.Status == "denied");
+    }
+
+    [Fact]
+    public async Task AModelChoiceOnTheProPlanLeadsWithTheWhatIfForTheNamedModels()
+    {
+        var ct = Waits.Timeout();
+        using var client = await pro.Server.NewUserAsync();
+        using (var upload = client.Authorized(HttpMethod.Post, "api/workloads", new StringContent(Row.Csv(Rows), Encoding.UTF8, "text/csv")))
+            Assert.Equal(HttpStatusCode.OK, (await client.Http.SendAsync(upload, ct)).StatusCode);
+        using var socket = await client.ConnectAsync(ct);
+        var events = await socket.RunToEndAsync("Should I switch from gpt-4o to gpt-4o-mini for my chat feature?", cancellationToken: ct);
+
+        var moved = Rows.Where(r => r.Feature == "chat" && r.Model == "gpt-4o").ToList();
+        var (price, days) = (Row.Prices["gpt-4o-mini"], (Rows[^1].Ts - Rows[0].Ts).TotalDays);
+        var current = moved.Sum(r => r.EffectiveCost);
+        var projected = (moved.Sum(r => r.Prompt) * price.In + moved.Sum(r => r.Completion) * price.Out) / 1_000_000;
+        Assert.StartsWith($"Moving 100% of gpt-4o's calls for the chat feature ({moved.Count} calls) to gpt-4o-mini would have cost ${Money(Math.Round(projected, 2))} " +
+                          $"instead of ${Money(Math.Round(current, 2))}, saving about ${Money(Math.Round((current - projected) * 30 / days, 2))}/month", FirstParagraph(events), StringComparison.Ordinal);
     }
 }
