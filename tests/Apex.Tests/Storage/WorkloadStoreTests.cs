@@ -27,6 +27,21 @@ public abstract class WorkloadStoreTests<TDatabase> : StoreTests<TDatabase> wher
         Assert.Equal((2, 3.0, 1.5), (repeated.Calls, repeated.Cost, repeated.FirstCallCost));
         Assert.Equal(3.25, Assert.Single(await Workloads.GetHourlyCostAsync(a, WorkloadFilter.None, default)).Cost, 6);
 
+        // Filters: one model, one feature, one team, a time window (from inclusive, to exclusive), and another user's name matching nothing.
+        var m1 = await Workloads.GetWorkloadSummaryAsync(a, new WorkloadFilter(Model: "m1"), default);
+        Assert.Equal((2, 3.0), (m1.Calls, Math.Round(m1.Cost, 2)));
+        Assert.Equal(["m1"], m1.Models);
+        Assert.Equal(["f"], (await Workloads.GetWorkloadSummaryAsync(a, WorkloadFilter.None, default)).Features);
+        Assert.Equal(0, (await Workloads.GetWorkloadSummaryAsync(a, new WorkloadFilter(Feature: "other"), default)).Calls);
+        Assert.Equal(0, (await Workloads.GetWorkloadSummaryAsync(a, new WorkloadFilter(Team: "t"), default)).Calls);
+        Assert.Equal(0, (await Workloads.GetWorkloadSummaryAsync(a, new WorkloadFilter(Model: "secret-model"), default)).Calls);
+        Assert.Equal(3, (await Workloads.GetWorkloadSummaryAsync(a, new WorkloadFilter(From: _now, To: _now.AddMilliseconds(1)), default)).Calls);
+        Assert.Equal(0, (await Workloads.GetWorkloadSummaryAsync(a, new WorkloadFilter(To: _now), default)).Calls);
+        Assert.Equal(["m2"], (await Workloads.GetCostBreakdownAsync(a, "model", new WorkloadFilter(Model: "m2", Feature: "f"), default)).Select(g => g.Key));
+        Assert.Equal(["m1"], (await Workloads.GetLatenciesByModelAsync(a, new WorkloadFilter(Model: "m1"), default)).Keys);
+        Assert.Empty(await Workloads.GetRepeatedPromptsAsync(a, new WorkloadFilter(Model: "m2"), default));
+        Assert.Empty(await Workloads.GetHourlyCostAsync(a, new WorkloadFilter(From: _now.AddHours(1)), default));
+
         await Workloads.InsertWorkloadCallsAsync(a, [Call(a, "m9", 2)], true, default);
         Assert.Equal(["m9"], (await Workloads.GetWorkloadSummaryAsync(a, WorkloadFilter.None, default)).Models);
         Assert.Equal(["secret-model"], (await Workloads.GetWorkloadSummaryAsync(b, WorkloadFilter.None, default)).Models);
