@@ -7,9 +7,13 @@ namespace Apex.Client;
 // figures and the shipped agents' structured results. A real model's agent results are checked against the agents'
 // JSON schemas, which these records satisfy; a client may read them with ApexJsonContext.
 
-/// <summary>Result of <c>workload_summary</c>: totals of the user's uploaded LLM calls.</summary>
+/// <summary>
+/// Result of <c>workload_summary</c>: totals of the user's uploaded LLM calls (those the filter selects), and the models,
+/// providers, features and teams they name.
+/// </summary>
 public sealed record WorkloadSummaryResult(long Calls, long Errors, double ErrorRate, long PromptTokens, long CompletionTokens, double AvgLatencyMs,
-    double TotalCostUsd, double MonthlyCostUsd, IReadOnlyList<string> Models, DateTimeOffset? FirstCall, DateTimeOffset? LastCall, double DaysCovered);
+    double TotalCostUsd, double MonthlyCostUsd, IReadOnlyList<string> Models, DateTimeOffset? FirstCall, DateTimeOffset? LastCall, double DaysCovered,
+    IReadOnlyList<string>? Providers = null, IReadOnlyList<string>? Features = null, IReadOnlyList<string>? Teams = null);
 
 /// <summary>Result of <c>cost_breakdown</c>.</summary>
 public sealed record CostBreakdownResult(string GroupBy, double TotalCostUsd, double MonthlyCostUsd, IReadOnlyList<CostGroupFigure> Groups);
@@ -66,27 +70,49 @@ public sealed record McpToolResult(string Text, JsonElement? Structured);
 /// <summary>What the model is told when a tool call did not succeed (status denied, invalid, timeout, error or cancelled).</summary>
 public sealed record ToolErrorResult(string Status, string Error);
 
-/// <summary>The brief an agent receives: the request, the user's tier, the thread's recent messages and the results so far.</summary>
-public sealed record AgentBrief(string Request, string Tier, IReadOnlyList<BriefMessage> History, IReadOnlyDictionary<string, JsonElement> Results);
+/// <summary>
+/// The brief an agent receives: the request, the user's tier, the thread's recent messages, the results so far, the
+/// current time (to resolve "last week") and what the thread's previous answer was about (to resolve "it").
+/// </summary>
+public sealed record AgentBrief(string Request, string Tier, IReadOnlyList<BriefMessage> History, IReadOnlyDictionary<string, JsonElement> Results,
+    DateTimeOffset? Now = null, PreviousTurn? Previous = null);
+
+/// <summary>The thread's previous question as triage read it, and what its answer singled out (the slowest model, say).</summary>
+public sealed record PreviousTurn(string Request, TriageResult? Triage, TriageEntities? Focus);
 
 /// <summary>One earlier message of the thread, in a brief.</summary>
 public sealed record BriefMessage(string Role, string Content);
 
-/// <summary>Result of <c>triage</c>.</summary>
-public sealed record TriageResult(string Category, string Priority, TriageEntities Entities, string DataSufficiency, string? Rationale);
+/// <summary>
+/// Result of <c>triage</c>. <c>Intent</c> is <c>greeting</c> (hello, what can you do), <c>question</c> (a figure about the
+/// data) or <c>advice</c> (what to do, savings, a report); it decides, with the data sufficiency, which agents run.
+/// </summary>
+public sealed record TriageResult(string Category, string Priority, TriageEntities Entities, string DataSufficiency, string? Rationale, string? Intent = null);
 
-/// <summary>What a request names, as triage found it.</summary>
-public sealed record TriageEntities(IReadOnlyList<string> Models, IReadOnlyList<string> Metrics, IReadOnlyList<string> Constraints);
+/// <summary>
+/// What a request names, resolved against the user's data: models, providers, features and teams that are in it,
+/// metrics (cost, latency, p50, p95, p99, error_rate, tokens), a time window, and the names the data lacks.
+/// </summary>
+public sealed record TriageEntities(IReadOnlyList<string> Models, IReadOnlyList<string> Metrics, IReadOnlyList<string> Constraints,
+    IReadOnlyList<string>? Providers = null, IReadOnlyList<string>? Features = null, IReadOnlyList<string>? Teams = null, TimeWindow? Window = null,
+    IReadOnlyList<string>? NotInData = null);
+
+/// <summary>A time window a request names: <c>From</c> inclusive, <c>To</c> exclusive, and the words it came from.</summary>
+public sealed record TimeWindow(DateTimeOffset From, DateTimeOffset To, string Label);
 
 /// <summary>Result of <c>data_helper</c>: which data is missing and how to upload it.</summary>
 public sealed record DataHelperResult(string Status, double CallsFound, string Message, IReadOnlyList<string> Missing, IReadOnlyList<string> RequiredColumns,
     IReadOnlyList<string> OptionalColumns, string HowToUpload);
 
-/// <summary>Result of <c>data</c>: findings with figures, and the tool results they come from.</summary>
-public sealed record DataResult(string Summary, IReadOnlyList<string> Findings, IReadOnlyList<string> Notes, IReadOnlyDictionary<string, JsonElement> Figures);
+/// <summary>
+/// Result of <c>data</c>: findings with figures, and the tool results they come from. <c>Answer</c> answers the question
+/// in one or two sentences; <c>Focus</c> is what it singled out, for a follow-up's "it".
+/// </summary>
+public sealed record DataResult(string Summary, IReadOnlyList<string> Findings, IReadOnlyList<string> Notes, IReadOnlyDictionary<string, JsonElement> Figures,
+    string? Answer = null, TriageEntities? Focus = null);
 
-/// <summary>Result of <c>optimization</c>.</summary>
-public sealed record OptimizationResult(IReadOnlyList<SavingStrategy> Strategies, double TotalProjectedMonthlySavingsUsd, IReadOnlyList<string> Notes);
+/// <summary>Result of <c>optimization</c>; <c>Answer</c> is the recommendation in one or two sentences.</summary>
+public sealed record OptimizationResult(IReadOnlyList<SavingStrategy> Strategies, double TotalProjectedMonthlySavingsUsd, IReadOnlyList<string> Notes, string? Answer = null);
 
 /// <summary>One way to save, with its projected monthly saving computed from the data.</summary>
 public sealed record SavingStrategy(string Kind, string Name, string Description, double ProjectedMonthlySavingsUsd, string LatencyImpact, string TradeOffs,
@@ -98,8 +124,8 @@ public sealed record ActionsResult(IReadOnlyList<ActionItem> Actions);
 /// <summary>A concrete step with how to validate it and how to roll it back.</summary>
 public sealed record ActionItem(string? Title, IReadOnlyList<string> Steps, string Validation, string Rollback, double ExpectedSavingsUsd);
 
-/// <summary>The supervisor's result: the data sufficiency triage found and the pipeline it ran.</summary>
-public sealed record SupervisorResult(string DataSufficiency, IReadOnlyList<string> Pipeline);
+/// <summary>The supervisor's result: the data sufficiency and intent triage found, and the agents it ran after triage.</summary>
+public sealed record SupervisorResult(string DataSufficiency, IReadOnlyList<string> Pipeline, string? Intent = null);
 
 /// <summary>An agent's answer that was not a JSON object, kept as text.</summary>
 public sealed record TextResult(string Text);

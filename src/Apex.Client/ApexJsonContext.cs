@@ -47,6 +47,7 @@ namespace Apex.Client;
 [JsonSerializable(typeof(McpToolResult))]
 [JsonSerializable(typeof(AgentBrief))]
 [JsonSerializable(typeof(TriageResult))]
+[JsonSerializable(typeof(PreviousTurn))]
 [JsonSerializable(typeof(DataHelperResult))]
 [JsonSerializable(typeof(DataResult))]
 [JsonSerializable(typeof(OptimizationResult))]

@@ -33,7 +33,7 @@ internal sealed partial class BuiltInChatClient(TimeSpan delay, TimeProvider tim
         var offered = options?.Tools?.OfType<AIFunctionDeclaration>().Select(t => t.Name).ToList() ?? [];
 
         await PauseAsync(cancellationToken);
-        var planned = calls.Count == 0 ? BuiltInAgents.PlanToolCalls(offered, brief) : [];
+        var planned = calls.Count == 0 ? BuiltInAgents.PlanToolCalls(agent, offered, brief) : [];
         if (planned.Count > 0)
         {
             var requested = planned.Select((call, i) => (AIContent)new FunctionCallContent($"call_{agent}_{i}", call.Tool, call.Arguments)).ToList();
@@ -44,10 +44,10 @@ internal sealed partial class BuiltInChatClient(TimeSpan delay, TimeProvider tim
 
         var answer = agent switch
         {
-            AgentNames.Triage => BuiltInAgents.Triage(brief, results),
-            AgentNames.Data => BuiltInAgents.Data(results),
+            AgentNames.Triage => BuiltInAgents.Triage(brief, results, time.GetUtcNow()),
+            AgentNames.Data => BuiltInAgents.Data(brief, results),
             AgentNames.DataHelper => BuiltInAgents.DataHelper(results),
-            AgentNames.Optimization => BuiltInAgents.Optimization(results),
+            AgentNames.Optimization => BuiltInAgents.Optimization(brief, results),
             AgentNames.Actions => BuiltInAgents.Actions(brief),
             AgentNames.Reporting => ReportWriter.Write(brief.Results),
             _ => "I can analyse your LLM workload: upload usage data and ask about cost, latency or model choice.",

@@ -8,8 +8,8 @@ using Apex.Server.Storage;
 namespace Apex.Server.Agents;
 
 /// <summary>
-/// Runs one run: the supervisor runs triage, picks the pipeline from its data sufficiency, runs
-/// each agent, stores the answer and ends the run with exactly one terminal event.
+/// Runs one run: the supervisor runs triage, picks the agents that follow from its intent and data sufficiency
+/// (<see cref="Routing"/>), runs each agent, stores the answer and ends the run with exactly one terminal event.
 /// </summary>
 internal sealed partial class ExecutionEngine(RunRecord run, UserExecutionContext context, RunControl control, RunEvents events, AgentRunner runner, UsageRecorder usage,
     AgentRegistry agents, IThreadStore threads, IRunStore runs, IdGenerator ids, TimeProvider time, string nodeId, ILogger logger) : IDisposable
@@ -31,14 +31,17 @@ internal sealed partial class ExecutionEngine(RunRecord run, UserExecutionContex
                 ?? throw new InvalidOperationException("The run's message is missing.");
 
             await events.AgentStartedAsync(AgentNames.Supervisor, context.Depth, null);
-            await events.AgentThinkingAsync(AgentNames.Supervisor, "Running triage first; its data sufficiency decides the pipeline.");
+            await events.AgentThinkingAsync(AgentNames.Supervisor, "Running triage first; what it reads in the request and the data decides who answers.");
 
+            var previous = await PreviousTurnAsync(history);
             var results = new Dictionary<string, JsonElement>();
-            var triage = await runner.RunAsync(agents.Get(AgentNames.Triage), context, Brief(request, history, results), null, control.Token);
+            var triage = await runner.RunAsync(agents.Get(AgentNames.Triage), context, Brief(request, history, results, previous), null, control.Token);
             if (triage.Result is { } triageResult) results[AgentNames.Triage] = triageResult;
-            var sufficiency = AgentResults.Agent(results, AgentNames.Triage, ApexJsonContext.Default.TriageResult)?.DataSufficiency ?? DataSufficiency.Insufficient;
-            var pipeline = DataSufficiency.PipelineFor(sufficiency);
-            await events.AgentThinkingAsync(AgentNames.Supervisor, $"Data sufficiency is {sufficiency}: {string.Join(" -> ", pipeline)}.");
+            var triaged = AgentResults.Agent(results, AgentNames.Triage, ApexJsonContext.Default.TriageResult);
+            var sufficiency = triaged?.DataSufficiency ?? DataSufficiency.Insufficient;
+            var intent = Routing.IntentOf(triaged);
+            var pipeline = Routing.PipelineFor(triaged, Routing.Default);
+            await events.AgentThinkingAsync(AgentNames.Supervisor, $"Intent {intent}, data sufficiency {sufficiency}: {string.Join(" -> ", pipeline)}.");
 
             var answerId = ids.NewId();
             var answer = "";
@@ -46,7 +49,7 @@ internal sealed partial class ExecutionEngine(RunRecord run, UserExecutionContex
             foreach (var name in pipeline)
             {
                 var agent = agents.Get(name);
-                var outcome = await runner.RunAsync(agent, context, Brief(request, history, results), agent.WritesAnswer ? answerId : null, control.Token);
+                var outcome = await runner.RunAsync(agent, context, Brief(request, history, results, previous), agent.WritesAnswer ? answerId : null, control.Token);
                 if (agent.WritesAnswer)
                 {
                     if (outcome.Succeeded && outcome.Text.Length > 0) answer = outcome.Text;
@@ -61,7 +64,7 @@ internal sealed partial class ExecutionEngine(RunRecord run, UserExecutionContex
             await runs.SaveAnswerAsync(new MessageRecord(answerId, context.ThreadId, context.UserId, run.Id, "assistant", answer, time.GetUtcNow()),
                 JsonSerializer.Serialize(results, ApexJsonContext.Default.DictionaryStringJsonElement), CancellationToken.None);
             await events.AgentCompletedAsync(AgentNames.Supervisor, "ok",
-                JsonSerializer.SerializeToElement(new SupervisorResult(sufficiency, pipeline), ApexJsonContext.Default.SupervisorResult));
+                JsonSerializer.SerializeToElement(new SupervisorResult(sufficiency, pipeline, intent), ApexJsonContext.Default.SupervisorResult));
             await events.CompletedAsync(answerId, Stopwatch.GetElapsedTime(started).TotalMilliseconds, await usage.RecordAsync(run), note);
         }
         catch (OperationCanceledException) when (control.Token.IsCancellationRequested)
@@ -89,9 +92,35 @@ internal sealed partial class ExecutionEngine(RunRecord run, UserExecutionContex
         return report;
     }
 
-    private string Brief(string request, IReadOnlyList<MessageRecord> history, Dictionary<string, JsonElement> results) =>
-        JsonSerializer.Serialize(new AgentBrief(request, context.Tier, [.. history.Where(m => m.Id != run.MessageId).Select(m => new BriefMessage(m.Role, m.Content))], results),
-            ApexJsonContext.Default.AgentBrief);
+    private string Brief(string request, IReadOnlyList<MessageRecord> history, Dictionary<string, JsonElement> results, PreviousTurn? previous) =>
+        JsonSerializer.Serialize(new AgentBrief(request, context.Tier, [.. history.Where(m => m.Id != run.MessageId).Select(m => new BriefMessage(m.Role, m.Content))], results,
+            time.GetUtcNow(), previous), ApexJsonContext.Default.AgentBrief);
+
+    /// <summary>
+    /// The thread's previous question, with what triage read in it and what its answer singled out, from the stored results
+    /// of the run that answered it: what a follow-up's "it" and "the chat feature" lean on.
+    /// </summary>
+    private async Task<PreviousTurn?> PreviousTurnAsync(IReadOnlyList<MessageRecord> history)
+    {
+        var current = history.ToList().FindIndex(m => m.Id == run.MessageId);
+        var answer = history.Take(current < 0 ? history.Count : current).LastOrDefault(m => m.Role == "assistant" && m.RunId is not null);
+        if (answer is null) return null;
+        var question = history.TakeWhile(m => m.Id != answer.Id).LastOrDefault(m => m.Role == "user");
+        if (question is null) return null;
+        var stored = (await runs.GetRunAsync(context.UserId, answer.RunId!, control.Token))?.Results;
+        Dictionary<string, JsonElement>? results = null;
+        try
+        {
+            if (stored is not null) results = JsonSerializer.Deserialize(stored, ApexJsonContext.Default.DictionaryStringJsonElement);
+        }
+        catch (JsonException)
+        {
+            // results of another shape: the follow-up is read from the previous question alone
+        }
+        results ??= [];
+        return new PreviousTurn(question.Content, AgentResults.Agent(results, AgentNames.Triage, ApexJsonContext.Default.TriageResult),
+            AgentResults.Agent(results, AgentNames.Data, ApexJsonContext.Default.DataResult)?.Focus);
+    }
 
     public void Dispose() => control.Dispose();
 

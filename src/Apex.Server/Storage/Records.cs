@@ -40,7 +40,24 @@ internal enum SubmitOutcome { Queued, ThreadBusy, QueueFull }
 internal sealed record SubmitResult(SubmitOutcome Outcome, int Position, IReadOnlyList<string> ActiveRunIds, Apex.Client.ApexEvent? Queued);
 
 internal sealed record WorkloadSummary(long Calls, long Errors, long PromptTokens, long CompletionTokens, double AvgLatencyMs, double Cost,
-    DateTimeOffset? First, DateTimeOffset? Last, IReadOnlyList<string> Models);
+    DateTimeOffset? First, DateTimeOffset? Last, IReadOnlyList<string> Models)
+{
+    public IReadOnlyList<string> Providers { get; init; } = [];
+    public IReadOnlyList<string> Features { get; init; } = [];
+    public IReadOnlyList<string> Teams { get; init; } = [];
+}
+
+/// <summary>
+/// Which of a user's calls a figure covers: one model, feature or team, and a time window (<c>From</c> inclusive,
+/// <c>To</c> exclusive). Null parts do not filter.
+/// </summary>
+internal sealed record WorkloadFilter(string? Model = null, string? Feature = null, string? Team = null, DateTimeOffset? From = null, DateTimeOffset? To = null)
+{
+    public static readonly WorkloadFilter None = new();
+
+    /// <summary>The time window alone: the period a monthly projection is scaled from.</summary>
+    public WorkloadFilter Window => new(null, null, null, From, To);
+}
 
 /// <summary>An event to append; a terminal one names the run status it requires (queued or running).</summary>
 internal sealed record EventAppend(Apex.Client.ApexEvent Event, string? ExpectedRunStatus = null);

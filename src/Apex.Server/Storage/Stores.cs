@@ -70,20 +70,24 @@ internal interface IEventStore
     Task<int> DeleteEventsOlderThanAsync(DateTimeOffset cutoff, CancellationToken cancellationToken);
 }
 
-/// <summary>The user's workload data (uploaded LLM calls) and the figures computed over it.</summary>
+/// <summary>
+/// The user's workload data (uploaded LLM calls) and the figures computed over it. Every read takes a
+/// <see cref="WorkloadFilter"/> (<see cref="WorkloadFilter.None"/> for all of the user's calls).
+/// </summary>
 internal interface IWorkloadStore
 {
-    Task<WorkloadSummary> GetWorkloadSummaryAsync(string userId, CancellationToken cancellationToken);
+    /// <summary>Totals, and the distinct models, providers, features and teams of the calls the filter selects.</summary>
+    Task<WorkloadSummary> GetWorkloadSummaryAsync(string userId, WorkloadFilter filter, CancellationToken cancellationToken);
     /// <summary>Imports an upload in one transaction, optionally replacing the user's earlier data in the same transaction.</summary>
     Task InsertWorkloadCallsAsync(string userId, IReadOnlyList<WorkloadCall> calls, bool replaceExisting, CancellationToken cancellationToken);
     Task<int> DeleteWorkloadAsync(string userId, CancellationToken cancellationToken);
-    Task<IReadOnlyList<ModelStats>> GetModelStatsAsync(string userId, CancellationToken cancellationToken);
+    Task<IReadOnlyList<ModelStats>> GetModelStatsAsync(string userId, WorkloadFilter filter, CancellationToken cancellationToken);
     /// <summary>Cost per group; <paramref name="groupBy"/> is model, day, feature or team.</summary>
-    Task<IReadOnlyList<CostGroup>> GetCostBreakdownAsync(string userId, string groupBy, CancellationToken cancellationToken);
-    Task<IReadOnlyDictionary<string, double[]>> GetLatenciesByModelAsync(string userId, CancellationToken cancellationToken);
-    Task<IReadOnlyList<(string Model, string Status, long Calls)>> GetErrorCountsAsync(string userId, CancellationToken cancellationToken);
-    Task<IReadOnlyList<RepeatedPrompt>> GetRepeatedPromptsAsync(string userId, CancellationToken cancellationToken);
-    Task<IReadOnlyList<HourlyCost>> GetHourlyCostAsync(string userId, CancellationToken cancellationToken);
+    Task<IReadOnlyList<CostGroup>> GetCostBreakdownAsync(string userId, string groupBy, WorkloadFilter filter, CancellationToken cancellationToken);
+    Task<IReadOnlyDictionary<string, double[]>> GetLatenciesByModelAsync(string userId, WorkloadFilter filter, CancellationToken cancellationToken);
+    Task<IReadOnlyList<(string Model, string Status, long Calls)>> GetErrorCountsAsync(string userId, WorkloadFilter filter, CancellationToken cancellationToken);
+    Task<IReadOnlyList<RepeatedPrompt>> GetRepeatedPromptsAsync(string userId, WorkloadFilter filter, CancellationToken cancellationToken);
+    Task<IReadOnlyList<HourlyCost>> GetHourlyCostAsync(string userId, WorkloadFilter filter, CancellationToken cancellationToken);
 }
 
 /// <summary>What the user's runs used: model tokens and cost, tool calls.</summary>

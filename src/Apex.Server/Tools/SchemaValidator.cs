@@ -4,8 +4,8 @@ namespace Apex.Server.Tools;
 
 /// <summary>
 /// Checks a JSON object (a tool's arguments, an agent's result) against the subset of JSON Schema
-/// the server uses: typed properties, required names, enums and numeric bounds. Returns the first
-/// problem, or null.
+/// the server uses: typed properties (nested objects and array items too), required names, enums, numeric
+/// bounds and the <c>date-time</c> format (an ISO 8601 date or date-time). Returns the first problem, or null.
 /// </summary>
 internal static class SchemaValidator
 {
@@ -53,6 +53,17 @@ internal static class SchemaValidator
         }
         if (property.TryGetProperty("enum", out var allowed) && !allowed.EnumerateArray().Any(a => JsonElement.DeepEquals(a, value)))
             return $"'{name}' must be one of {allowed.GetRawText()}.";
+        if (value.ValueKind == JsonValueKind.Object && property.TryGetProperty("properties", out _) && Validate(property, value) is { } inner)
+            return $"'{name}': {inner}";
+        if (value.ValueKind == JsonValueKind.Array && property.TryGetProperty("items", out var items))
+        {
+            var i = 0;
+            foreach (var item in value.EnumerateArray())
+                if (CheckValue($"{name}[{i++}]", items, item) is { } problem) return problem;
+        }
+        if (value.ValueKind == JsonValueKind.String && property.TryGetProperty("format", out var format) && format.ValueKind == JsonValueKind.String
+            && format.GetString() == "date-time" && !TryParseDateTime(value.GetString()!, out _))
+            return $"'{name}' must be an ISO 8601 date or date-time, such as 2026-11-01 or 2026-11-01T09:00:00Z.";
         if (value.ValueKind == JsonValueKind.Number)
         {
             var number = value.GetDouble();
@@ -60,5 +71,14 @@ internal static class SchemaValidator
             if (property.TryGetProperty("maximum", out var max) && number > max.GetDouble()) return $"'{name}' must be at most {max.GetRawText()}.";
         }
         return null;
+    }
+
+    /// <summary>An ISO 8601 date or date-time; one without an offset is UTC.</summary>
+    public static bool TryParseDateTime(string text, out DateTimeOffset value)
+    {
+        string[] formats = ["yyyy-MM-dd", "yyyy-MM-ddTHH:mm", "yyyy-MM-ddTHH:mm:ss", "yyyy-MM-ddTHH:mm:ss.FFFFFFF", "yyyy-MM-ddTHH:mmzzz", "yyyy-MM-ddTHH:mm:sszzz",
+            "yyyy-MM-ddTHH:mm:ss.FFFFFFFzzz", "yyyy-MM-ddTHH:mmZ", "yyyy-MM-ddTHH:mm:ssZ", "yyyy-MM-ddTHH:mm:ss.FFFFFFFZ"];
+        return DateTimeOffset.TryParseExact(text, formats, System.Globalization.CultureInfo.InvariantCulture,
+            System.Globalization.DateTimeStyles.AssumeUniversal | System.Globalization.DateTimeStyles.AdjustToUniversal, out value);
     }
 }

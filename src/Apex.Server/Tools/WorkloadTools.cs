@@ -7,14 +7,23 @@ using Microsoft.Extensions.Options;
 
 namespace Apex.Server.Tools;
 
-/// <summary>Shared pieces of the workload tools: schemas, rounding, and the monthly projection factor.</summary>
+/// <summary>Shared pieces of the workload tools: schemas, filters, rounding, and the monthly projection factor.</summary>
 internal abstract class WorkloadTool(IWorkloadStore store) : IApexTool
 {
+    /// <summary>The filter arguments every workload tool takes (JSON schema properties, without the braces).</summary>
+    public const string FilterProperties = """
+        "model":{"type":"string","description":"Only calls to this model (exact name, as workload_summary lists it)"},
+        "feature":{"type":"string","description":"Only calls of this feature"},
+        "team":{"type":"string","description":"Only calls of this team"},
+        "from":{"type":"string","format":"date-time","description":"Only calls at or after this time (ISO 8601)"},
+        "to":{"type":"string","format":"date-time","description":"Only calls before this time (ISO 8601)"}
+        """;
+
     protected IWorkloadStore Store { get; } = store;
 
     public abstract string Name { get; }
     public abstract string Description { get; }
-    public virtual JsonElement ParametersSchema { get; } = Schema("""{"type":"object","properties":{},"additionalProperties":false}""");
+    public virtual JsonElement ParametersSchema { get; } = Schema($$"""{"type":"object","properties":{{{FilterProperties}}},"additionalProperties":false}""");
     public virtual string RequiredTier => Tiers.Free;
 
     public abstract Task<JsonElement> InvokeAsync(UserExecutionContext context, JsonElement arguments, CancellationToken cancellationToken);
@@ -25,12 +34,27 @@ internal abstract class WorkloadTool(IWorkloadStore store) : IApexTool
 
     protected static double Usd(double value) => Math.Round(value, 2);
 
-    /// <summary>Days the data covers (at least one), to scale observed cost to a 30-day month.</summary>
-    protected async Task<double> DaysCoveredAsync(string userId, CancellationToken cancellationToken)
+    /// <summary>
+    /// Days the data covers (at least one), to scale observed cost to a 30-day month: the span of all the user's calls,
+    /// or of those in the filter's time window (a feature's monthly cost is over the same period as everyone's).
+    /// </summary>
+    protected async Task<double> DaysCoveredAsync(string userId, WorkloadFilter filter, CancellationToken cancellationToken)
     {
-        var summary = await Store.GetWorkloadSummaryAsync(userId, cancellationToken);
+        var summary = await Store.GetWorkloadSummaryAsync(userId, filter.Window, cancellationToken);
         return summary.First is { } first && summary.Last is { } last ? Math.Max(1, (last - first).TotalDays) : 1;
     }
+
+    /// <summary>The filter arguments; the dispatcher has already checked their types and formats against the schema.</summary>
+    public static WorkloadFilter Filter(JsonElement arguments) => new(
+        Text(arguments, "model"), Text(arguments, "feature"), Text(arguments, "team"), Time(arguments, "from"), Time(arguments, "to"));
+
+    private static string? Text(JsonElement arguments, string name) =>
+        arguments.ValueKind == JsonValueKind.Object && arguments.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null;
+
+    private static DateTimeOffset? Time(JsonElement arguments, string name) =>
+        Text(arguments, name) is not { } text ? null
+        : SchemaValidator.TryParseDateTime(text, out var time) ? time
+        : throw new ToolException($"'{name}' must be an ISO 8601 date or date-time.");
 
     protected static double Percentile(double[] sorted, double p) =>
         sorted.Length == 0 ? 0 : sorted[Math.Clamp((int)Math.Ceiling(p / 100 * sorted.Length) - 1, 0, sorted.Length - 1)];
@@ -40,14 +64,15 @@ internal sealed class CostBreakdownTool(IWorkloadStore store) : WorkloadTool(sto
 {
     public override string Name => "cost_breakdown";
     public override string Description => "Cost of the user's LLM calls grouped by model, day, feature or team, with each group's share of the total.";
-    public override JsonElement ParametersSchema { get; } = Schema("""{"type":"object","properties":{"group_by":{"type":"string","enum":["model","day","feature","team"]}},"additionalProperties":false}""");
+    public override JsonElement ParametersSchema { get; } = Schema($$"""{"type":"object","properties":{"group_by":{"type":"string","enum":["model","day","feature","team"]},{{FilterProperties}}},"additionalProperties":false}""");
 
     public override async Task<JsonElement> InvokeAsync(UserExecutionContext context, JsonElement arguments, CancellationToken cancellationToken)
     {
         var groupBy = arguments.TryGetProperty("group_by", out var g) ? g.GetString()! : "model";
-        var groups = await Store.GetCostBreakdownAsync(context.UserId, groupBy, cancellationToken);
+        var filter = Filter(arguments);
+        var groups = await Store.GetCostBreakdownAsync(context.UserId, groupBy, filter, cancellationToken);
         var total = groups.Sum(x => x.Cost);
-        var days = await DaysCoveredAsync(context.UserId, cancellationToken);
+        var days = await DaysCoveredAsync(context.UserId, filter, cancellationToken);
         return Result(new CostBreakdownResult(groupBy, Usd(total), Usd(total * 30 / days),
             [.. groups.Select(x => new CostGroupFigure(x.Key, x.Calls, Usd(x.Cost), total == 0 ? 0 : Math.Round(x.Cost / total, 4)))]),
             ApexJsonContext.Default.CostBreakdownResult);
@@ -61,7 +86,7 @@ internal sealed class LatencyProfileTool(IWorkloadStore store) : WorkloadTool(st
 
     public override async Task<JsonElement> InvokeAsync(UserExecutionContext context, JsonElement arguments, CancellationToken cancellationToken)
     {
-        var byModel = await Store.GetLatenciesByModelAsync(context.UserId, cancellationToken);
+        var byModel = await Store.GetLatenciesByModelAsync(context.UserId, Filter(arguments), cancellationToken);
         var all = byModel.Values.SelectMany(v => v).Order().ToArray();
         return Result(new LatencyProfileResult(Profile(all),
             [.. byModel.OrderByDescending(m => Percentile(m.Value, 95)).Select(m => ForModel(m.Key, Profile(m.Value)))]),
@@ -81,8 +106,9 @@ internal sealed class ErrorAnalysisTool(IWorkloadStore store) : WorkloadTool(sto
 
     public override async Task<JsonElement> InvokeAsync(UserExecutionContext context, JsonElement arguments, CancellationToken cancellationToken)
     {
-        var models = await Store.GetModelStatsAsync(context.UserId, cancellationToken);
-        var statuses = await Store.GetErrorCountsAsync(context.UserId, cancellationToken);
+        var filter = Filter(arguments);
+        var models = await Store.GetModelStatsAsync(context.UserId, filter, cancellationToken);
+        var statuses = await Store.GetErrorCountsAsync(context.UserId, filter, cancellationToken);
         var calls = models.Sum(m => m.Calls);
         var errors = models.Sum(m => m.Errors);
         return Result(new ErrorAnalysisResult(calls, errors, calls == 0 ? 0 : Math.Round((double)errors / calls, 4),
@@ -99,12 +125,13 @@ internal sealed class RepeatedPromptsTool(IWorkloadStore store) : WorkloadTool(s
 
     public override async Task<JsonElement> InvokeAsync(UserExecutionContext context, JsonElement arguments, CancellationToken cancellationToken)
     {
-        var repeated = await Store.GetRepeatedPromptsAsync(context.UserId, cancellationToken);
-        var okCalls = (await Store.GetModelStatsAsync(context.UserId, cancellationToken)).Sum(m => m.Calls - m.Errors);
+        var filter = Filter(arguments);
+        var repeated = await Store.GetRepeatedPromptsAsync(context.UserId, filter, cancellationToken);
+        var okCalls = (await Store.GetModelStatsAsync(context.UserId, filter, cancellationToken)).Sum(m => m.Calls - m.Errors);
         var repeatCalls = repeated.Sum(r => r.Calls - 1);
         // A cache would keep one call per prompt; every other call's cost is what it saves.
         var repeatCost = repeated.Sum(r => r.Cost - r.FirstCallCost);
-        var days = await DaysCoveredAsync(context.UserId, cancellationToken);
+        var days = await DaysCoveredAsync(context.UserId, filter, cancellationToken);
         return Result(new RepeatedPromptsResult(repeated.Count, repeatCalls, okCalls == 0 ? 0 : Math.Round((double)repeatCalls / okCalls, 4), Usd(repeatCost),
             Usd(repeatCost * 30 / days), [.. repeated.Take(5).Select(r => new RepeatedPromptFigure(r.PromptHash, r.Model, r.Calls, Usd(r.Cost)))]),
             ApexJsonContext.Default.RepeatedPromptsResult);
@@ -118,8 +145,9 @@ internal sealed class TokenEfficiencyTool(IWorkloadStore store, IOptions<Workloa
 
     public override async Task<JsonElement> InvokeAsync(UserExecutionContext context, JsonElement arguments, CancellationToken cancellationToken)
     {
-        var models = await Store.GetModelStatsAsync(context.UserId, cancellationToken);
-        var days = await DaysCoveredAsync(context.UserId, cancellationToken);
+        var filter = Filter(arguments);
+        var models = await Store.GetModelStatsAsync(context.UserId, filter, cancellationToken);
+        var days = await DaysCoveredAsync(context.UserId, filter, cancellationToken);
         var rows = models.Select(m =>
         {
             var inputCost = options.Value.CostOf(m.Model, m.PromptTokens, 0);
@@ -133,10 +161,12 @@ internal sealed class TokenEfficiencyTool(IWorkloadStore store, IOptions<Workloa
 internal sealed class RoutingWhatIfTool(IWorkloadStore store, IOptions<WorkloadOptions> options) : WorkloadTool(store)
 {
     public override string Name => "routing_what_if";
-    public override string Description => "Projects cost and latency if a share of one model's traffic moved to another model, priced from the price table (or the target's observed cost per token).";
+    public override string Description => "Projects cost and latency if a share of one model's traffic (optionally of one feature or team, in a time window) moved to another model, " +
+        "priced from the price table (or the target's observed cost per token).";
     public override string RequiredTier => Tiers.Pro;
-    public override JsonElement ParametersSchema { get; } = Schema("""
-        {"type":"object","properties":{"from_model":{"type":"string"},"to_model":{"type":"string"},"share":{"type":"number","minimum":0,"maximum":1}},
+    public override JsonElement ParametersSchema { get; } = Schema($$"""
+        {"type":"object","properties":{"from_model":{"type":"string"},"to_model":{"type":"string"},"share":{"type":"number","minimum":0,"maximum":1},
+          {{FilterProperties[FilterProperties.IndexOf("\"feature\"", StringComparison.Ordinal)..]}}},
          "required":["from_model","to_model"],"additionalProperties":false}
         """);
 
@@ -145,7 +175,9 @@ internal sealed class RoutingWhatIfTool(IWorkloadStore store, IOptions<WorkloadO
         var fromName = arguments.GetProperty("from_model").GetString()!;
         var toName = arguments.GetProperty("to_model").GetString()!;
         var share = arguments.TryGetProperty("share", out var s) ? s.GetDouble() : 0.5;
-        var models = await Store.GetModelStatsAsync(context.UserId, cancellationToken);
+        // The traffic moved is from_model's within the filter; the target's observed price and latency are over the same calls' scope.
+        var filter = Filter(arguments) with { Model = null };
+        var models = await Store.GetModelStatsAsync(context.UserId, filter, cancellationToken);
         var from = models.FirstOrDefault(m => m.Model == fromName) ?? throw new ToolException($"No calls to '{fromName}' in the data. Models: {string.Join(", ", models.Select(m => m.Model))}.");
         var to = models.FirstOrDefault(m => m.Model == toName);
         var movedPrompt = from.PromptTokens * share;
@@ -155,7 +187,7 @@ internal sealed class RoutingWhatIfTool(IWorkloadStore store, IOptions<WorkloadO
         else if (to is { } observed && observed.PromptTokens + observed.CompletionTokens > 0) projected = observed.Cost / (observed.PromptTokens + observed.CompletionTokens) * (movedPrompt + movedCompletion);
         else throw new ToolException($"'{toName}' has no price in the price table and no calls in the data to price it from.");
         var current = from.Cost * share;
-        var days = await DaysCoveredAsync(context.UserId, cancellationToken);
+        var days = await DaysCoveredAsync(context.UserId, filter, cancellationToken);
         var latencyAfter = to is null ? (double?)null : Math.Round((1 - share) * from.AvgLatencyMs + share * to.AvgLatencyMs, 1);
         return Result(new RoutingWhatIfResult(fromName, toName, share, (long)Math.Round(from.Calls * share), Usd(current), Usd(projected), Usd(current - projected),
             Usd((current - projected) * 30 / days), Math.Round(from.AvgLatencyMs, 1), latencyAfter), ApexJsonContext.Default.RoutingWhatIfResult);
@@ -170,7 +202,7 @@ internal sealed class AnomaliesTool(IWorkloadStore store) : WorkloadTool(store)
 
     public override async Task<JsonElement> InvokeAsync(UserExecutionContext context, JsonElement arguments, CancellationToken cancellationToken)
     {
-        var hours = await Store.GetHourlyCostAsync(context.UserId, cancellationToken);
+        var hours = await Store.GetHourlyCostAsync(context.UserId, Filter(arguments), cancellationToken);
         var mean = hours.Count == 0 ? 0 : hours.Average(h => h.Cost);
         var std = hours.Count < 2 ? 0 : Math.Sqrt(hours.Sum(h => (h.Cost - mean) * (h.Cost - mean)) / (hours.Count - 1));
         var anomalies = std == 0 ? [] : hours.Where(h => (h.Cost - mean) / std > 3).OrderByDescending(h => h.Cost).Take(10).ToList();

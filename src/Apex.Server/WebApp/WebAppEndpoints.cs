@@ -36,9 +36,9 @@ internal static class WebAppEndpoints
     /// <summary>Cost by model and by day, latency p50/p95 by model: what the data page draws.</summary>
     private static async Task<Ok<WorkloadChartsDto>> Charts(CurrentUser user, IWorkloadStore store, CancellationToken cancellationToken)
     {
-        var byModel = await store.GetCostBreakdownAsync(user.Id, "model", cancellationToken);
-        var byDay = await store.GetCostBreakdownAsync(user.Id, "day", cancellationToken);
-        var latencies = await store.GetLatenciesByModelAsync(user.Id, cancellationToken);
+        var byModel = await store.GetCostBreakdownAsync(user.Id, "model", WorkloadFilter.None, cancellationToken);
+        var byDay = await store.GetCostBreakdownAsync(user.Id, "day", WorkloadFilter.None, cancellationToken);
+        var latencies = await store.GetLatenciesByModelAsync(user.Id, WorkloadFilter.None, cancellationToken);
         return TypedResults.Ok(new WorkloadChartsDto(
             [.. byModel.OrderByDescending(g => g.Cost).Select(g => new CostPointDto(g.Key, g.Calls, Math.Round(g.Cost, 4)))],
             [.. byDay.OrderBy(g => g.Key, StringComparer.Ordinal).Select(g => new CostPointDto(g.Key, g.Calls, Math.Round(g.Cost, 4)))],

@@ -56,7 +56,7 @@ internal static class WorkloadEndpoints
 
     private static async Task<Ok<WorkloadSummaryDto>> Summary(CurrentUser user, IWorkloadStore store, CancellationToken cancellationToken)
     {
-        var s = await store.GetWorkloadSummaryAsync(user.Id, cancellationToken);
+        var s = await store.GetWorkloadSummaryAsync(user.Id, WorkloadFilter.None, cancellationToken);
         return TypedResults.Ok(new WorkloadSummaryDto(s.Calls, s.Errors, s.PromptTokens, s.CompletionTokens, Math.Round(s.Cost, 2), s.First, s.Last, s.Models));
     }
 
