@@ -6,15 +6,20 @@ namespace Apex.Server.Events;
 /// <summary>
 /// The run's event writer: stamps the envelope, appends to the event log (which publishes), and
 /// remembers what is open, so that whatever way the run ends, every started agent and tool call
-/// is closed before the one terminal event.
+/// is closed before the one terminal event. When one of the run's own appends fails for good (the log already retried
+/// and split its batch), the run ends at once, honestly, with <c>run_failed</c> reason <c>storage_error</c>, and
+/// <paramref name="storageFailed"/> stops the run's work; nothing the run writes after that is stored.
 /// </summary>
-internal sealed class RunEvents(string userId, string threadId, string runId, EventLog log)
+internal sealed class RunEvents(string userId, string threadId, string runId, EventLog log, Action? storageFailed = null)
 {
+    public const string StorageError = "storage_error";
+
     private readonly Lock _gate = new();
     private readonly List<(string CallId, string Tool, string Agent, long StartedTicks)> _openTools = [];
     private readonly List<(string Agent, long StartedTicks)> _openAgents = [];
     private readonly List<Task> _inFlight = [];
     private bool _terminated;
+    private Task _termination = Task.CompletedTask;
 
     public bool Terminated { get { lock (_gate) return _terminated; } }
 
@@ -62,15 +67,18 @@ internal sealed class RunEvents(string userId, string threadId, string runId, Ev
 
     public Task CancelledAsync(string reason) => TerminateAsync(new RunCancelled(new RunCancelledData(reason)), "cancelled");
 
-    /// <summary>Closes every open tool call and agent with an honest status, newest first, then writes the terminal event.</summary>
-    private async Task TerminateAsync(ApexEvent terminal, string openStatus)
+    /// <summary>
+    /// Closes every open tool call and agent with an honest status, newest first, then writes the terminal event. A second
+    /// call (the run's own end after a storage failure ended it) waits for the first one's terminal event.
+    /// </summary>
+    private Task TerminateAsync(ApexEvent terminal, string openStatus)
     {
         List<(string CallId, string Tool, string Agent, long StartedTicks)> tools;
         List<(string Agent, long StartedTicks)> agents;
         Task[] inFlight;
         lock (_gate)
         {
-            if (_terminated) return;
+            if (_terminated) return _termination;
             _terminated = true;
             tools = [.. _openTools];
             agents = [.. _openAgents];
@@ -78,7 +86,15 @@ internal sealed class RunEvents(string userId, string threadId, string runId, Ev
             _openAgents.Clear();
             inFlight = [.. _inFlight];
             _inFlight.Clear();
+            _termination = WriteTerminationAsync(terminal, openStatus, tools, agents, inFlight);
+            return _termination;
         }
+    }
+
+    private async Task WriteTerminationAsync(ApexEvent terminal, string openStatus, List<(string CallId, string Tool, string Agent, long StartedTicks)> tools,
+        List<(string Agent, long StartedTicks)> agents, Task[] inFlight)
+    {
+        await Task.Yield(); // not under the gate
         // Everything the run wrote is committed before its terminal event. If an append failed, the run still gets its
         // terminal event (or, if the store is down, is ended at the next start or by another node when its lease expires).
         try
@@ -87,7 +103,7 @@ internal sealed class RunEvents(string userId, string threadId, string runId, Ev
         }
         catch (Exception ex) when (terminal is not RunFailed)
         {
-            terminal = new RunFailed(new RunFailedData("error", $"Storing the run's events failed: {ex.Message}"));
+            terminal = new RunFailed(new RunFailedData(StorageError, $"Storing the run's events failed: {ex.Message}"));
         }
         catch (Exception)
         {
@@ -115,8 +131,19 @@ internal sealed class RunEvents(string userId, string threadId, string runId, Ev
             var append = log.AppendAsync(stamped, CancellationToken.None);
             if (_inFlight.Count > 64) _inFlight.RemoveAll(t => t.IsCompletedSuccessfully);
             _inFlight.Add(append);
+            append.ContinueWith(static (task, state) => ((RunEvents)state!).OnAppendFailed(task.Exception!.GetBaseException()), this,
+                CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         }
         return Task.CompletedTask;
+    }
+
+    /// <summary>One of the run's own appends failed for good: the run ends now, not after its lease runs out.</summary>
+    private void OnAppendFailed(Exception exception)
+    {
+        var ending = TerminateAsync(new RunFailed(new RunFailedData(StorageError, $"Storing the run's events failed: {exception.Message}")), "error");
+        storageFailed?.Invoke();
+        // Observed here; the run's own end awaits the same task and sees its outcome.
+        ending.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
     private static double Elapsed(long startedTicks) => Math.Round(System.Diagnostics.Stopwatch.GetElapsedTime(startedTicks).TotalMilliseconds, 3);

@@ -19,6 +19,18 @@ internal abstract class Database : IAsyncDisposable
     /// <summary><c>FOR UPDATE SKIP LOCKED</c> where the provider has it.</summary>
     public abstract string SkipLocked { get; }
 
+    /// <summary>
+    /// The locking clause that takes a selected row's write lock (<c>FOR NO KEY UPDATE</c>, optionally <c>SKIP LOCKED</c>) where
+    /// rows have locks; empty where the database has a single writer. With <c>ORDER BY id</c> it takes the locks in id order.
+    /// </summary>
+    public virtual string LockRows(bool skipLocked) => "";
+
+    /// <summary>The SQL for "<paramref name="column"/> is one of the list in <paramref name="parameter"/>" (a list bound with <see cref="ListValue"/>).</summary>
+    public abstract string InList(string column, string parameter);
+
+    /// <summary>A list of strings as one parameter value for <see cref="InList"/>.</summary>
+    public abstract object ListValue(IReadOnlyCollection<string> values);
+
     public abstract ValueTask<DbConnection> OpenAsync(CancellationToken cancellationToken);
 
     /// <summary>Runs <paramref name="work"/> in one write transaction and commits it.</summary>
