@@ -6,6 +6,10 @@ namespace Apex.Server.Storage;
 /// A database the store runs on: how to open connections, how writes are serialized, and the
 /// few SQL spellings that differ between providers. The store's SQL is otherwise shared.
 /// </summary>
+/// <remarks>
+/// Global lock order for every write transaction, on every provider: run rows before thread rows, each table's rows by
+/// ascending id (see <see cref="PostgresDatabase"/>, where row locks make it matter, and <see cref="EventAppender"/>).
+/// </remarks>
 internal abstract class Database : IAsyncDisposable
 {
     public abstract string Provider { get; }
