@@ -159,7 +159,14 @@ internal sealed class RunEvents(string userId, string threadId, string runId, Ev
     private void OnAppendFailed(Exception exception)
     {
         var ending = TerminateAsync(new RunFailed(new RunFailedData(StorageError, $"Storing the run's events failed: {exception.Message}")), "error");
-        storageFailed?.Invoke();
+        try
+        {
+            storageFailed?.Invoke();
+        }
+        catch (ObjectDisposedException)
+        {
+            // the run's work had already ended
+        }
         // Observed here; the run's own end awaits the same task and sees its outcome.
         ending.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
