@@ -15,7 +15,7 @@ until grep -q "warm-up runs, then" "$out/load.txt" 2>/dev/null; do
   kill -0 "$load" 2>/dev/null || { cat "$out/load.txt" >&2; exit 1; }
   sleep 0.5
 done
-pid=$(sed -n 's/.*server pid \([0-9]*\);.*/\1/p' "$out/load.txt")
+pid=$(sed -n 's/.*server pids \([0-9]*\).*/\1/p' "$out/load.txt")
 sleep 3 # past the warm-up runs
 perf record -e cpu-clock -F 499 -g -p "$pid" -o "$out/perf.data" -- sleep "$seconds" 2>"$out/perf-record.txt"
 wait "$load" || true

@@ -7,6 +7,7 @@
 #   APEX_BENCH_PG_STATS=1    load pg_stat_statements in the cluster and print the statements per run at the end
 #   APEX_BENCH_SERVER_ENV="K=V K=V"  extra environment for the server (e.g. DOTNET_PerfMapEnabled=1)
 #   APEX_BENCH_HOLD=1        after the load, wait for Enter before stopping (to attach a profiler)
+#   APEX_BENCH_NODES=3       (postgres) start that many identical nodes on one database; users are spread over them
 set -euo pipefail
 cd "$(dirname "$0")/.."
 provider=${1:-sqlite}; users=${2:-50}; runs=${3:-3000}; warmup=${4:-100}
@@ -14,14 +15,17 @@ case "$provider" in sqlite|postgres) ;; *) echo "usage: $0 [sqlite|postgres] [us
 out=${APEX_BENCH_OUT:-$(mktemp -d /tmp/apex-sse.XXXXXX)}
 mkdir -p "$out"
 port=5098
+nodes=${APEX_BENCH_NODES:-1}
+[ "$provider" = postgres ] || nodes=1
 dir=$(mktemp -d)
 server=""
+servers=()
 
 cleanup() {
-  if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
+  for pid in "${servers[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
   if [ "$provider" = postgres ]; then
     [ -n "${APEX_PG_DIR:-}" ] && cp "$APEX_PG_DIR/log" "$out/postgres.log" 2>/dev/null || true
-    apex_pg_stop
+    if declare -f apex_pg_stop >/dev/null; then apex_pg_stop; fi
   fi
   rm -rf "$dir"
 }
@@ -49,29 +53,35 @@ else
   storage=(Apex__Storage__Provider=sqlite "Apex__Storage__ConnectionString=$dir/apex.db")
 fi
 
-# shellcheck disable=SC2086 # APEX_BENCH_SERVER_ENV is a list of K=V words.
-env "${storage[@]}" \
-  Apex__Limits__MaxConnectionsPerUser=1000 \
-  Apex__Limits__MaxActiveRunsPerUser=8 \
-  Apex__Limits__AuthRequestsPerMinutePerAddress=100000 \
-  Apex__Limits__MessagesPerMinutePerUser=100000 \
-  Logging__LogLevel__Default=Warning \
-  ${APEX_BENCH_SERVER_ENV:-} \
-  dotnet src/Apex.Server/bin/Release/net10.0/Apex.Server.dll --urls "http://127.0.0.1:$port" >"$out/server.log" 2>&1 &
-server=$!
-until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; do
-  kill -0 "$server" 2>/dev/null || { echo "the server exited:" >&2; tail -n 30 "$out/server.log" >&2; exit 1; }
-  sleep 0.2
+urls=""; pids=""
+for n in $(seq 0 $((nodes - 1))); do
+  log="$out/server.log"; [ "$n" -gt 0 ] && log="$out/server$n.log"
+  # shellcheck disable=SC2086 # APEX_BENCH_SERVER_ENV is a list of K=V words.
+  env "${storage[@]}" \
+    Apex__Limits__MaxConnectionsPerUser=1000 \
+    Apex__Limits__MaxActiveRunsPerUser=8 \
+    Apex__Limits__AuthRequestsPerMinutePerAddress=100000 \
+    Apex__Limits__MessagesPerMinutePerUser=100000 \
+    Logging__LogLevel__Default=Warning \
+    ${APEX_BENCH_SERVER_ENV:-} \
+    dotnet src/Apex.Server/bin/Release/net10.0/Apex.Server.dll --urls "http://127.0.0.1:$((port + n))" >"$log" 2>&1 &
+  servers+=($!)
+  until curl -sf "http://127.0.0.1:$((port + n))/readyz" >/dev/null; do
+    kill -0 "${servers[$n]}" 2>/dev/null || { echo "the server exited:" >&2; tail -n 30 "$log" >&2; exit 1; }
+    sleep 0.2
+  done
+  urls="$urls${urls:+,}http://127.0.0.1:$((port + n))/"; pids="$pids${pids:+,}${servers[$n]}"
 done
+server=${servers[0]}
 [ "${APEX_BENCH_PG_STATS:-0}" = 1 ] && "${psql[@]}" -c "SELECT pg_stat_statements_reset()" >/dev/null
 
-echo "$provider, $users users, $runs runs after $warmup warm-up runs; server pid $server; logs in $out"
+echo "$provider, $nodes node(s), $users users, $runs runs after $warmup warm-up runs; server pids $pids; logs in $out"
 status=0
-dotnet bench/Apex.Bench/bin/Release/net10.0/Apex.Bench.dll sse --url "http://127.0.0.1:$port/" \
-  --users "$users" --runs "$runs" --warmup "$warmup" --pid "$server" --seconds 1800 || status=$?
-echo "server CPU seconds in all (registrations and start-up included): $(ps -o times= -p "$server")"
-echo "deadlocks (40P01) in the server log: $(grep -c 40P01 "$out/server.log" || true)"
-echo "server log lines with node_lost: $(grep -c node_lost "$out/server.log" || true)"
+dotnet bench/Apex.Bench/bin/Release/net10.0/Apex.Bench.dll sse --url "$urls" \
+  --users "$users" --runs "$runs" --warmup "$warmup" --pid "$pids" --seconds 1800 || status=$?
+echo "server CPU seconds in all (registrations and start-up included): $(ps -o times= -p "$pids" | xargs)"
+echo "deadlocks (40P01) in the server log(s): $(cat "$out"/server*.log | grep -c 40P01 || true)"
+echo "server log lines with node_lost: $(cat "$out"/server*.log | grep -c node_lost || true)"
 if [ "$provider" = postgres ]; then
   echo "deadlocks in the PostgreSQL log: $(grep -c 'deadlock detected' "$APEX_PG_DIR/log" || true)"
   if [ "${APEX_BENCH_PG_STATS:-0}" = 1 ]; then

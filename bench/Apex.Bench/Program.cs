@@ -6,7 +6,7 @@ namespace Apex.Bench;
 /// <summary>
 /// <c>Apex.Bench micro [BenchmarkDotNet args]</c>: the micro-benchmarks.
 /// <c>Apex.Bench load --url U --users V --messages M [--idle N] [--pid P] [--seconds S]</c>: the load generator.
-/// <c>Apex.Bench sse --url U --users V --runs R [--warmup W] [--pid P] [--seconds S]</c>: the HTTP + SSE load generator.
+/// <c>Apex.Bench sse --url U[,U2,…] --users V --runs R [--warmup W] [--pid P[,P2,…]] [--seconds S]</c>: the HTTP + SSE load generator (several URLs: one cluster).
 /// </summary>
 internal static class BenchProgram
 {
@@ -21,8 +21,11 @@ internal static class BenchProgram
 
         if (args.Length > 0 && args[0] == "sse")
         {
-            var options = new SseLoadOptions(new Uri(Arg("--url", "http://127.0.0.1:5080/")), Int("--users", 50), Int("--runs", 3000), Int("--warmup", 100),
-                TimeSpan.FromSeconds(Int("--seconds", 900)), TimeSpan.FromSeconds(Int("--run-seconds", 60)), args.Contains("--pid") ? Int("--pid", 0) : null);
+            // --url and --pid take a comma-separated list for several nodes of one cluster.
+            var urls = Arg("--url", "http://127.0.0.1:5080/").Split(',').Select(u => new Uri(u)).ToArray();
+            var pids = Arg("--pid", "").Split(',', StringSplitOptions.RemoveEmptyEntries).Select(p => int.Parse(p, CultureInfo.InvariantCulture)).ToArray();
+            var options = new SseLoadOptions(urls[0], Int("--users", 50), Int("--runs", 3000), Int("--warmup", 100),
+                TimeSpan.FromSeconds(Int("--seconds", 900)), TimeSpan.FromSeconds(Int("--run-seconds", 60)), pids.Length > 0 ? pids[0] : null, urls[1..], pids.Length > 1 ? pids[1..] : null);
             var report = await SseLoadGenerator.RunAsync(options, Console.Out);
             Console.WriteLine(report);
             return report.Lost + report.Duplicated + report.Foreign + report.NotCompleted + report.Errors == 0 && !report.TimedOut ? 0 : 1;

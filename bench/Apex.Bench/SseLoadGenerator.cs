@@ -5,7 +5,10 @@ using Apex.Client;
 
 namespace Apex.Bench;
 
-public sealed record SseLoadOptions(Uri Server, int Users, int Runs, int Warmup, TimeSpan TimeLimit, TimeSpan RunTimeLimit, int? ServerPid = null);
+// OtherServers: more nodes of the same cluster; user i talks to node i mod n (its runs may execute on any node).
+// OtherServerPids: their processes, whose CPU is added to the first one's.
+public sealed record SseLoadOptions(Uri Server, int Users, int Runs, int Warmup, TimeSpan TimeLimit, TimeSpan RunTimeLimit, int? ServerPid = null,
+    IReadOnlyList<Uri>? OtherServers = null, IReadOnlyList<int>? OtherServerPids = null);
 
 public sealed record SseLoadReport(int Users, int Runs, int Warmup, int Completed, int NotCompleted, int Errors, double Seconds, double RunsPerSecond,
     long Events, double EventsPerSecond, Percentiles TimeToFirstEventMs, Percentiles TimeToTerminalMs, long Lost, long Duplicated, long Foreign,
@@ -54,12 +57,13 @@ public static class SseLoadGenerator
         limit.CancelAfter(options.TimeLimit);
         var ct = limit.Token;
 
-        var clients = await Task.WhenAll(Enumerable.Range(0, options.Users).Select(async _ =>
+        Uri[] servers = [options.Server, .. options.OtherServers ?? []];
+        var clients = await Task.WhenAll(Enumerable.Range(0, options.Users).Select(async i =>
         {
             // No drain of an abandoned SSE response: the connection closes at once, so the server
             // drops its follower at once instead of feeding it for the default two seconds.
             var handler = new SocketsHttpHandler { ResponseDrainTimeout = TimeSpan.Zero, PooledConnectionLifetime = Timeout.InfiniteTimeSpan };
-            var client = new ApexClient(new HttpClient(handler) { BaseAddress = options.Server, Timeout = Timeout.InfiniteTimeSpan });
+            var client = new ApexClient(new HttpClient(handler) { BaseAddress = servers[i % servers.Length], Timeout = Timeout.InfiniteTimeSpan });
             await client.RegisterAsync($"sse-{Guid.NewGuid():N}@example.com", Password, ct);
             return client;
         }));
@@ -82,14 +86,14 @@ public static class SseLoadGenerator
             if (Interlocked.Increment(ref finished) == options.Warmup)
             {
                 measureStart = Stopwatch.GetTimestamp();
-                cpuStart = CpuSeconds(options.ServerPid);
+                cpuStart = CpuSeconds(options);
                 measuring.TrySetResult();
             }
         }
         if (options.Warmup == 0)
         {
             measureStart = Stopwatch.GetTimestamp();
-            cpuStart = CpuSeconds(options.ServerPid);
+            cpuStart = CpuSeconds(options);
             measuring.TrySetResult();
         }
 
@@ -158,7 +162,7 @@ public static class SseLoadGenerator
             timedOut = true;
         }
         var measureEnd = Stopwatch.GetTimestamp();
-        var cpuEnd = CpuSeconds(options.ServerPid);
+        var cpuEnd = CpuSeconds(options);
         var rssEnd = Rss(options.ServerPid);
         await sampler.CancelAsync();
         await sampling;
@@ -205,6 +209,9 @@ public static class SseLoadGenerator
         }
         throw new IOException("The event stream ended before the run's terminal event.");
     }
+
+    private static double? CpuSeconds(SseLoadOptions options) =>
+        CpuSeconds(options.ServerPid) is { } first ? first + (options.OtherServerPids ?? []).Sum(pid => CpuSeconds(pid) ?? 0) : null;
 
     /// <summary>utime + stime of a process from <c>/proc/&lt;pid&gt;/stat</c>, in seconds (USER_HZ is 100 on Linux).</summary>
     private static double? CpuSeconds(int? pid)

@@ -37,22 +37,39 @@ internal sealed partial class EventLog(IEventStore store, EventBus bus, IdGenera
         {
             batch.Clear();
             while (batch.Count < MaxBatch && _queue.Reader.TryRead(out var item)) batch.Add(item);
-            try
+            await StoreAsync(batch, split: false);
+        }
+    }
+
+    /// <summary>
+    /// Stores a batch in one transaction (the store retries deadlocks itself); a batch that still fails is split in halves
+    /// and each half stored on its own, so that one append that cannot be stored fails only itself, not the others with it.
+    /// </summary>
+    private async Task StoreAsync(List<PendingAppend> batch, bool split)
+    {
+        try
+        {
+            var stored = await store.AppendEventsAsync(batch.ConvertAll(p => p.Append), CancellationToken.None);
+            var byId = stored.ToDictionary(e => e.EventId!);
+            foreach (var pending in batch)
             {
-                var stored = await store.AppendEventsAsync(batch.ConvertAll(p => p.Append), CancellationToken.None);
-                var byId = stored.ToDictionary(e => e.EventId!);
-                foreach (var pending in batch)
-                {
-                    var result = byId.GetValueOrDefault(pending.Append.Event.EventId!);
-                    if (result is not null) bus.Publish(result);
-                    pending.Completion.TrySetResult(result);
-                }
+                var result = byId.GetValueOrDefault(pending.Append.Event.EventId!);
+                if (result is not null) bus.Publish(result);
+                pending.Completion.TrySetResult(result);
             }
-            catch (Exception ex)
-            {
-                LogAppendFailed(logger, ex, batch.Count);
-                foreach (var pending in batch) pending.Completion.TrySetException(ex);
-            }
+        }
+        catch (Exception ex) when (batch.Count > 1)
+        {
+            if (!split) LogBatchSplit(logger, ex, batch.Count);
+            // Halves in order: a thread's events keep their order across the split.
+            var half = batch.Count / 2;
+            await StoreAsync(batch[..half], split: true);
+            await StoreAsync(batch[half..], split: true);
+        }
+        catch (Exception ex)
+        {
+            LogAppendFailed(logger, ex, batch[0].Append.Event.Type, batch[0].Append.Event.RunId);
+            batch[0].Completion.TrySetException(ex);
         }
     }
 
@@ -67,6 +84,9 @@ internal sealed partial class EventLog(IEventStore store, EventBus bus, IdGenera
         public TaskCompletionSource<ApexEvent?> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 
-    [LoggerMessage(Level = LogLevel.Error, Message = "Appending a batch of {Count} events failed")]
-    private static partial void LogAppendFailed(ILogger logger, Exception exception, int count);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Appending a batch of {Count} events failed; storing it in halves")]
+    private static partial void LogBatchSplit(ILogger logger, Exception exception, int count);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Appending a {Type} event of run {RunId} failed")]
+    private static partial void LogAppendFailed(ILogger logger, Exception exception, string type, string? runId);
 }

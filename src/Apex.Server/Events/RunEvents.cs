@@ -6,53 +6,64 @@ namespace Apex.Server.Events;
 /// <summary>
 /// The run's event writer: stamps the envelope, appends to the event log (which publishes), and
 /// remembers what is open, so that whatever way the run ends, every started agent and tool call
-/// is closed before the one terminal event.
+/// is closed before the one terminal event. When one of the run's own appends fails for good (the log already retried
+/// and split its batch), the run ends at once, honestly, with <c>run_failed</c> reason <c>storage_error</c>, and
+/// <paramref name="storageFailed"/> stops the run's work; nothing the run writes after that is stored.
 /// </summary>
-internal sealed class RunEvents(string userId, string threadId, string runId, EventLog log)
+internal sealed class RunEvents(string userId, string threadId, string runId, EventLog log, Action? storageFailed = null)
 {
+    public const string StorageError = "storage_error";
+
     private readonly Lock _gate = new();
     private readonly List<(string CallId, string Tool, string Agent, long StartedTicks)> _openTools = [];
     private readonly List<(string Agent, long StartedTicks)> _openAgents = [];
-    private readonly List<Task> _inFlight = [];
+    private readonly List<(Task Append, Action? Reopen)> _inFlight = [];
     private bool _terminated;
+    private Task _termination = Task.CompletedTask;
 
     public bool Terminated { get { lock (_gate) return _terminated; } }
 
     public Task RunStartedAsync(string nodeId) => AppendAsync(new RunStarted(new RunStartedData(nodeId)), null);
 
-    public Task AgentStartedAsync(string agent, int depth, string? parent)
-    {
-        lock (_gate) _openAgents.Add((agent, System.Diagnostics.Stopwatch.GetTimestamp()));
-        return AppendAsync(new AgentStarted(new AgentStartedData(agent, depth, parent)), agent);
-    }
+    public Task AgentStartedAsync(string agent, int depth, string? parent) =>
+        AppendAsync(new AgentStarted(new AgentStartedData(agent, depth, parent)), agent, () =>
+        {
+            _openAgents.Add((agent, System.Diagnostics.Stopwatch.GetTimestamp()));
+            return null;
+        });
 
     public Task AgentThinkingAsync(string agent, string text) => AppendAsync(new AgentThinking(new AgentThinkingData(text)), agent);
 
     public Task AgentCompletedAsync(string agent, string status, JsonElement? result)
     {
-        double duration;
-        lock (_gate)
+        var duration = 0.0;
+        return AppendAsync(() => new AgentCompleted(new AgentCompletedData(agent, status, duration, result)), agent, () =>
         {
             var index = _openAgents.FindLastIndex(a => a.Agent == agent);
-            duration = index < 0 ? 0 : Elapsed(_openAgents[index].StartedTicks);
-            if (index >= 0) _openAgents.RemoveAt(index);
-        }
-        return AppendAsync(new AgentCompleted(new AgentCompletedData(agent, status, duration, result)), agent);
+            if (index < 0) return null;
+            var closed = _openAgents[index];
+            duration = Elapsed(closed.StartedTicks);
+            _openAgents.RemoveAt(index);
+            return () => _openAgents.Add(closed);
+        });
     }
 
     public Task AgentErrorAsync(string agent, string code, string message) => AppendAsync(new AgentError(new AgentErrorData(agent, code, message)), agent);
 
-    public Task ToolExecutingAsync(string agent, string callId, string tool, JsonElement arguments)
-    {
-        lock (_gate) _openTools.Add((callId, tool, agent, System.Diagnostics.Stopwatch.GetTimestamp()));
-        return AppendAsync(new ToolExecuting(new ToolExecutingData(callId, tool, arguments)), agent);
-    }
+    public Task ToolExecutingAsync(string agent, string callId, string tool, JsonElement arguments) =>
+        AppendAsync(new ToolExecuting(new ToolExecutingData(callId, tool, arguments)), agent, () =>
+        {
+            _openTools.Add((callId, tool, agent, System.Diagnostics.Stopwatch.GetTimestamp()));
+            return null;
+        });
 
-    public Task ToolCompletedAsync(string agent, string callId, string tool, string status, double durationMs, JsonElement? result, string? error)
-    {
-        lock (_gate) _openTools.RemoveAll(t => t.CallId == callId);
-        return AppendAsync(new ToolCompleted(new ToolCompletedData(callId, tool, status, durationMs, result, error)), agent);
-    }
+    public Task ToolCompletedAsync(string agent, string callId, string tool, string status, double durationMs, JsonElement? result, string? error) =>
+        AppendAsync(new ToolCompleted(new ToolCompletedData(callId, tool, status, durationMs, result, error)), agent, () =>
+        {
+            var closed = _openTools.FindAll(t => t.CallId == callId);
+            _openTools.RemoveAll(t => t.CallId == callId);
+            return () => _openTools.AddRange(closed);
+        });
 
     public Task MessageDeltaAsync(string agent, string messageId, string delta) => AppendAsync(new MessageDelta(new MessageDeltaData(messageId, delta)), agent);
 
@@ -63,61 +74,102 @@ internal sealed class RunEvents(string userId, string threadId, string runId, Ev
 
     public Task CancelledAsync(string reason) => TerminateAsync(new RunCancelled(new RunCancelledData(reason)), "cancelled");
 
-    /// <summary>Closes every open tool call and agent with an honest status, newest first, then writes the terminal event.</summary>
-    private async Task TerminateAsync(ApexEvent terminal, string openStatus)
+    /// <summary>
+    /// Closes every open tool call and agent with an honest status, newest first, then writes the terminal event. A second
+    /// call (the run's own end after a storage failure ended it) waits for the first one's terminal event.
+    /// </summary>
+    private Task TerminateAsync(ApexEvent terminal, string openStatus)
     {
-        List<(string CallId, string Tool, string Agent, long StartedTicks)> tools;
-        List<(string Agent, long StartedTicks)> agents;
-        Task[] inFlight;
         lock (_gate)
         {
-            if (_terminated) return;
+            if (_terminated) return _termination;
             _terminated = true;
-            tools = [.. _openTools];
-            agents = [.. _openAgents];
-            _openTools.Clear();
-            _openAgents.Clear();
-            inFlight = [.. _inFlight];
+            (Task, Action?)[] inFlight = [.. _inFlight];
             _inFlight.Clear();
+            _termination = WriteTerminationAsync(terminal, openStatus, inFlight);
+            return _termination;
         }
+    }
+
+    private async Task WriteTerminationAsync(ApexEvent terminal, string openStatus, (Task Append, Action? Reopen)[] inFlight)
+    {
+        await Task.Yield(); // not under the gate
         // Everything the run wrote is committed before its terminal event. If an append failed, the run still gets its
         // terminal event (or, if the store is down, is ended at the next start or by another node when its lease expires).
         try
         {
-            await Task.WhenAll(inFlight);
+            await Task.WhenAll(inFlight.Select(f => f.Append));
         }
         catch (Exception ex) when (terminal is not RunFailed)
         {
-            terminal = new RunFailed(new RunFailedData("error", $"Storing the run's events failed: {ex.Message}"));
+            terminal = new RunFailed(new RunFailedData(StorageError, $"Storing the run's events failed: {ex.Message}"));
         }
         catch (Exception)
         {
             // already failing: keep the original reason
         }
+        List<(string CallId, string Tool, string Agent, long StartedTicks)> tools;
+        List<(string Agent, long StartedTicks)> agents;
+        lock (_gate)
+        {
+            // What a failed append would have closed is still open in the stored log.
+            foreach (var (append, reopen) in inFlight) if (append.IsFaulted) reopen?.Invoke();
+            tools = [.. _openTools];
+            agents = [.. _openAgents];
+            _openTools.Clear();
+            _openAgents.Clear();
+        }
         foreach (var tool in Enumerable.Reverse(tools))
-            await AppendAsync(new ToolCompleted(new ToolCompletedData(tool.CallId, tool.Tool, openStatus, Elapsed(tool.StartedTicks), null, $"The run ended ({terminal.Type}) while the tool was running.")), tool.Agent, force: true);
+            await ForceAppendAsync(new ToolCompleted(new ToolCompletedData(tool.CallId, tool.Tool, openStatus, Elapsed(tool.StartedTicks), null, $"The run ended ({terminal.Type}) while the tool was running.")), tool.Agent);
         foreach (var agent in Enumerable.Reverse(agents))
-            await AppendAsync(new AgentCompleted(new AgentCompletedData(agent.Agent, openStatus, Elapsed(agent.StartedTicks), null)), agent.Agent, force: true);
-        await AppendAsync(terminal, null, force: true);
+            await ForceAppendAsync(new AgentCompleted(new AgentCompletedData(agent.Agent, openStatus, Elapsed(agent.StartedTicks), null)), agent.Agent);
+        await ForceAppendAsync(terminal, null);
     }
+
+    private Task AppendAsync(ApexEvent evt, string? agent, Func<Action?>? change = null) => AppendAsync(() => evt, agent, change);
 
     /// <summary>
     /// Queues the event in the log, in order, without waiting for its commit: the run goes on while the
     /// log batches its events with other runs'. Clients still see an event only once it is stored.
     /// </summary>
-    private Task AppendAsync(ApexEvent evt, string? agent, bool force = false)
+    /// <remarks>
+    /// <paramref name="change"/> updates what is open, under the same gate as the queuing, so that the run's end sees
+    /// either both or neither; the action it returns puts back what the event closed, should the event not be stored.
+    /// </remarks>
+    private Task AppendAsync(Func<ApexEvent> make, string? agent, Func<Action?>? change)
     {
-        // Appends are not tied to the run's token: the events that report a cancellation must still be written.
-        var stamped = evt with { ThreadId = threadId, RunId = runId, UserId = userId, AgentName = agent };
-        if (force) return log.AppendAsync(stamped, CancellationToken.None);
         lock (_gate)
         {
             if (_terminated) return Task.CompletedTask;
-            var append = log.AppendAsync(stamped, CancellationToken.None);
-            if (_inFlight.Count > 64) _inFlight.RemoveAll(t => t.IsCompletedSuccessfully);
-            _inFlight.Add(append);
+            var reopen = change?.Invoke();
+            // Appends are not tied to the run's token: the events that report a cancellation must still be written.
+            var append = log.AppendAsync(Stamp(make(), agent), CancellationToken.None);
+            if (_inFlight.Count > 64) _inFlight.RemoveAll(t => t.Append.IsCompletedSuccessfully);
+            _inFlight.Add((append, reopen));
+            append.ContinueWith(static (task, state) => ((RunEvents)state!).OnAppendFailed(task.Exception!.GetBaseException()), this,
+                CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         }
         return Task.CompletedTask;
+    }
+
+    private Task ForceAppendAsync(ApexEvent evt, string? agent) => log.AppendAsync(Stamp(evt, agent), CancellationToken.None);
+
+    private ApexEvent Stamp(ApexEvent evt, string? agent) => evt with { ThreadId = threadId, RunId = runId, UserId = userId, AgentName = agent };
+
+    /// <summary>One of the run's own appends failed for good: the run ends now, not after its lease runs out.</summary>
+    private void OnAppendFailed(Exception exception)
+    {
+        var ending = TerminateAsync(new RunFailed(new RunFailedData(StorageError, $"Storing the run's events failed: {exception.Message}")), "error");
+        try
+        {
+            storageFailed?.Invoke();
+        }
+        catch (ObjectDisposedException)
+        {
+            // the run's work had already ended
+        }
+        // Observed here; the run's own end awaits the same task and sees its outcome.
+        ending.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
     private static double Elapsed(long startedTicks) => Math.Round(System.Diagnostics.Stopwatch.GetElapsedTime(startedTicks).TotalMilliseconds, 3);

@@ -58,7 +58,8 @@ internal static partial class ApexHostingExtensions
             {
                 "sqlite" => new SqliteDatabase(options.ConnectionString),
                 "postgres" => new PostgresDatabase(options.ConnectionString
-                    ?? throw new InvalidOperationException("Apex:Storage:ConnectionString is required for the postgres provider.")),
+                    ?? throw new InvalidOperationException("Apex:Storage:ConnectionString is required for the postgres provider."),
+                    sp.GetRequiredService<ILogger<PostgresDatabase>>()),
                 _ => throw new InvalidOperationException($"Unknown storage provider '{options.Provider}'."),
             };
         });

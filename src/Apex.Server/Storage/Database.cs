@@ -6,6 +6,10 @@ namespace Apex.Server.Storage;
 /// A database the store runs on: how to open connections, how writes are serialized, and the
 /// few SQL spellings that differ between providers. The store's SQL is otherwise shared.
 /// </summary>
+/// <remarks>
+/// Global lock order for every write transaction, on every provider: run rows before thread rows, each table's rows by
+/// ascending id (see <see cref="PostgresDatabase"/>, where row locks make it matter, and <see cref="EventAppender"/>).
+/// </remarks>
 internal abstract class Database : IAsyncDisposable
 {
     public abstract string Provider { get; }
@@ -18,6 +22,18 @@ internal abstract class Database : IAsyncDisposable
 
     /// <summary><c>FOR UPDATE SKIP LOCKED</c> where the provider has it.</summary>
     public abstract string SkipLocked { get; }
+
+    /// <summary>
+    /// The locking clause that takes a selected row's write lock (<c>FOR NO KEY UPDATE</c>, optionally <c>SKIP LOCKED</c>) where
+    /// rows have locks; empty where the database has a single writer. With <c>ORDER BY id</c> it takes the locks in id order.
+    /// </summary>
+    public virtual string LockRows(bool skipLocked) => "";
+
+    /// <summary>The SQL for "<paramref name="column"/> is one of the list in <paramref name="parameter"/>" (a list bound with <see cref="ListValue"/>).</summary>
+    public abstract string InList(string column, string parameter);
+
+    /// <summary>A list of strings as one parameter value for <see cref="InList"/>.</summary>
+    public abstract object ListValue(IReadOnlyCollection<string> values);
 
     public abstract ValueTask<DbConnection> OpenAsync(CancellationToken cancellationToken);
 

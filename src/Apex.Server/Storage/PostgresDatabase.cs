@@ -1,4 +1,5 @@
 using System.Data.Common;
+using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
 
 namespace Apex.Server.Storage;
@@ -8,15 +9,35 @@ namespace Apex.Server.Storage;
 /// the ordering), runs are claimed with <c>FOR UPDATE SKIP LOCKED</c>, and <c>NOTIFY</c> (sent inside
 /// the writing transaction, so it is delivered on commit) tells the other nodes what changed.
 /// </summary>
-internal sealed class PostgresDatabase : Database
+/// <remarks>
+/// The global lock order (every write path follows it, so that no two transactions can wait on each other in a cycle):
+/// <b>runs before threads</b>, and within a table by ascending id. A transaction that writes both takes its run rows
+/// first (<c>SELECT … ORDER BY id FOR NO KEY UPDATE</c>), then its thread rows the same way. Lease renewal only ever
+/// touches run rows and skips a locked one (<c>SKIP LOCKED</c>), so it never waits at all. Deleting a thread must lock
+/// the thread's runs first, then delete the thread. Deadlocks and serialization failures that remain possible
+/// (a path added without the order, an index page) are retried here with jitter, a bounded number of times.
+/// </remarks>
+internal sealed partial class PostgresDatabase : Database
 {
+    private const int MaxAttempts = 6;
     private readonly NpgsqlDataSource _source;
+    private readonly NpgsqlDataSource _listenerSource;
     private readonly string _description;
+    private readonly ILogger _logger;
 
-    public PostgresDatabase(string connectionString)
+    public PostgresDatabase(string connectionString, ILogger<PostgresDatabase>? logger = null)
     {
         var builder = new NpgsqlConnectionStringBuilder(connectionString);
         _description = $"postgres://{builder.Host}:{builder.Port}/{builder.Database}";
+        _logger = logger ?? NullLogger<PostgresDatabase>.Instance;
+        // The listener's connection lives for the node's lifetime and holds LISTENs: it must never go back to the pool.
+        _listenerSource = NpgsqlDataSource.Create(new NpgsqlConnectionStringBuilder(builder.ConnectionString) { Pooling = false });
+        // The server's statements are a small fixed set: prepared on the server after two uses, a statement is parsed and
+        // planned once per connection instead of per execution. Nothing here leaves session state on a connection, so the
+        // DISCARD ALL that a pooled connection otherwise sends on every reuse (one per connection open) is not needed.
+        if (builder.MaxAutoPrepare == 0) builder.MaxAutoPrepare = 128;
+        if (builder.AutoPrepareMinUsages == 5) builder.AutoPrepareMinUsages = 2;
+        builder.NoResetOnClose = true;
         _source = NpgsqlDataSource.Create(builder);
     }
 
@@ -26,9 +47,15 @@ internal sealed class PostgresDatabase : Database
 
     public override string SkipLocked => "FOR UPDATE SKIP LOCKED";
 
+    public override string LockRows(bool skipLocked) => skipLocked ? "FOR NO KEY UPDATE SKIP LOCKED" : "FOR NO KEY UPDATE";
+
     public string ConnectionString => _source.ConnectionString;
 
     public override string Describe() => _description;
+
+    public override string InList(string column, string parameter) => $"{column} = ANY({parameter})";
+
+    public override object ListValue(IReadOnlyCollection<string> values) => values as string[] ?? [.. values];
 
     public override async ValueTask<DbConnection> OpenAsync(CancellationToken cancellationToken) => await _source.OpenConnectionAsync(cancellationToken);
 
@@ -36,17 +63,21 @@ internal sealed class PostgresDatabase : Database
     {
         for (var attempt = 1; ; attempt++)
         {
-            await using var connection = await _source.OpenConnectionAsync(cancellationToken);
-            await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
             try
             {
+                await using var connection = await _source.OpenConnectionAsync(cancellationToken);
+                await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
                 var result = await work(connection, transaction);
                 await transaction.CommitAsync(cancellationToken);
                 return result;
             }
             // A deadlock or serialization failure is the database asking us to try again; the work is idempotent up to commit.
-            catch (PostgresException ex) when (ex.SqlState is PostgresErrorCodes.DeadlockDetected or PostgresErrorCodes.SerializationFailure && attempt < 5)
+            // The wait is jittered and grows, so that the transactions that collided do not collide again in step.
+            catch (PostgresException ex) when (ex.SqlState is PostgresErrorCodes.DeadlockDetected or PostgresErrorCodes.SerializationFailure && attempt < MaxAttempts)
             {
+                var delay = TimeSpan.FromMilliseconds(Random.Shared.Next(1, 10 << attempt));
+                LogRetrying(_logger, ex.SqlState, attempt, delay.TotalMilliseconds);
+                await Task.Delay(delay, cancellationToken);
             }
         }
     }
@@ -59,7 +90,14 @@ internal sealed class PostgresDatabase : Database
 
     public override bool IsUniqueViolation(Exception exception) => exception is PostgresException { SqlState: PostgresErrorCodes.UniqueViolation };
 
-    public NpgsqlConnection CreateListenerConnection() => _source.CreateConnection();
+    public NpgsqlConnection CreateListenerConnection() => _listenerSource.CreateConnection();
 
-    public override async ValueTask DisposeAsync() => await _source.DisposeAsync();
+    public override async ValueTask DisposeAsync()
+    {
+        await _source.DisposeAsync();
+        await _listenerSource.DisposeAsync();
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "A write transaction failed with {SqlState} (attempt {Attempt}); retrying in {DelayMs} ms")]
+    private static partial void LogRetrying(ILogger logger, string sqlState, int attempt, double delayMs);
 }

@@ -67,28 +67,31 @@ internal sealed class SqlRunStore(Database db, NodeIdentity node) : SqlStore(db)
             RETURNING {RunColumns}
             """, t, ReadRun, cancellationToken, ("@node", nodeId), ("@now", now.ToUnixMs()), ("@lease", leaseUntil.ToUnixMs()), ("@max", maxActivePerUser)), cancellationToken);
 
+    /// <summary>
+    /// One statement for all of the node's runs. It never waits for a row lock: a run row locked by another transaction
+    /// (the batch that ends the run, a cancel request) is skipped this time and renewed at the next heartbeat, long before
+    /// its lease runs out. Waiting there is what made the heartbeat one half of a deadlock.
+    /// </summary>
     public async Task<IReadOnlyList<string>> RenewLeasesAsync(string nodeId, IReadOnlyCollection<string> runIds, DateTimeOffset leaseUntil, CancellationToken cancellationToken)
     {
         if (runIds.Count == 0) return [];
-        return await Db.WriteAsync(async (c, t) =>
-        {
-            var cancelRequested = new List<string>();
-            foreach (var id in runIds)
-            {
-                var flag = await c.ScalarAsync("UPDATE runs SET lease_until = @lease WHERE id = @id AND node_id = @node AND status = 'running' RETURNING cancel_requested",
-                    t, cancellationToken, ("@lease", leaseUntil.ToUnixMs()), ("@id", id), ("@node", nodeId));
-                if (flag is 1) cancelRequested.Add(id);
-            }
-            return cancelRequested;
-        }, cancellationToken);
+        var renewed = await Db.WriteAsync((c, t) => c.QueryAsync($"""
+            UPDATE runs SET lease_until = @lease
+            WHERE id IN (SELECT id FROM runs WHERE {Db.InList("id", "@ids")} AND node_id = @node AND status = 'running' ORDER BY id {Db.LockRows(skipLocked: true)})
+            RETURNING id, cancel_requested
+            """, t, r => (Id: r.GetString(0), Cancel: r.GetInt64(1) != 0), cancellationToken,
+            ("@lease", leaseUntil.ToUnixMs()), ("@ids", Db.ListValue(runIds)), ("@node", nodeId)), cancellationToken);
+        return [.. renewed.Where(r => r.Cancel).Select(r => r.Id)];
     }
 
     public Task SaveAnswerAsync(MessageRecord answer, string results, CancellationToken cancellationToken) =>
         Db.WriteAsync(async (c, t) =>
         {
-            await InsertMessageAsync(c, t, answer, cancellationToken);
-            return await c.ExecuteAsync("UPDATE runs SET results = @r WHERE id = @id AND user_id = @u", t, cancellationToken,
+            // The run row first, then the message (whose foreign key takes a share lock on the thread): runs before threads.
+            var updated = await c.ExecuteAsync("UPDATE runs SET results = @r WHERE id = @id AND user_id = @u", t, cancellationToken,
                 ("@r", results), ("@id", answer.RunId), ("@u", answer.UserId));
+            await InsertMessageAsync(c, t, answer, cancellationToken);
+            return updated;
         }, cancellationToken);
 
     public Task<bool> RequestCancelAsync(string userId, string runId, string reason, CancellationToken cancellationToken) =>

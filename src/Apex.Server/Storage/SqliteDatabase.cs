@@ -36,6 +36,20 @@ internal sealed class SqliteDatabase : Database
 
     public override string Describe() => _path;
 
+    public override string InList(string column, string parameter) => $"{column} IN (SELECT value FROM json_each({parameter}))";
+
+    public override object ListValue(IReadOnlyCollection<string> values)
+    {
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>();
+        using (var json = new System.Text.Json.Utf8JsonWriter(buffer))
+        {
+            json.WriteStartArray();
+            foreach (var value in values) json.WriteStringValue(value);
+            json.WriteEndArray();
+        }
+        return System.Text.Encoding.UTF8.GetString(buffer.WrittenSpan);
+    }
+
     /// <summary>A pooled connection for reading: in WAL mode readers never wait for the writer.</summary>
     public override async ValueTask<DbConnection> OpenAsync(CancellationToken cancellationToken)
     {
