@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection;
 using System.Text.Json;
 using Apex.Client;
 using Apex.Server.Agents;
@@ -27,10 +28,12 @@ internal sealed class Rig : IAsyncDisposable
         Runs = new SqlRunStore(Database, node);
         Events = new SqlEventStore(Database, node);
         Ids = new IdGenerator(TimeProvider.System);
-        Log = new EventLog(Events, new EventBus(new StoreSignals()), Ids, TimeProvider.System, NullLogger<EventLog>.Instance);
+        Telemetry = new ApexTelemetry(new ServiceCollection().AddMetrics().BuildServiceProvider()
+            .GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>());
+        Log = new EventLog(Events, new EventBus(new StoreSignals()), Ids, TimeProvider.System, Telemetry, NullLogger<EventLog>.Instance);
         Log.StartAsync(CancellationToken.None).GetAwaiter().GetResult();
         Tools = new ToolRegistry([new WorkloadSummaryTool(new SqlWorkloadStore(Database))], []);
-        Factory = new ExecutionEngineFactory(Accounts, Threads, Runs, new SqlUsageStore(Database), Options.Create(new WorkloadOptions()), Log, Tools,
+        Factory = new ExecutionEngineFactory(Accounts, Threads, Runs, new SqlUsageStore(Database), Options.Create(new WorkloadOptions()), Log, Telemetry, Tools,
             new AgentRegistry(AgentTeam.Default()), ModelPipeline.Build(new BuiltInChatClient(TimeSpan.Zero, TimeProvider.System), new LimitsOptions().MaxModelTurnsPerAgent, NullLoggerFactory.Instance),
             Ids, TimeProvider.System, Options.Create(new LimitsOptions()), node, NullLoggerFactory.Instance);
         var now = DateTimeOffset.UtcNow;
@@ -43,6 +46,7 @@ internal sealed class Rig : IAsyncDisposable
 
     public string Path { get; }
     public Database Database { get; }
+    public ApexTelemetry Telemetry { get; }
     public SqlAccountStore Accounts { get; }
     public SqlThreadStore Threads { get; }
     public SqlRunStore Runs { get; }
@@ -135,7 +139,7 @@ public class ToolBenchmarks
         _rig = new Rig();
         _context = UserExecutionContext.Create(_rig.UserId, _rig.ThreadId, _rig.Run.Id, Tiers.Free, DateTimeOffset.UtcNow);
         _control = new RunControl(TimeSpan.FromMinutes(5), TimeProvider.System);
-        _dispatcher = new ToolDispatcher(_rig.Tools, new RunEvents(_rig.UserId, _rig.ThreadId, _rig.Run.Id, _rig.Log), _control, new LimitsOptions(), NullLogger.Instance);
+        _dispatcher = new ToolDispatcher(_rig.Tools, new RunEvents(_rig.UserId, _rig.ThreadId, _rig.Run.Id, _rig.Log), _control, _rig.Telemetry, new LimitsOptions(), NullLogger.Instance);
     }
 
     [GlobalCleanup]

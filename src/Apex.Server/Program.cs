@@ -13,6 +13,7 @@ builder.AddApexAuth();
 builder.AddApexRuntime();
 builder.AddApexStreaming();
 builder.AddApexMcpServer();
+builder.AddApexTelemetry();
 
 var app = builder.Build();
 app.UseApexPipeline();
@@ -29,6 +30,7 @@ app.MapWorkloadChartEndpoints();
 app.MapStreamingEndpoints();
 app.MapApexMcpServer();
 app.MapOpenApi();
+app.MapApexMetrics();
 
 await app.RunAsync();
 

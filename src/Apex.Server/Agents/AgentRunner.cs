@@ -17,10 +17,12 @@ internal sealed record AgentOutcome(string Status, JsonElement? Result, string T
 /// Runs one agent: the model is called with the agent's instructions and tools; its tool calls go
 /// through the <see cref="ToolDispatcher"/> and their results back to the model, until it answers.
 /// </summary>
-internal sealed partial class AgentRunner(IChatClient chat, ToolRegistry tools, ToolDispatcher dispatcher, RunEvents events, RunUsage usage, LimitsOptions limits, ILogger logger)
+internal sealed partial class AgentRunner(IChatClient chat, ToolRegistry tools, ToolDispatcher dispatcher, RunEvents events, RunUsage usage, ApexTelemetry telemetry, LimitsOptions limits, ILogger logger)
 {
     public async Task<AgentOutcome> RunAsync(AgentDefinition agent, UserExecutionContext parent, string brief, string? answerMessageId, CancellationToken cancellationToken)
     {
+        using var span = telemetry.Source.StartActivity("apex.agent " + agent.Name);
+        span?.SetTag("apex.agent", agent.Name);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(limits.AgentTimeout);
         var context = parent.CreateChild("agent:" + agent.Name);

@@ -11,7 +11,7 @@ namespace Apex.Server.Agents;
 /// Runs one run: the supervisor runs triage, picks the agents that follow from its intent and data sufficiency
 /// (<see cref="Routing"/>), runs each agent, stores the answer and ends the run with exactly one terminal event.
 /// </summary>
-internal sealed partial class ExecutionEngine(RunRecord run, UserExecutionContext context, RunControl control, RunEvents events, AgentRunner runner, UsageRecorder usage,
+internal sealed partial class ExecutionEngine(RunRecord run, UserExecutionContext context, RunControl control, RunEvents events, AgentRunner runner, UsageRecorder usage, ApexTelemetry telemetry,
     AgentRegistry agents, IThreadStore threads, IRunStore runs, IdGenerator ids, TimeProvider time, string nodeId, ILogger logger) : IDisposable
 {
     private const int HistoryMessages = 12;
@@ -22,6 +22,9 @@ internal sealed partial class ExecutionEngine(RunRecord run, UserExecutionContex
 
     public async Task RunAsync()
     {
+        using var span = telemetry.Source.StartActivity("apex.run");
+        span?.SetTag("apex.run.id", run.Id);
+        span?.SetTag("apex.thread.id", run.ThreadId);
         var started = Stopwatch.GetTimestamp();
         try
         {

@@ -12,7 +12,7 @@ namespace Apex.Server.Agents;
 /// per-user active-run limit is enforced in the claim itself (so it holds across nodes), and
 /// wires that run's context, event writer, tool dispatcher and agents.
 /// </summary>
-internal sealed class ExecutionEngineFactory(IAccountStore accounts, IThreadStore threads, IRunStore runs, IUsageStore usageStore, IOptions<WorkloadOptions> prices, EventLog log, ToolRegistry tools, AgentRegistry agents, IChatClient chat,
+internal sealed class ExecutionEngineFactory(IAccountStore accounts, IThreadStore threads, IRunStore runs, IUsageStore usageStore, IOptions<WorkloadOptions> prices, EventLog log, ApexTelemetry telemetry, ToolRegistry tools, AgentRegistry agents, IChatClient chat,
     IdGenerator ids, TimeProvider time, IOptions<LimitsOptions> limits, NodeIdentity node, ILoggerFactory loggers)
 {
     public async Task<ExecutionEngine?> ClaimNextAsync(CancellationToken cancellationToken)
@@ -33,10 +33,10 @@ internal sealed class ExecutionEngineFactory(IAccountStore accounts, IThreadStor
         var context = UserExecutionContext.Create(run.UserId, run.ThreadId, run.Id, tier, now);
         // A run whose own events cannot be stored stops at once (its event writer has already ended it with storage_error).
         var events = new RunEvents(run.UserId, run.ThreadId, run.Id, log, () => control.Cancel(RunEvents.StorageError));
-        var dispatcher = new ToolDispatcher(tools, events, control, options, loggers.CreateLogger<ToolDispatcher>());
+        var dispatcher = new ToolDispatcher(tools, events, control, telemetry, options, loggers.CreateLogger<ToolDispatcher>());
         var usage = new RunUsage();
         var recorder = new UsageRecorder(usage, usageStore, prices.Value, ids, time, loggers.CreateLogger<UsageRecorder>());
-        var runner = new AgentRunner(chat, tools, dispatcher, events, usage, options, loggers.CreateLogger<AgentRunner>());
-        return new ExecutionEngine(run, context, control, events, runner, recorder, agents, threads, runs, ids, time, node.Id, loggers.CreateLogger<ExecutionEngine>());
+        var runner = new AgentRunner(chat, tools, dispatcher, events, usage, telemetry, options, loggers.CreateLogger<AgentRunner>());
+        return new ExecutionEngine(run, context, control, events, runner, recorder, telemetry, agents, threads, runs, ids, time, node.Id, loggers.CreateLogger<ExecutionEngine>());
     }
 }

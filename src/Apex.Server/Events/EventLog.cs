@@ -10,7 +10,7 @@ namespace Apex.Server.Events;
 /// which is what lets SQLite keep up with many concurrent runs. (A run's first event, run_queued,
 /// is stored by the store together with the run itself, then published the same way.)
 /// </summary>
-internal sealed partial class EventLog(IEventStore store, EventBus bus, IdGenerator ids, TimeProvider time, ILogger<EventLog> logger) : BackgroundService
+internal sealed partial class EventLog(IEventStore store, EventBus bus, IdGenerator ids, TimeProvider time, ApexTelemetry telemetry, ILogger<EventLog> logger) : BackgroundService
 {
     private const int MaxBatch = 512;
     private readonly Channel<PendingAppend> _queue = Channel.CreateUnbounded<PendingAppend>(new UnboundedChannelOptions { SingleReader = true });
@@ -41,6 +41,28 @@ internal sealed partial class EventLog(IEventStore store, EventBus bus, IdGenera
         }
     }
 
+    /// <summary>What the stored events say, counted once each: events, tool calls, ended runs and their tokens.</summary>
+    private void Count(IReadOnlyList<ApexEvent> stored)
+    {
+        telemetry.EventsStored(stored.Count);
+        foreach (var evt in stored)
+        {
+            switch (evt)
+            {
+                case ToolCompleted tool:
+                    telemetry.ToolCalled(tool.Data.Tool, tool.Data.Status);
+                    break;
+                case RunCompleted { Data.Usage: { } usage }:
+                    foreach (var model in usage.Models) telemetry.TokensUsed(model.Model, model.InputTokens, model.OutputTokens);
+                    telemetry.RunEnded(evt.Type);
+                    break;
+                case { IsTerminal: true }:
+                    telemetry.RunEnded(evt.Type);
+                    break;
+            }
+        }
+    }
+
     /// <summary>
     /// Stores a batch in one transaction (the store retries deadlocks itself); a batch that still fails is split in halves
     /// and each half stored on its own, so that one append that cannot be stored fails only itself, not the others with it.
@@ -51,6 +73,7 @@ internal sealed partial class EventLog(IEventStore store, EventBus bus, IdGenera
         {
             var stored = await store.AppendEventsAsync(batch.ConvertAll(p => p.Append), CancellationToken.None);
             var byId = stored.ToDictionary(e => e.EventId!);
+            Count(stored);
             foreach (var pending in batch)
             {
                 var result = byId.GetValueOrDefault(pending.Append.Event.EventId!);

@@ -122,6 +122,7 @@ internal static partial class ApexHostingExtensions
         var services = builder.Services;
         // The event log is registered before the run worker so that it stops after it (hosted services stop in reverse order):
         // runs cancelled by the shutdown drain still write their terminal events.
+        services.TryAddSingleton<ApexTelemetry>();
         services.TryAddSingleton<EventBus>();
         services.TryAddSingleton<EventLog>();
         services.AddHostedService(sp => sp.GetRequiredService<EventLog>());

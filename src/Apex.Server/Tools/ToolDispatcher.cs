@@ -16,10 +16,12 @@ namespace Apex.Server.Tools;
 /// agent's or the tool's own time limit). A tool that ignores its token is not waited for: it is abandoned, and its
 /// late result dropped and logged.
 /// </summary>
-internal sealed partial class ToolDispatcher(ToolRegistry tools, RunEvents events, RunControl run, LimitsOptions limits, ILogger logger)
+internal sealed partial class ToolDispatcher(ToolRegistry tools, RunEvents events, RunControl run, ApexTelemetry telemetry, LimitsOptions limits, ILogger logger)
 {
     public async Task<FunctionResultContent> InvokeAsync(UserExecutionContext agentContext, string agent, FunctionCallContent call, CancellationToken cancellationToken)
     {
+        using var span = telemetry.Source.StartActivity("apex.tool " + call.Name);
+        span?.SetTag("apex.tool", call.Name);
         var context = agentContext.CreateChild("tool:" + call.Name);
         var arguments = call.Exception is null
             ? JsonSerializer.SerializeToElement(call.Arguments ?? new Dictionary<string, object?>(), AIJsonUtilities.DefaultOptions)
@@ -31,6 +33,7 @@ internal sealed partial class ToolDispatcher(ToolRegistry tools, RunEvents event
         var duration = Math.Round(Stopwatch.GetElapsedTime(started).TotalMilliseconds, 3);
         await events.ToolCompletedAsync(agent, call.CallId, call.Name, status, duration, result, error);
         LogToolCall(logger, call.Name, status, duration, context.RunId);
+        span?.SetTag("apex.tool.status", status);
 
         // The run or the agent is over: the agent stops here, and the run or the agent runner reports why.
         cancellationToken.ThrowIfCancellationRequested();

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection;
 using Apex.Client;
 using Apex.Server.Events;
 using Apex.Server.Storage;
@@ -20,7 +21,9 @@ public sealed class StorageFailureTests : StoreTests<PostgresTestDatabaseForStor
         var otherThread = await ThreadAsync(user);
         var run = await SubmitAsync(user, thread);
         Assert.Equal(run.Id, (await Runs.ClaimNextRunAsync("n1", 5, _now, _now.AddSeconds(15), default))!.Id);
-        var log = new EventLog(Events, new EventBus(new StoreSignals()), _ids, TimeProvider.System, NullLogger<EventLog>.Instance);
+        var meters = new ServiceCollection().AddMetrics().BuildServiceProvider()
+            .GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>();
+        var log = new EventLog(Events, new EventBus(new StoreSignals()), _ids, TimeProvider.System, new ApexTelemetry(meters), NullLogger<EventLog>.Instance);
         await log.StartAsync(default);
         try
         {
