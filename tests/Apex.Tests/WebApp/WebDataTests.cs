@@ -1,3 +1,4 @@
+using System.Net.Http.Json;
 using System.Diagnostics;
 using System.Text;
 using Microsoft.Playwright;
@@ -89,6 +90,26 @@ public sealed class WebDataTests(WebAppFixture fixture, ITestOutputHelper output
         Assert.Equal("undefined", await me.Page.EvaluateAsync<string>("() => typeof window.__xss"));
 
         await me.ScreenshotAsync("markup-as-text");
+        Assert.Empty(me.PageErrors);
+    }
+
+    [Fact]
+    public async Task TheUsagePageShowsTheTokensAndCostOfThePersonsRuns()
+    {
+        await using var me = await fixture.NewSessionAsync();
+        await me.SignUpAsync();
+        await me.SendAsync("Hello! What can you do?");
+        await Expect(me.Page.Locator(".turn").First).ToHaveAttributeAsync("data-status", "completed", new() { Timeout = 30_000 });
+
+        using var api = await me.ApiClientAsync();
+        using var request = api.Authorized(HttpMethod.Get, "api/usage?days=30");
+        var usage = (await (await api.Http.SendAsync(request)).Content.ReadFromJsonAsync(Apex.Client.ApexJsonContext.Default.UsageDto))!;
+        Assert.True(usage.InputTokens > 0);
+
+        await me.Page.GetByRole(AriaRole.Link, new() { Name = "Usage" }).ClickAsync();
+        await Expect(me.Page.Locator(".token-total")).ToHaveTextAsync($"{usage.InputTokens + usage.OutputTokens:N0} tokens");
+        await Expect(me.Page.Locator(".usage-page table").First).ToContainTextAsync("apex-builtin-1");
+        await me.ScreenshotAsync("usage");
         Assert.Empty(me.PageErrors);
     }
 

@@ -2,11 +2,12 @@
 import { api } from './api.js';
 import { h, badge, duration } from './dom.js';
 
-/** The usage page: the plan tier and the tool-call log. Token and cost accounting arrive with a later issue. */
+/** The usage page: the plan tier, model tokens and cost by day (GET /api/usage) and the tool-call log. */
 export class UsageView {
   constructor() {
     this.plan = h('div');
     this.perTool = h('div');
+    this.tokens = h('div');
     this.rows = h('tbody');
     this.more = /** @type {HTMLButtonElement} */ (h('button', { type: 'button', class: 'secondary', hidden: true, onclick: () => this.load(false) }, 'Load more'));
     this.error = h('p', { class: 'error', role: 'alert' });
@@ -18,7 +19,7 @@ export class UsageView {
       h('h1', null, 'Usage'),
       h('section', { 'aria-labelledby': 'plan-title' }, h('h2', { id: 'plan-title' }, 'Plan'), this.plan),
       h('section', { 'aria-labelledby': 'tokens-title' }, h('h2', { id: 'tokens-title' }, 'Tokens and cost'),
-        h('p', { class: 'muted' }, 'Apex does not record the tokens and cost of its own model calls yet; that comes with the model-stack issue. Until then this page shows no such figures rather than estimated ones.')),
+        this.tokens),
       h('section', { 'aria-labelledby': 'tools-title' }, h('h2', { id: 'tools-title' }, 'Tool calls'), this.perTool,
         h('div', { class: 'table-wrap' }, h('table', null, h('caption', { class: 'visually-hidden' }, 'Tool calls, newest first'),
           h('thead', null, h('tr', null, h('th', { scope: 'col' }, 'When'), h('th', { scope: 'col' }, 'Tool'), h('th', { scope: 'col' }, 'Status'), h('th', { scope: 'col' }, 'Duration'))),
@@ -34,7 +35,27 @@ export class UsageView {
     } catch (error) {
       this.error.textContent = /** @type {Error} */ (error).message;
     }
+    await this.loadTokens();
     await this.load(true);
+  }
+
+  async loadTokens() {
+    try {
+      const usage = await api('GET', '/api/usage?days=30');
+      const money = (/** @type {number | null} */ v) => v === null || v === undefined ? 'no price' : `$${v.toFixed(v >= 1 ? 2 : 4)}`;
+      const rows = usage.by_day.map((/** @type {any} */ d) => h('tr', null, h('td', null, d.day), h('td', null, h('code', null, d.model)),
+        h('td', null, String(d.calls)), h('td', null, d.input_tokens.toLocaleString()), h('td', null, d.output_tokens.toLocaleString()), h('td', null, money(d.cost_usd))));
+      if (rows.length === 0) rows.push(h('tr', null, h('td', { colspan: 6, class: 'muted' }, 'No model calls in the last 30 days.')));
+      this.tokens.replaceChildren(
+        h('p', null, 'Last 30 days: ', h('strong', { class: 'token-total' }, `${(usage.input_tokens + usage.output_tokens).toLocaleString()} tokens`),
+          ` (${usage.input_tokens.toLocaleString()} in, ${usage.output_tokens.toLocaleString()} out), `, h('strong', null, money(usage.cost_usd)), '.'),
+        h('div', { class: 'table-wrap' }, h('table', null, h('caption', { class: 'visually-hidden' }, 'Model tokens and cost by day'),
+          h('thead', null, h('tr', null, ...['Day', 'Model', 'Calls', 'Input tokens', 'Output tokens', 'Cost'].map(c => h('th', { scope: 'col' }, c)))),
+          h('tbody', null, ...rows))),
+        h('p', { class: 'muted' }, 'The built-in model counts four characters a token and costs nothing; a real model\'s tokens are as its provider reports them, priced from the server\'s price table.'));
+    } catch (error) {
+      this.error.textContent = /** @type {Error} */ (error).message;
+    }
   }
 
   /** @param {boolean} first */
