@@ -86,8 +86,9 @@ internal sealed partial class ToolDispatcher(ToolRegistry tools, RunEvents event
 
     /// <summary>The dispatcher stopped waiting for a tool that did not stop on its token; whatever it returns later is dropped.</summary>
     private void Abandon(Task<JsonElement> invocation, string tool, string runId) =>
+        // A tool that stops on its token a moment later is not news; one that finishes or fails after it was let go is.
         invocation.ContinueWith(t => LogAbandonedResult(logger, t.Exception?.InnerException, tool, runId, t.Status), CancellationToken.None,
-            TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            TaskContinuationOptions.ExecuteSynchronously | TaskContinuationOptions.NotOnCanceled, TaskScheduler.Default);
 
     private static JsonElement ErrorResult(string status, string error) =>
         JsonSerializer.SerializeToElement(new ToolErrorResult(status, error), ApexJsonContext.Default.ToolErrorResult);
