@@ -27,10 +27,11 @@ fi
 # A real MCP server from the npm registry for the MCP tests (tests/Apex.Tests/Mcp), installed once into artifacts/.
 node_dir="$root/artifacts/node"
 everything="$node_dir/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
-if [ ! -f "$everything" ]; then
-  npm install --no-audit --no-fund --silent --prefix "$node_dir" @modelcontextprotocol/server-everything@2026.8.31 >/dev/null
+# ... and the official TypeScript MCP client, which drives Apex's own /mcp (tests/Apex.Tests/Interop).
+if [ ! -f "$everything" ] || [ ! -d "$node_dir/node_modules/@modelcontextprotocol/sdk" ]; then
+  npm install --no-audit --no-fund --silent --prefix "$node_dir" @modelcontextprotocol/server-everything@2026.8.31 @modelcontextprotocol/sdk@1.32.2 >/dev/null
 fi
-export APEX_TEST_MCP_EVERYTHING="$everything"
+export APEX_TEST_MCP_EVERYTHING="$everything" APEX_TEST_NODE_MODULES="$node_dir/node_modules"
 
 # A throwaway PostgreSQL cluster for the store conformance and multi-node tests (installed when missing).
 source scripts/postgres.sh
