@@ -253,6 +253,46 @@ public sealed class ModelOutcomeTests : IAsyncLifetime
         Assert.Equal(events.OfType<ToolCompleted>().Count(), total.ToolCalls.Sum(t => t.Calls));
     }
 
+    /// <summary>What the OpenAI adapter makes of streams that are unusual but seen in the wild, and that each ends honestly.</summary>
+    [Theory]
+    [InlineData("noindex", """{"id":"c","choices":[{"index":0,"delta":{"tool_calls":[{"id":"call_a","type":"function","function":{"name":"workload_summary","arguments":"{}"}}]}}]}""", """{"id":"c","choices":[{"index":0,"delta":{"tool_calls":[{"id":"call_b","type":"function","function":{"name":"workload_summary","arguments":"{}"}}]}}]}""")]
+    [InlineData("object", """{"id":"c","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_a","type":"function","function":{"name":"workload_summary","arguments":{}}}]}}]}""", "")]
+    [InlineData("nodelta", """{"id":"c","choices":[{"index":0}]}""", """{"id":"c","choices":[{"index":0,"delta":null}]}""")]
+    [InlineData("reasoning", """{"id":"c","choices":[{"index":0,"delta":{"reasoning_content":"thinking hard"}}]}""", "")]
+    public async Task UnusualStreamsEndHonestly(string name, string first, string second)
+    {
+        _model.Respond = (context, request) =>
+        {
+            var agent = ScriptedOpenAiServer.Agent(request);
+            if (agent == "triage" && !ScriptedOpenAiServer.HasToolResult(request))
+            {
+                object[] chunks = second.Length > 0 ? [first, second] : [first];
+                return ScriptedOpenAiServer.Sse(context, [.. chunks, .. name is "nodelta" or "reasoning" ? new object[] { ScriptedOpenAiServer.Content(ScriptedOpenAiServer.ValidAnswer(agent)), ScriptedOpenAiServer.Finish("stop") } : [ScriptedOpenAiServer.Finish("tool_calls")], "[DONE]"]);
+            }
+            return ScriptedOpenAiServer.Sse(context, ScriptedOpenAiServer.Content(ScriptedOpenAiServer.ValidAnswer(agent)), ScriptedOpenAiServer.Finish("stop"), "[DONE]");
+        };
+        await using var server = await ApexAsync();
+        var events = await RunAsync(server);
+        var triage = events.Where(e => e.AgentName == "triage").ToList();
+        Assert.IsType<RunCompleted>(events[^1]);
+        switch (name)
+        {
+            case "reasoning": // reasoning deltas are the agent thinking aloud
+                Assert.Contains(triage, e => e is AgentThinking { Data.Text: "thinking hard" });
+                Assert.DoesNotContain(triage, e => e is AgentError);
+                break;
+            case "nodelta": // a choice without delta, or with delta null, is skipped
+                Assert.Contains(triage, e => e is AgentCompleted { Data.Status: "ok" });
+                break;
+            case "noindex": // the OpenAI SDK joins calls that leave out index: the joined arguments are not run, the model is told
+                Assert.Equal("invalid", Assert.Single(triage.OfType<ToolCompleted>()).Data.Status);
+                break;
+            case "object": // arguments as a JSON object make the SDK throw: a model_error, not a crash
+                Assert.Equal("model_error", Assert.Single(triage.OfType<AgentError>()).Data.Code);
+                break;
+        }
+    }
+
     [Fact]
     public async Task TheBuiltInModelReportsTokensForWhatItReadsAndWrites()
     {
