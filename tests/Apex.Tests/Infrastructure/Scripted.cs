@@ -69,6 +69,12 @@ internal sealed class ScriptedChatClient() : DelegatingChatClient(new BuiltInCha
             yield return new ChatResponseUpdate(ChatRole.Assistant, [new FunctionCallContent("call_stubborn", "stubborn", new Dictionary<string, object?>())]) { FinishReason = ChatFinishReason.ToolCalls };
             yield break;
         }
+        if (isTriage && request.Contains("[mcphttp]", StringComparison.Ordinal) && !list.SelectMany(m => m.Contents).OfType<FunctionResultContent>().Any())
+        {
+            yield return new ChatResponseUpdate(ChatRole.Assistant, [new FunctionCallContent("call_mcp_http", "mcp__remote__workload_summary",
+                new Dictionary<string, object?>())]) { FinishReason = ChatFinishReason.ToolCalls };
+            yield break;
+        }
         if (isTriage && request.Contains("[mcp]", StringComparison.Ordinal) && !list.SelectMany(m => m.Contents).OfType<FunctionResultContent>().Any())
         {
             yield return new ChatResponseUpdate(ChatRole.Assistant, [new FunctionCallContent("call_mcp", "mcp__everything__echo",

@@ -66,6 +66,32 @@ public sealed class McpToolTests
         Assert.Equal("ok", Assert.Single(back.OfType<ToolCompleted>(), t => t.Data.Tool == "mcp__everything__echo").Data.Status);
     }
 
+    [Fact]
+    public async Task AnAgentCallsAToolOfAnMcpServerOverStreamableHttp()
+    {
+        // The remote MCP server is another Apex (its /mcp), reached with a bearer token of one of its users who has data.
+        await using var remote = await ApexTestServer.StartAsync();
+        var ct = Waits.Timeout();
+        using var owner = await remote.NewUserAsync();
+        using var sample = owner.Authorized(HttpMethod.Post, "api/workloads/sample", System.Net.Http.Json.JsonContent.Create(new { days = 2, calls_per_day = 50 }));
+        (await owner.Http.SendAsync(sample, ct)).EnsureSuccessStatusCode();
+        await using var server = await ApexTestServer.StartAsync(new()
+        {
+            ["Apex:Mcp:Servers:remote:Url"] = new Uri(remote.BaseAddress, "mcp").ToString(),
+            ["Apex:Mcp:Servers:remote:Headers:Authorization"] = "Bearer " + owner.Tokens!.AccessToken,
+            ["Apex:Mcp:Servers:remote:Agents:0"] = "triage",
+        }, ScriptedChatClient.Register);
+        await server.Services.GetRequiredService<McpToolSource>().Listed.WaitAsync(ct);
+        using var client = await server.NewUserAsync();
+        using var socket = await client.ConnectAsync(ct);
+        var events = await socket.RunToEndAsync("[mcphttp] what does the other server hold?", cancellationToken: ct);
+
+        var completed = Assert.Single(events.OfType<ToolCompleted>(), t => t.Data.Tool == "mcp__remote__workload_summary");
+        Assert.Equal("ok", completed.Data.Status);
+        using var summary = System.Text.Json.JsonDocument.Parse(completed.Data.Result!.Value.GetProperty("text").GetString()!);
+        Assert.Equal(100, summary.RootElement.GetProperty("calls").GetInt64());
+    }
+
     private static async Task WaitAsync(McpToolSource source, bool connected, CancellationToken ct)
     {
         while (true)
