@@ -29,9 +29,12 @@ internal sealed partial class ExecutionEngine(RunRecord run, UserExecutionContex
         try
         {
             await events.RunStartedAsync(nodeId);
-            var history = await threads.RecentMessagesAsync(context.UserId, context.ThreadId, HistoryMessages, control.Token);
-            var request = history.FirstOrDefault(m => m.Id == run.MessageId)?.Content
+            // The run's own message by id, and its history without the messages queued behind it: with a deep queue, the thread's
+            // newest messages are later ones.
+            var message = await threads.GetMessageAsync(context.UserId, run.MessageId, control.Token)
                 ?? throw new InvalidOperationException("The run's message is missing.");
+            IReadOnlyList<MessageRecord> history = [.. await threads.HistoryForAsync(context.UserId, context.ThreadId, run.MessageId, HistoryMessages, control.Token), message];
+            var request = message.Content;
 
             await events.AgentStartedAsync(AgentNames.Supervisor, context.Depth, null);
             await events.AgentThinkingAsync(AgentNames.Supervisor, "Running triage first; what it reads in the request and the data decides who answers.");

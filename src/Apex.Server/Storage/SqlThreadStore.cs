@@ -38,6 +38,20 @@ internal sealed class SqlThreadStore(Database db) : SqlStore(db), IThreadStore
         await ReadAsync($"SELECT {MessageColumns} FROM messages WHERE thread_id = @t AND user_id = @u AND (@after IS NULL OR id > @after) ORDER BY id LIMIT @limit",
             ReadMessage, cancellationToken, ("@t", threadId), ("@u", userId), ("@after", afterId), ("@limit", limit));
 
+    public Task<MessageRecord?> GetMessageAsync(string userId, string messageId, CancellationToken cancellationToken) =>
+        ReadSingleAsync($"SELECT {MessageColumns} FROM messages WHERE id = @id AND user_id = @u", ReadMessage, cancellationToken, ("@id", messageId), ("@u", userId));
+
+    public async Task<IReadOnlyList<MessageRecord>> HistoryForAsync(string userId, string threadId, string messageId, int count, CancellationToken cancellationToken)
+    {
+        var newestFirst = await ReadAsync($"""
+            SELECT {MessageColumns} FROM messages
+            WHERE thread_id = @t AND user_id = @u AND id <> @m AND (role <> 'user' OR id < @m)
+            ORDER BY id DESC LIMIT @limit
+            """, ReadMessage, cancellationToken, ("@t", threadId), ("@u", userId), ("@m", messageId), ("@limit", count));
+        newestFirst.Reverse();
+        return newestFirst;
+    }
+
     public async Task<IReadOnlyList<MessageRecord>> RecentMessagesAsync(string userId, string threadId, int count, CancellationToken cancellationToken)
     {
         var newestFirst = await ReadAsync($"SELECT {MessageColumns} FROM messages WHERE thread_id = @t AND user_id = @u ORDER BY id DESC LIMIT @limit",

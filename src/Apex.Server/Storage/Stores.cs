@@ -32,6 +32,12 @@ internal interface IThreadStore
     Task<bool> DeleteThreadAsync(string userId, string threadId, CancellationToken cancellationToken);
     Task<IReadOnlyList<MessageRecord>> ListMessagesAsync(string userId, string threadId, int limit, string? afterId, CancellationToken cancellationToken);
     Task<IReadOnlyList<MessageRecord>> RecentMessagesAsync(string userId, string threadId, int count, CancellationToken cancellationToken);
+    Task<MessageRecord?> GetMessageAsync(string userId, string messageId, CancellationToken cancellationToken);
+    /// <summary>
+    /// The history a run of <paramref name="messageId"/> sees: the thread's last <paramref name="count"/> messages other than
+    /// it and the user messages sent after it (queued behind it), in id order.
+    /// </summary>
+    Task<IReadOnlyList<MessageRecord>> HistoryForAsync(string userId, string threadId, string messageId, int count, CancellationToken cancellationToken);
 }
 
 /// <summary>Runs: submission with the thread's queue strategy, claims, leases, cancellation requests, take-over of a lost node's runs.</summary>

@@ -170,3 +170,24 @@ public sealed class EdgeCaseTests(ScriptedServer scripted) : IClassFixture<Scrip
         return (await (await client.Http.SendAsync(request, ct)).Content.ReadFromJsonAsync(ApexJsonContext.Default.PageToolUsageDto, ct))!.Items;
     }
 }
+
+/// <summary>A deep queue on one thread: each run reads its own message, however many are queued behind it.</summary>
+public sealed class DeepQueueTests(SharedServer shared) : IClassFixture<SharedServer>
+{
+    [Fact]
+    public async Task TwentyMessagesQueuedAtOnceOnOneThreadAllComplete()
+    {
+        var ct = Waits.Timeout();
+        using var client = await shared.Server.NewUserAsync();
+        var thread = await client.CreateThreadAsync(cancellationToken: ct);
+        var runs = new List<string>();
+        for (var i = 0; i < 20; i++) runs.Add((await client.SendMessageAsync(thread.Id, $"question {i}: how do I cut costs?", cancellationToken: ct)).Run.Id);
+
+        var ended = new Dictionary<string, ApexEvent>();
+        await foreach (var evt in client.StreamEventsAsync(thread.Id, 0, cancellationToken: ct))
+            if (evt.IsTerminal && ended.TryAdd(evt.RunId!, evt) && ended.Count == runs.Count) break;
+        Assert.All(runs, id => Assert.IsType<RunCompleted>(ended[id]));
+        var messages = await client.ListMessagesAsync(thread.Id, limit: 100, cancellationToken: ct);
+        Assert.Equal(20, messages.Items.Count(m => m.Role == "assistant"));
+    }
+}
