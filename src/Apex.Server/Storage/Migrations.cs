@@ -131,6 +131,11 @@ internal static class Migrations
                 created_at BIGINT NOT NULL);
             CREATE INDEX ix_model_usage_user ON model_usage(user_id, created_at);
             """),
+        // The refresh token a rotation replaced: presenting it again is reuse, which revokes the session.
+        (4, "refresh token reuse", """
+            ALTER TABLE sessions ADD COLUMN previous_hash TEXT NULL;
+            CREATE INDEX ix_sessions_previous_hash ON sessions(previous_hash);
+            """),
     ];
 
     public static int Latest => All[^1].Version;

@@ -37,9 +37,18 @@ internal sealed class SqlAccountStore(Database db) : SqlStore(db), IAccountStore
         ReadSingleAsync($"SELECT {SessionColumns} FROM sessions WHERE id = @id AND user_id = @u", ReadSession, cancellationToken, ("@id", sessionId), ("@u", userId));
 
     public Task<SessionRecord?> RotateRefreshTokenAsync(string oldHash, string newHash, DateTimeOffset newExpiry, DateTimeOffset now, CancellationToken cancellationToken) =>
-        Db.WriteAsync((c, t) => c.QuerySingleAsync(
-            $"UPDATE sessions SET refresh_hash = @new, expires_at = @ea WHERE refresh_hash = @old AND revoked_at IS NULL AND expires_at > @now RETURNING {SessionColumns}",
-            t, ReadSession, cancellationToken, ("@new", newHash), ("@old", oldHash), ("@ea", newExpiry.ToUnixMs()), ("@now", now.ToUnixMs())), cancellationToken);
+        Db.WriteAsync(async (c, t) =>
+        {
+            var rotated = await c.QuerySingleAsync(
+                $"UPDATE sessions SET previous_hash = refresh_hash, refresh_hash = @new, expires_at = @ea WHERE refresh_hash = @old AND revoked_at IS NULL AND expires_at > @now RETURNING {SessionColumns}",
+                t, ReadSession, cancellationToken, ("@new", newHash), ("@old", oldHash), ("@ea", newExpiry.ToUnixMs()), ("@now", now.ToUnixMs()));
+            // A token that was already rotated away is being used again: someone holds a copy. The whole session ends
+            // (OAuth 2.0 Security BCP, refresh token rotation), so the newer refresh token and its access tokens stop too.
+            if (rotated is null)
+                await c.ExecuteAsync("UPDATE sessions SET revoked_at = @now WHERE previous_hash = @old AND revoked_at IS NULL", t, cancellationToken,
+                    ("@old", oldHash), ("@now", now.ToUnixMs()));
+            return rotated;
+        }, cancellationToken);
 
     public Task<bool> RevokeSessionAsync(string userId, string sessionId, DateTimeOffset now, CancellationToken cancellationToken) =>
         Db.WriteAsync(async (c, t) => await c.ExecuteAsync("UPDATE sessions SET revoked_at = @now WHERE id = @id AND user_id = @u AND revoked_at IS NULL",

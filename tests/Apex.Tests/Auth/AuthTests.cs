@@ -73,6 +73,20 @@ public sealed class AuthTests(SharedServer shared) : IClassFixture<SharedServer>
     }
 
     [Fact]
+    public async Task ReusingARotatedRefreshTokenRevokesTheWholeSession()
+    {
+        using var client = await Server.NewUserAsync();
+        var stolen = client.Tokens!.RefreshToken;
+        await client.RefreshAsync();
+        Assert.Equal(client.Tokens.User.Id, (await client.MeAsync()).Id);
+
+        // Someone presents the old token: it fails, and the newer refresh token and its access token stop working too.
+        Assert.Equal(HttpStatusCode.Unauthorized, (await PostRaw("api/auth/refresh", new { refresh_token = stolen })).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await Assert.ThrowsAsync<ApexApiException>(() => client.MeAsync())).Status);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await Assert.ThrowsAsync<ApexApiException>(() => client.RefreshAsync())).Status);
+    }
+
+    [Fact]
     public async Task LogoutRevokesTheAccessAndRefreshTokens()
     {
         using var client = await Server.NewUserAsync();

@@ -31,11 +31,17 @@ public abstract class AccountStoreTests<TDatabase> : StoreTests<TDatabase> where
         var session = new SessionRecord(_ids.NewId(), user, "old", _now, _now.AddDays(1), null);
         await Accounts.CreateSessionAsync(session, default);
         Assert.NotNull(await Accounts.RotateRefreshTokenAsync("old", "new", _now.AddDays(2), _now, default));
-        Assert.Null(await Accounts.RotateRefreshTokenAsync("old", "newer", _now.AddDays(2), _now, default));
         Assert.Null(await Accounts.GetSessionAsync(await UserAsync(), session.Id, default));
-        Assert.True(await Accounts.RevokeSessionAsync(user, session.Id, _now, default));
+        // Presenting the rotated-away token again is reuse: it fails and the whole session is revoked.
+        Assert.Null(await Accounts.RotateRefreshTokenAsync("old", "newer", _now.AddDays(2), _now, default));
         Assert.NotNull((await Accounts.GetSessionAsync(user, session.Id, default))!.RevokedAt);
         Assert.Null(await Accounts.RotateRefreshTokenAsync("new", "x", _now.AddDays(2), _now, default));
+
+        var other = new SessionRecord(_ids.NewId(), user, "second", _now, _now.AddDays(1), null);
+        await Accounts.CreateSessionAsync(other, default);
+        Assert.True(await Accounts.RevokeSessionAsync(user, other.Id, _now, default));
+        Assert.False(await Accounts.RevokeSessionAsync(user, other.Id, _now, default));
+        Assert.Null(await Accounts.RotateRefreshTokenAsync("second", "y", _now.AddDays(2), _now, default));
     }
 
     [Fact]
