@@ -56,7 +56,13 @@ internal abstract class WorkloadTool(IWorkloadStore store) : IApexTool
         : SchemaValidator.TryParseDateTime(text, out var time) ? time
         : throw new ToolException($"'{name}' must be an ISO 8601 date or date-time.");
 
-    protected static double Percentile(double[] sorted, double p) =>
+    protected static double Percentile(double[] sorted, double p) => NearestRank.Percentile(sorted, p);
+}
+
+/// <summary>Percentiles by nearest rank over sorted values: the one definition the tools and the charts share.</summary>
+internal static class NearestRank
+{
+    public static double Percentile(double[] sorted, double p) =>
         sorted.Length == 0 ? 0 : sorted[Math.Clamp((int)Math.Ceiling(p / 100 * sorted.Length) - 1, 0, sorted.Length - 1)];
 }
 

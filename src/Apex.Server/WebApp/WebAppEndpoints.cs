@@ -1,5 +1,6 @@
 using Apex.Server.Auth;
 using Apex.Server.Storage;
+using Apex.Server.Tools;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.StaticFiles;
 using Microsoft.Extensions.FileProviders;
@@ -45,9 +46,8 @@ internal static class WebAppEndpoints
             [.. latencies.OrderBy(l => l.Key, StringComparer.Ordinal).Select(l => new LatencyPointDto(l.Key, l.Value.Length, Percentile(l.Value, 50), Percentile(l.Value, 95)))]));
     }
 
-    // Nearest rank over the sorted latencies, as the latency_profile tool computes it.
-    private static double Percentile(double[] sorted, double p) =>
-        sorted.Length == 0 ? 0 : Math.Round(sorted[Math.Clamp((int)Math.Ceiling(p / 100 * sorted.Length) - 1, 0, sorted.Length - 1)], 1);
+    // Nearest rank over the sorted latencies, as the latency_profile tool computes it (and rounds it).
+    private static double Percentile(double[] sorted, double p) => Math.Round(NearestRank.Percentile(sorted, p), 1);
 
     /// <summary>
     /// wwwroot under the content root when it is there (a published app, the test host), else the
