@@ -102,6 +102,11 @@ public sealed class AuthTests(SharedServer shared) : IClassFixture<SharedServer>
         var response = await http.GetAsync(new Uri("api/threads", UriKind.Relative));
         Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
         Assert.Equal(HttpStatusCode.Unauthorized, (await http.PostAsync(new Uri("api/ws-ticket", UriKind.Relative), null)).StatusCode);
+        // The routes added with the web app, token accounting and MCP.
+        foreach (var path in new[] { "api/usage", "api/usage/tools", "api/workloads/charts" })
+            Assert.Equal(HttpStatusCode.Unauthorized, (await http.GetAsync(new Uri(path, UriKind.Relative))).StatusCode);
+        using var mcp = new StringContent("""{"jsonrpc":"2.0","id":1,"method":"tools/list"}""", System.Text.Encoding.UTF8, "application/json");
+        Assert.Equal(HttpStatusCode.Unauthorized, (await http.PostAsync(new Uri("mcp", UriKind.Relative), mcp)).StatusCode);
     }
 
     [Fact]
