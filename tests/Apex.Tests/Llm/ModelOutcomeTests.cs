@@ -26,7 +26,7 @@ internal sealed class ScriptedOpenAiServer : IAsyncDisposable
 
     public Uri BaseAddress { get; private set; } = null!;
 
-    public ConcurrentQueue<(TimeSpan At, JsonElement Body)> Requests { get; } = new();
+    public ConcurrentQueue<(TimeSpan At, string? Authorization, JsonElement Body)> Requests { get; } = new();
 
     public Func<HttpContext, JsonElement, Task> Respond { get; set; } = (_, _) => Task.CompletedTask;
 
@@ -43,7 +43,7 @@ internal sealed class ScriptedOpenAiServer : IAsyncDisposable
         {
             using var body = await JsonDocument.ParseAsync(context.Request.Body);
             var root = body.RootElement.Clone();
-            server.Requests.Enqueue((server._clock.Elapsed, root));
+            server.Requests.Enqueue((server._clock.Elapsed, context.Request.Headers.Authorization.ToString(), root));
             await server.Respond(context, root);
         });
         await app.StartAsync();
