@@ -10,11 +10,16 @@ public sealed class TelemetryTests
     public async Task ARunIsTracedAsSpansAndCountedInTheMetricsEndpoint()
     {
         var spans = new ConcurrentQueue<Activity>();
+        using var stopped = new SemaphoreSlim(0);
         using var listener = new ActivityListener
         {
             ShouldListenTo = source => source.Name == "Apex",
             Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
-            ActivityStopped = spans.Enqueue,
+            ActivityStopped = span =>
+            {
+                spans.Enqueue(span);
+                stopped.Release();
+            },
         };
         ActivitySource.AddActivityListener(listener);
         await using var server = await ApexTestServer.StartAsync(new() { ["Apex:Telemetry:Prometheus"] = "true" });
@@ -24,8 +29,11 @@ public sealed class TelemetryTests
         var events = await socket.RunToEndAsync("How do I cut costs?", cancellationToken: ct);
         var runId = events[^1].RunId;
 
+        // The run's span stops just after its terminal event is delivered: wait for it, not for a time.
+        bool IsThisRun(Activity s) => s.OperationName == "apex.run" && (string?)s.GetTagItem("apex.run.id") == runId;
+        while (!spans.Any(IsThisRun)) await stopped.WaitAsync(ct);
         // Spans of this run (other tests' runs may be traced by the same process-wide listener).
-        var run = Assert.Single(spans, s => s.OperationName == "apex.run" && (string?)s.GetTagItem("apex.run.id") == runId);
+        var run = Assert.Single(spans, IsThisRun);
         var children = spans.Where(s => s.RootId == run.RootId).Select(s => s.OperationName).ToList();
         Assert.Contains("apex.agent triage", children);
         Assert.Contains("apex.tool workload_summary", children);
