@@ -23,7 +23,7 @@ internal sealed class Rig : IAsyncDisposable
         Database = new SqliteDatabase(Path);
         Migrations.ApplyAsync(Database, TimeProvider.System, CancellationToken.None).GetAwaiter().GetResult();
         var node = new NodeIdentity();
-        Accounts = new SqlAccountStore(Database);
+        Accounts = new SqlAccountStore(Database, new StoreSignals(), node);
         Threads = new SqlThreadStore(Database);
         Runs = new SqlRunStore(Database, node);
         Events = new SqlEventStore(Database, node);
@@ -40,7 +40,7 @@ internal sealed class Rig : IAsyncDisposable
         UserId = Ids.NewId();
         Accounts.CreateUserAsync(new UserRecord(UserId, "bench@example.com", "BENCH@EXAMPLE.COM", "x", "bench", Tiers.Free, now, 0, null), CancellationToken.None).GetAwaiter().GetResult();
         ThreadId = Ids.NewId();
-        Threads.CreateThreadAsync(new ThreadRecord(ThreadId, UserId, "bench", QueueStrategies.Enqueue, 0, now, now), CancellationToken.None).GetAwaiter().GetResult();
+        Threads.CreateThreadAsync(new ThreadRecord(ThreadId, UserId, "bench", QueueStrategies.Enqueue, 0, now, now), int.MaxValue, CancellationToken.None).GetAwaiter().GetResult();
         Run = new RunRecord(Ids.NewId(), ThreadId, UserId, RunStatus.Running, QueueStrategies.Enqueue, Ids.NewId(), now, now, null, null, "bench", false);
     }
 

@@ -30,6 +30,12 @@ public sealed class ApexClient(HttpClient http) : IDisposable
     /// <summary>The tokens of the signed-in user, if any.</summary>
     public TokenResponse? Tokens { get; private set; }
 
+    /// <summary>An API key to send instead of an access token (<see cref="UseApiKey"/>).</summary>
+    public string? ApiKey { get; private set; }
+
+    /// <summary>Authenticates every request with an API key (<c>apex_…</c>) instead of tokens.</summary>
+    public void UseApiKey(string key) => ApiKey = key;
+
     /// <summary>Creates an account and signs in as it.</summary>
     public async Task<TokenResponse> RegisterAsync(string email, string password, CancellationToken cancellationToken = default) =>
         SignedIn(await PostAsync("api/auth/register", new RegisterRequest(email, password), ApexJsonContext.Default.RegisterRequest, ApexJsonContext.Default.TokenResponse, cancellationToken));
@@ -54,6 +60,25 @@ public sealed class ApexClient(HttpClient http) : IDisposable
     public Task<UserDto> MeAsync(CancellationToken cancellationToken = default) =>
         GetAsync("api/auth/me", ApexJsonContext.Default.UserDto, cancellationToken);
 
+    /// <summary>Creates an API key; its secret is in the answer only.</summary>
+    public Task<CreatedApiKeyDto> CreateApiKeyAsync(string name, DateTimeOffset? expiresAt = null, CancellationToken cancellationToken = default) =>
+        PostAsync("api/keys", new CreateApiKeyRequest(name, expiresAt), ApexJsonContext.Default.CreateApiKeyRequest, ApexJsonContext.Default.CreatedApiKeyDto, cancellationToken);
+
+    /// <summary>Lists the user's API keys (without their secrets).</summary>
+    public Task<Page<ApiKeyDto>> ListApiKeysAsync(CancellationToken cancellationToken = default) =>
+        GetAsync("api/keys", ApexJsonContext.Default.PageApiKeyDto, cancellationToken);
+
+    /// <summary>Deletes an API key; whatever it opened (sockets, SSE streams) is closed.</summary>
+    public async Task DeleteApiKeyAsync(string keyId, CancellationToken cancellationToken = default)
+    {
+        using var response = await Http.SendAsync(Authorized(HttpMethod.Delete, $"api/keys/{Uri.EscapeDataString(keyId)}"), cancellationToken);
+        await EnsureSuccessAsync(response, cancellationToken);
+    }
+
+    /// <summary>The account's security events, newest first.</summary>
+    public Task<Page<SecurityEventDto>> ListSecurityEventsAsync(int limit = 50, string? cursor = null, CancellationToken cancellationToken = default) =>
+        GetAsync($"api/auth/events?limit={limit}{CursorQuery(cursor)}", ApexJsonContext.Default.PageSecurityEventDto, cancellationToken);
+
     /// <summary>Creates a thread.</summary>
     public Task<ThreadDto> CreateThreadAsync(string? title = null, string? strategy = null, CancellationToken cancellationToken = default) =>
         PostAsync("api/threads", new CreateThreadRequest(title, strategy), ApexJsonContext.Default.CreateThreadRequest, ApexJsonContext.Default.ThreadDto, cancellationToken);
@@ -65,6 +90,13 @@ public sealed class ApexClient(HttpClient http) : IDisposable
     /// <summary>Reads one thread.</summary>
     public Task<ThreadDto> GetThreadAsync(string threadId, CancellationToken cancellationToken = default) =>
         GetAsync($"api/threads/{Uri.EscapeDataString(threadId)}", ApexJsonContext.Default.ThreadDto, cancellationToken);
+
+    /// <summary>Deletes a thread with its messages, runs and events (its running runs are cancelled first).</summary>
+    public async Task DeleteThreadAsync(string threadId, CancellationToken cancellationToken = default)
+    {
+        using var response = await Http.SendAsync(Authorized(HttpMethod.Delete, $"api/threads/{Uri.EscapeDataString(threadId)}"), cancellationToken);
+        await EnsureSuccessAsync(response, cancellationToken);
+    }
 
     /// <summary>Lists a thread's messages, oldest first.</summary>
     public Task<Page<MessageDto>> ListMessagesAsync(string threadId, int limit = 50, string? cursor = null, CancellationToken cancellationToken = default) =>
@@ -137,11 +169,11 @@ public sealed class ApexClient(HttpClient http) : IDisposable
         }
     }
 
-    /// <summary>Adds the access token to a request.</summary>
+    /// <summary>Adds the API key or the access token to a request.</summary>
     public HttpRequestMessage Authorized(HttpMethod method, string path, HttpContent? content = null)
     {
         var request = new HttpRequestMessage(method, path) { Content = content };
-        if (Tokens is { } tokens) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", tokens.AccessToken);
+        if ((ApiKey ?? Tokens?.AccessToken) is { } bearer) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", bearer);
         return request;
     }
 

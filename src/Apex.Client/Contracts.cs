@@ -14,6 +14,17 @@ public sealed record TokenResponse(string AccessToken, string RefreshToken, stri
 public sealed record UserDto(string Id, string Email, string DisplayName, string Tier, DateTimeOffset CreatedAt);
 /// <summary>A single-use ticket for <c>/ws?ticket=</c>.</summary>
 public sealed record WsTicketResponse(string Ticket, int ExpiresIn);
+/// <summary>Body of <c>POST /api/keys</c>: a name to recognise the key by, and an optional expiry (none: until deleted).</summary>
+public sealed record CreateApiKeyRequest(string Name, DateTimeOffset? ExpiresAt = null);
+/// <summary>An API key as listed: its secret is never shown again, only its first characters (<c>Prefix</c>).</summary>
+public sealed record ApiKeyDto(string Id, string Name, string Prefix, DateTimeOffset CreatedAt, DateTimeOffset? ExpiresAt, DateTimeOffset? LastUsedAt);
+/// <summary>A new API key: <c>Key</c> is the secret, shown this once; send it as <c>Authorization: Bearer</c>.</summary>
+public sealed record CreatedApiKeyDto(string Id, string Name, string Key, string Prefix, DateTimeOffset CreatedAt, DateTimeOffset? ExpiresAt);
+/// <summary>
+/// Something that happened to the account's credentials: <c>login</c>, <c>login_failed</c>, <c>login_locked</c>, <c>logout</c>,
+/// <c>refresh_token_reused</c>, <c>api_key_created</c>, <c>api_key_used</c>, <c>api_key_deleted</c>.
+/// </summary>
+public sealed record SecurityEventDto(string Id, string Kind, DateTimeOffset At, string? Address, string? Detail);
 
 /// <summary>Body of <c>POST /api/threads</c>.</summary>
 public sealed record CreateThreadRequest(string? Title = null, string? Strategy = null);
@@ -43,6 +54,8 @@ public sealed record StopAgentPayload(string RunId);
 public sealed record ResumePayload(string ThreadId, long AfterSeq);
 /// <summary>Payload of <c>get_thread_history</c> and <c>switch_thread</c>.</summary>
 public sealed record ThreadRefPayload(string ThreadId);
+/// <summary>Payload of <c>reauth</c>: a fresh access token (or API key) of the same user, before the socket's credential expires.</summary>
+public sealed record ReauthPayload(string Token);
 
 /// <summary>The strategies for a message sent to a thread that is busy.</summary>
 public static class QueueStrategies

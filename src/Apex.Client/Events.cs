@@ -42,6 +42,8 @@ public static class EventTypes
     public const string ThreadFollowed = "thread_followed";
     /// <summary>Control: answer to <c>stop_agent</c>; the run's <c>run_cancelled</c> is stored on its thread.</summary>
     public const string StopAccepted = "stop_accepted";
+    /// <summary>Control: answer to <c>reauth</c>; the socket now lives until the new credential's expiry.</summary>
+    public const string Reauthenticated = "reauthenticated";
 
     /// <summary>The event types that end a run; a run has exactly one.</summary>
     public static bool IsTerminal(string type) => type is RunCompleted or RunFailed or RunCancelled;
@@ -70,6 +72,7 @@ public static class EventTypes
 [JsonDerivedType(typeof(ThreadHistory), EventTypes.ThreadHistory)]
 [JsonDerivedType(typeof(ThreadFollowed), EventTypes.ThreadFollowed)]
 [JsonDerivedType(typeof(StopAccepted), EventTypes.StopAccepted)]
+[JsonDerivedType(typeof(Reauthenticated), EventTypes.Reauthenticated)]
 public abstract record ApexEvent
 {
     /// <summary>The wire type, also written as the <c>type</c> discriminator.</summary>
@@ -168,6 +171,10 @@ public sealed record ThreadFollowed(ThreadFollowedData Data) : ApexEvent { /// <
 public sealed record StopAccepted(StopAcceptedData Data) : ApexEvent { /// <inheritdoc/>
     protected override string WireType => EventTypes.StopAccepted; }
 
+/// <summary>Control: a <c>reauth</c> was accepted.</summary>
+public sealed record Reauthenticated(ReauthenticatedData Data) : ApexEvent { /// <inheritdoc/>
+    protected override string WireType => EventTypes.Reauthenticated; }
+
 /// <summary>Payload of <c>run_queued</c>.</summary>
 public sealed record RunQueuedData(string MessageId, string Strategy, int Position);
 /// <summary>Payload of <c>run_started</c>.</summary>
@@ -202,6 +209,8 @@ public sealed record RunFailedData(string Reason, string Message);
 public sealed record RunCancelledData(string Reason);
 /// <summary>Payload of <c>connection_established</c>.</summary>
 public sealed record ConnectionEstablishedData(string ConnectionId, string UserId, int MaxFrameBytes);
+/// <summary>Payload of <c>reauthenticated</c>: when the socket must next re-authenticate (null: its API key does not expire).</summary>
+public sealed record ReauthenticatedData(DateTimeOffset? ExpiresAt);
 /// <summary>Payload of <c>pong</c>.</summary>
 public sealed record PongData(DateTimeOffset ServerTime);
 /// <summary>Payload of <c>error</c>.</summary>

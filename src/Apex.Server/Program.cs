@@ -23,6 +23,7 @@ await app.InitializeApexAuthAsync();
 
 app.MapHealthEndpoints();
 app.MapAuthEndpoints();
+app.MapApiKeyEndpoints();
 app.MapThreadEndpoints();
 app.MapRunEndpoints();
 app.MapWorkloadEndpoints();

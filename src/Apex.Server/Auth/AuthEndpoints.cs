@@ -44,32 +44,56 @@ internal static class AuthEndpoints
     }
 
     private static async Task<Results<Ok<TokenResponse>, ProblemHttpResult>> Login(LoginRequest request, IAccountStore store, TokenService tokens,
-        IPasswordHasher<UserRecord> hasher, TimeProvider time, IOptions<AuthOptions> options, CancellationToken cancellationToken)
+        IPasswordHasher<UserRecord> hasher, DecoyPassword decoy, SecurityLog security, TimeProvider time, IOptions<AuthOptions> options, HttpContext context,
+        CancellationToken cancellationToken)
     {
         var invalid = TypedResults.Problem(statusCode: StatusCodes.Status401Unauthorized, title: "Invalid credentials", detail: "The email or password is wrong.");
+        var address = context.Connection.RemoteIpAddress?.ToString();
         var user = await store.FindUserByEmailAsync(Normalize(request.Email ?? ""), cancellationToken);
-        if (user is null || string.IsNullOrEmpty(request.Password)) return invalid;
-        var now = time.GetUtcNow();
-        if (user.LockoutUntil is { } until && until > now)
-            return TypedResults.Problem(statusCode: StatusCodes.Status423Locked, title: "Account locked",
-                detail: $"Too many failed sign-ins. Try again after {until:u}.");
-        if (hasher.VerifyHashedPassword(user, user.PasswordHash, request.Password) == PasswordVerificationResult.Failed)
+        if (user is null || string.IsNullOrEmpty(request.Password))
         {
-            await store.RecordLoginFailureAsync(user.Id, options.Value.MaxFailedLogins, now + options.Value.LockoutDuration, cancellationToken);
+            // The same hashing work as a wrong password: the answer's timing does not tell which emails have accounts.
+            decoy.Verify(request.Password ?? "");
             return invalid;
         }
-        await store.ResetLoginFailuresAsync(user.Id, cancellationToken);
-        return TypedResults.Ok(await tokens.IssueAsync(user, cancellationToken));
+        var now = time.GetUtcNow();
+        var limits = options.Value;
+        if (user.LockoutUntil is not { } until || until <= now)
+        {
+            if (await store.ReserveLoginAttemptAsync(user.Id, limits.MaxFailedLogins, now, cancellationToken))
+            {
+                if (hasher.VerifyHashedPassword(user, user.PasswordHash, request.Password) == PasswordVerificationResult.Failed)
+                {
+                    await store.RecordLoginFailureAsync(user.Id, limits.MaxFailedLogins, now + limits.LockoutDuration, cancellationToken);
+                    await security.RecordAsync(user.Id, SecurityEventKinds.LoginFailed, address, null, cancellationToken);
+                    return invalid;
+                }
+                await store.ResetLoginFailuresAsync(user.Id, cancellationToken);
+                await security.RecordAsync(user.Id, SecurityEventKinds.Login, address, null, cancellationToken);
+                return TypedResults.Ok(await tokens.IssueAsync(user, cancellationToken));
+            }
+            // Every allowed attempt is taken (failed, or being checked right now): this one is not checked at all.
+            until = (await store.GetUserAsync(user.Id, cancellationToken))?.LockoutUntil is { } set && set > now ? set : now + limits.LockoutDuration;
+        }
+        await security.RecordAsync(user.Id, SecurityEventKinds.LoginLocked, address, null, cancellationToken);
+        return TypedResults.Problem(statusCode: StatusCodes.Status423Locked, title: "Account locked", detail: $"Too many failed sign-ins. Try again after {until:u}.");
     }
 
-    private static async Task<Results<Ok<TokenResponse>, ProblemHttpResult>> Refresh(RefreshRequest request, TokenService tokens, CancellationToken cancellationToken) =>
-        string.IsNullOrEmpty(request.RefreshToken) || await tokens.RefreshAsync(request.RefreshToken, cancellationToken) is not { } refreshed
+    private static async Task<Results<Ok<TokenResponse>, ProblemHttpResult>> Refresh(RefreshRequest request, TokenService tokens, HttpContext context, CancellationToken cancellationToken) =>
+        string.IsNullOrEmpty(request.RefreshToken) || await tokens.RefreshAsync(request.RefreshToken, context.Connection.RemoteIpAddress?.ToString(), cancellationToken) is not { } refreshed
             ? TypedResults.Problem(statusCode: StatusCodes.Status401Unauthorized, title: "Invalid refresh token", detail: "The refresh token is unknown, expired, revoked or already used.")
             : TypedResults.Ok(refreshed);
 
-    private static async Task<NoContent> Logout(CurrentUser user, IAccountStore store, TimeProvider time, CancellationToken cancellationToken)
+    private static async Task<NoContent> Logout(CurrentUser user, IAccountStore store, SecurityLog security, TimeProvider time, HttpContext context, CancellationToken cancellationToken)
     {
-        await store.RevokeSessionAsync(user.Id, user.SessionId, time.GetUtcNow(), cancellationToken);
+        // Revoking reaches this session's open sockets and SSE streams on every node (SessionWatch).
+        // Logging out with an API key deletes the key: a key's session cannot be signed into again.
+        var ended = user.ViaApiKey
+            ? await store.DeleteApiKeyAsync(user.Id, user.SessionId, time.GetUtcNow(), cancellationToken)
+            : await store.RevokeSessionAsync(user.Id, user.SessionId, time.GetUtcNow(), cancellationToken);
+        if (ended)
+            await security.RecordAsync(user.Id, user.ViaApiKey ? SecurityEventKinds.ApiKeyDeleted : SecurityEventKinds.Logout, context.Connection.RemoteIpAddress?.ToString(),
+                user.ViaApiKey ? user.SessionId : null, cancellationToken);
         return TypedResults.NoContent();
     }
 

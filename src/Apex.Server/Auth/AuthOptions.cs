@@ -14,6 +14,9 @@ internal sealed class AuthOptions
     [Range(1, 100)] public int MaxFailedLogins { get; set; } = 5;
     public TimeSpan LockoutDuration { get; set; } = TimeSpan.FromMinutes(5);
 
+    /// <summary>API keys a user may hold at once.</summary>
+    [Range(1, 1000)] public int MaxApiKeysPerUser { get; set; } = 20;
+
     [Range(8, 128)] public int MinPasswordLength { get; set; } = 8;
 
     /// <summary>The plan tier of new accounts: free, pro or enterprise.</summary>

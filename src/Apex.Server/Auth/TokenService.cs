@@ -33,20 +33,27 @@ internal sealed class SigningKey(IAccountStore accounts, TimeProvider time)
 /// database, so they survive restarts and work on every node; each names its session, and a revoked session (logout)
 /// stops its access tokens at once. The same validation serves the JwtBearer handler (REST, SSE) and the socket's
 /// bearer header and <c>bearer.</c> subprotocol. Refresh tokens are random, stored hashed and rotated on every use.
+/// API keys (<c>apex_…</c>) are random too, stored hashed, and accepted wherever an access token is.
 /// </summary>
 internal sealed class TokenService
 {
+    /// <summary>What every API key starts with, so a bearer can be told apart from a JWT without trying both.</summary>
+    public const string ApiKeyPrefix = "apex_";
+    /// <summary>A key's last use (and its <c>api_key_used</c> security event) is written at most this often.</summary>
+    public static readonly TimeSpan ApiKeyUseInterval = TimeSpan.FromMinutes(5);
     private const string Issuer = "apex";
     private readonly IAccountStore _store;
+    private readonly SecurityLog _security;
     private readonly IdGenerator _ids;
     private readonly TimeProvider _time;
     private readonly IOptions<AuthOptions> _options;
     private readonly SigningKey _key;
     private readonly JsonWebTokenHandler _handler = new() { SetDefaultTimesOnTokenCreation = false, MapInboundClaims = false };
 
-    public TokenService(IAccountStore store, IdGenerator ids, TimeProvider time, IOptions<AuthOptions> options, SigningKey key)
+    public TokenService(IAccountStore store, SecurityLog security, IdGenerator ids, TimeProvider time, IOptions<AuthOptions> options, SigningKey key)
     {
         _store = store;
+        _security = security;
         _ids = ids;
         _time = time;
         _options = options;
@@ -76,22 +83,51 @@ internal sealed class TokenService
         return Tokens(user, session.Id, refresh, now);
     }
 
-    public async Task<TokenResponse?> RefreshAsync(string refreshToken, CancellationToken cancellationToken)
+    public async Task<TokenResponse?> RefreshAsync(string refreshToken, string? address, CancellationToken cancellationToken)
     {
         var now = _time.GetUtcNow();
         var next = NewSecret();
-        var session = await _store.RotateRefreshTokenAsync(Hash(refreshToken), Hash(next), now + _options.Value.RefreshTokenLifetime, now, cancellationToken);
-        if (session is null) return null;
-        var user = await _store.GetUserAsync(session.UserId, cancellationToken);
-        return user is null ? null : Tokens(user, session.Id, next, now);
+        switch (await _store.RotateRefreshTokenAsync(Hash(refreshToken), Hash(next), now + _options.Value.RefreshTokenLifetime, now, cancellationToken))
+        {
+            case RefreshOutcome.Rotated rotated:
+                var user = await _store.GetUserAsync(rotated.Session.UserId, cancellationToken);
+                return user is null ? null : Tokens(user, rotated.Session.Id, next, now);
+            case RefreshOutcome.Reused reused:
+                await _security.RecordAsync(reused.UserId, SecurityEventKinds.RefreshReuse, address, $"session {reused.SessionId} revoked", cancellationToken);
+                return null;
+            default:
+                return null;
+        }
     }
 
-    /// <summary>Checks signature, issuer, expiry and that the session is still live. Returns the user, or the reason it failed.</summary>
-    public async Task<(CurrentUser? User, string? Failure)> ValidateAsync(string token, CancellationToken cancellationToken)
+    /// <summary>
+    /// An access token (signature, issuer, expiry, live session) or an API key (live, unexpired). Returns the user, or the
+    /// reason it failed. <paramref name="address"/> goes into the key's <c>api_key_used</c> security event.
+    /// </summary>
+    public async Task<(CurrentUser? User, string? Failure)> ValidateAsync(string token, string? address, CancellationToken cancellationToken)
     {
+        if (token.StartsWith(ApiKeyPrefix, StringComparison.Ordinal))
+            return await ValidateApiKeyAsync(token, address, cancellationToken) is { } keyUser ? (keyUser, null) : (null, "unknown, expired or deleted API key");
         var result = await _handler.ValidateTokenAsync(token, Parameters);
         if (!result.IsValid) return (null, Describe(result.Exception));
         return await CheckSessionAsync(result.ClaimsIdentity, cancellationToken);
+    }
+
+    public async Task<CurrentUser?> ValidateApiKeyAsync(string key, string? address, CancellationToken cancellationToken)
+    {
+        var now = _time.GetUtcNow();
+        if (await _store.FindApiKeyAsync(Hash(key), now, cancellationToken) is not { } owner) return null;
+        if (await _store.TouchApiKeyAsync(owner.Key.UserId, owner.Key.Id, now, ApiKeyUseInterval, cancellationToken))
+            await _security.RecordAsync(owner.Key.UserId, SecurityEventKinds.ApiKeyUsed, address, $"{owner.Key.Name} ({owner.Key.Prefix}…)", cancellationToken);
+        return new CurrentUser(owner.Key.UserId, owner.Key.Id, owner.Tier, owner.Key.ExpiresAt, ViaApiKey: true);
+    }
+
+    /// <summary>Creates an API key for the user; null when the user already has <paramref name="maxKeys"/>. The secret is in the result only.</summary>
+    public async Task<(ApiKeyRecord Key, string Secret)?> IssueApiKeyAsync(string userId, string name, DateTimeOffset? expiresAt, int maxKeys, CancellationToken cancellationToken)
+    {
+        var secret = ApiKeyPrefix + NewSecret();
+        var key = new ApiKeyRecord(_ids.NewId(), userId, name, secret[..12], _time.GetUtcNow(), expiresAt, null);
+        return await _store.CreateApiKeyAsync(key, Hash(secret), maxKeys, cancellationToken) ? (key, secret) : null;
     }
 
     /// <summary>The user of a validated token, if its session is still live.</summary>
@@ -103,7 +139,9 @@ internal sealed class TokenService
         if (sub is null || sid is null || tier is null) return (null, "malformed token");
         var session = await _store.GetSessionAsync(sub, sid, cancellationToken);
         if (session is null || session.RevokedAt is not null) return (null, "session revoked");
-        return (new CurrentUser(sub, sid, tier), null);
+        var expires = long.TryParse(identity.FindFirst(JwtRegisteredClaimNames.Exp)?.Value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var exp)
+            ? DateTimeOffset.FromUnixTimeSeconds(exp) : (DateTimeOffset?)null;
+        return (new CurrentUser(sub, sid, tier, expires), null);
     }
 
     public static string Describe(Exception? failure) => failure switch
@@ -127,7 +165,11 @@ internal sealed class TokenService
         if (owner is not { } o) return null;
         var session = await _store.GetSessionAsync(o.UserId, o.SessionId, cancellationToken);
         var user = await _store.GetUserAsync(o.UserId, cancellationToken);
-        return session is null || session.RevokedAt is not null || user is null ? null : new CurrentUser(user.Id, session.Id, user.Tier);
+        if (session is null || session.RevokedAt is not null || user is null) return null;
+        // A ticket stands for the credential it was asked with: a socket opened with it re-authenticates (reauth) within an
+        // access token's lifetime, or at its API key's expiry.
+        if (session.IsApiKey) return new CurrentUser(user.Id, session.Id, user.Tier, session.ExpiresAt >= SessionRecord.Never ? null : session.ExpiresAt, ViaApiKey: true);
+        return new CurrentUser(user.Id, session.Id, user.Tier, _time.GetUtcNow() + _options.Value.AccessTokenLifetime);
     }
 
     public static string Hash(string secret) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(secret)));

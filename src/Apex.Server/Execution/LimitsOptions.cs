@@ -16,6 +16,12 @@ internal sealed class LimitsOptions
     [Range(0, 10_000)] public int MaxConcurrentRunsPerNode { get; set; } = 256;
     [Range(1, 1000)] public int MaxPendingRunsPerThread { get; set; } = 20;
     [Range(1, 100_000)] public int MaxConnectionsPerUser { get; set; } = 20;
+    /// <summary>Open SSE streams (<c>/api/threads/{id}/events</c>) per user per node, counted apart from sockets.</summary>
+    [Range(1, 100_000)] public int MaxSseStreamsPerUser { get; set; } = 20;
+    /// <summary>Threads one socket follows at once (each <c>resume</c>, <c>switch_thread</c> or new thread's message follows one).</summary>
+    [Range(1, 10_000)] public int MaxFollowsPerConnection { get; set; } = 100;
+    /// <summary>Threads a user may keep; deleting one makes room.</summary>
+    [Range(1, 10_000_000)] public int MaxThreadsPerUser { get; set; } = 1000;
     [Range(1024, 1024 * 1024)] public int MaxFrameBytes { get; set; } = 8 * 1024;
     [Range(1, 100_000)] public int MaxMessageChars { get; set; } = 4000;
     [Range(1, 100_000)] public int MessagesPerMinutePerUser { get; set; } = 120;

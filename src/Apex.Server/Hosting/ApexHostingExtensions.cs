@@ -10,6 +10,7 @@ using Apex.Server.Runs;
 using Apex.Server.Storage;
 using Apex.Server.Streaming;
 using Apex.Server.Tools;
+using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Authentication.JwtBearer;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
@@ -85,7 +86,14 @@ internal static partial class ApexHostingExtensions
         services.TryAddSingleton<IPasswordHasher<UserRecord>, PasswordHasher<UserRecord>>();
         services.TryAddSingleton<SigningKey>();
         services.TryAddSingleton<TokenService>();
-        services.AddAuthentication(JwtBearerDefaults.AuthenticationScheme).AddJwtBearer();
+        services.TryAddSingleton<SecurityLog>();
+        services.TryAddSingleton<DecoyPassword>();
+        services.TryAddSingleton<SessionWatch>();
+        // One default scheme for every door: API keys (apex_…) to their handler, every other bearer to JwtBearer.
+        services.AddAuthentication(ApiKeyAuthenticationHandler.PolicyScheme)
+            .AddPolicyScheme(ApiKeyAuthenticationHandler.PolicyScheme, "Access token or API key", o => o.ForwardDefaultSelector = ApiKeyAuthenticationHandler.SelectScheme)
+            .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null)
+            .AddJwtBearer();
         services.AddOptions<JwtBearerOptions>(JwtBearerDefaults.AuthenticationScheme).Configure<TokenService>((o, tokens) =>
         {
             o.MapInboundClaims = false;

@@ -61,7 +61,8 @@ internal sealed class RunCoordinator(IThreadStore threads, IRunStore runs, Event
         if (threadId is null)
         {
             thread = new ThreadRecord(ids.NewId(), userId, TitleFrom(text), QueueStrategies.Enqueue, 0, now, now);
-            await threads.CreateThreadAsync(thread, cancellationToken);
+            if (!await threads.CreateThreadAsync(thread, options.MaxThreadsPerUser, cancellationToken))
+                return new Submission.Refused("thread_limit", $"At most {options.MaxThreadsPerUser} threads per user; delete one first.");
         }
         else if (await threads.GetThreadAsync(userId, threadId, cancellationToken) is { } existing)
         {

@@ -136,6 +136,27 @@ internal static class Migrations
             ALTER TABLE sessions ADD COLUMN previous_hash TEXT NULL;
             CREATE INDEX ix_sessions_previous_hash ON sessions(previous_hash);
             """),
+        // API keys (each with a session row of the same id) and the account's security events.
+        (5, "api keys and security events", """
+            CREATE TABLE api_keys (
+                id TEXT PRIMARY KEY REFERENCES sessions(id) ON DELETE CASCADE,
+                user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                name TEXT NOT NULL,
+                prefix TEXT NOT NULL,
+                secret_hash TEXT NOT NULL UNIQUE,
+                created_at BIGINT NOT NULL,
+                expires_at BIGINT NULL,
+                last_used_at BIGINT NULL);
+            CREATE INDEX ix_api_keys_user ON api_keys(user_id, id);
+            CREATE TABLE security_events (
+                id TEXT PRIMARY KEY,
+                user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                kind TEXT NOT NULL,
+                at BIGINT NOT NULL,
+                address TEXT NULL,
+                detail TEXT NULL);
+            CREATE INDEX ix_security_events_user ON security_events(user_id, id);
+            """),
     ];
 
     public static int Latest => All[^1].Version;

@@ -20,7 +20,7 @@ internal sealed partial class PostgresListener(Database database, StoreSignals s
                 await using var connection = postgres.CreateListenerConnection();
                 await connection.OpenAsync(stoppingToken);
                 connection.Notification += (_, e) => Handle(e.Channel, e.Payload);
-                await using (var listen = new NpgsqlCommand($"LISTEN {StoreSignals.EventsChannel}; LISTEN {StoreSignals.RunsChannel}; LISTEN {StoreSignals.CancelChannel};", connection))
+                await using (var listen = new NpgsqlCommand($"LISTEN {StoreSignals.EventsChannel}; LISTEN {StoreSignals.RunsChannel}; LISTEN {StoreSignals.CancelChannel}; LISTEN {StoreSignals.SessionsChannel};", connection))
                     await listen.ExecuteNonQueryAsync(stoppingToken);
                 // Whatever happened while not listening is in the store: look once.
                 signals.OnResync();
@@ -53,6 +53,11 @@ internal sealed partial class PostgresListener(Database database, StoreSignals s
             case StoreSignals.CancelChannel:
                 var cancel = payload.Split('|', 2);
                 if (cancel.Length == 2) signals.OnCancelRequested(cancel[0], cancel[1]);
+                break;
+            case StoreSignals.SessionsChannel:
+                // This node's own revocations were already raised in-process by the store.
+                var revoked = payload.Split('|', 2);
+                if (revoked.Length == 2 && revoked[0] != node.Id) signals.OnSessionRevoked(revoked[1]);
                 break;
         }
     }

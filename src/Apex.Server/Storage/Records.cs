@@ -3,7 +3,56 @@ namespace Apex.Server.Storage;
 internal sealed record UserRecord(string Id, string Email, string NormalizedEmail, string PasswordHash, string DisplayName,
     string Tier, DateTimeOffset CreatedAt, int FailedLogins, DateTimeOffset? LockoutUntil);
 
-internal sealed record SessionRecord(string Id, string UserId, string RefreshHash, DateTimeOffset CreatedAt, DateTimeOffset ExpiresAt, DateTimeOffset? RevokedAt);
+internal sealed record SessionRecord(string Id, string UserId, string RefreshHash, DateTimeOffset CreatedAt, DateTimeOffset ExpiresAt, DateTimeOffset? RevokedAt)
+{
+    /// <summary>The refresh-hash column of an API key's session: never the SHA-256 hex of any token, so it cannot be refreshed.</summary>
+    public const string ApiKeyMarker = "api_key:";
+
+    /// <summary>The <c>expires_at</c> of an API key's session whose key does not expire.</summary>
+    public static readonly DateTimeOffset Never = new(9999, 1, 1, 0, 0, 0, TimeSpan.Zero);
+
+    public bool IsApiKey => RefreshHash.StartsWith(ApiKeyMarker, StringComparison.Ordinal);
+}
+
+/// <summary>
+/// A program's credential. Its id is also the id of its session row, so revoking the key (deleting it) revokes that
+/// session, and everything that checks or watches sessions (tokens, tickets, open sockets and SSE streams) treats keys
+/// and sign-ins alike. The secret itself is stored only as a hash.
+/// </summary>
+internal sealed record ApiKeyRecord(string Id, string UserId, string Name, string Prefix, DateTimeOffset CreatedAt, DateTimeOffset? ExpiresAt, DateTimeOffset? LastUsedAt);
+
+/// <summary>A live API key and its user's tier, as a request authenticated with it needs them.</summary>
+internal sealed record ApiKeyOwner(ApiKeyRecord Key, string Tier);
+
+/// <summary>What became of a presented refresh token.</summary>
+internal abstract record RefreshOutcome
+{
+    private RefreshOutcome() { }
+
+    public sealed record Rotated(SessionRecord Session) : RefreshOutcome;
+
+    /// <summary>A token that a rotation had replaced, presented again: its session is now revoked.</summary>
+    public sealed record Reused(string UserId, string SessionId) : RefreshOutcome;
+
+    /// <summary>Unknown, expired or revoked.</summary>
+    public sealed record Unknown : RefreshOutcome;
+}
+
+/// <summary>What happened to an account's credentials, for the user's own security page (and, later, the audit trail).</summary>
+internal sealed record SecurityEventRecord(string Id, string UserId, string Kind, DateTimeOffset At, string? Address, string? Detail);
+
+/// <summary>The kinds of <see cref="SecurityEventRecord"/>.</summary>
+internal static class SecurityEventKinds
+{
+    public const string Login = "login";
+    public const string LoginFailed = "login_failed";
+    public const string LoginLocked = "login_locked";
+    public const string Logout = "logout";
+    public const string RefreshReuse = "refresh_token_reused";
+    public const string ApiKeyCreated = "api_key_created";
+    public const string ApiKeyUsed = "api_key_used";
+    public const string ApiKeyDeleted = "api_key_deleted";
+}
 
 internal sealed record ThreadRecord(string Id, string UserId, string Title, string Strategy, long LastSeq, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt);
 

@@ -1,9 +1,11 @@
+using System.Data.Common;
 
 namespace Apex.Server.Storage;
 
-/// <summary>Accounts, sessions, the signing key and socket tickets.</summary>
-internal sealed class SqlAccountStore(Database db) : SqlStore(db), IAccountStore
+/// <summary>Accounts, sessions, API keys, security events, the signing key and socket tickets.</summary>
+internal sealed class SqlAccountStore(Database db, StoreSignals signals, NodeIdentity node) : SqlStore(db), IAccountStore
 {
+    private const string ApiKeyColumns = "k.id, k.user_id, k.name, k.prefix, k.created_at, k.expires_at, k.last_used_at";
 
     public Task<bool> CreateUserAsync(UserRecord user, CancellationToken cancellationToken) =>
         Db.WriteAsync(async (c, t) => await c.ExecuteAsync(
@@ -17,11 +19,19 @@ internal sealed class SqlAccountStore(Database db) : SqlStore(db), IAccountStore
     public Task<UserRecord?> GetUserAsync(string userId, CancellationToken cancellationToken) =>
         ReadSingleAsync($"SELECT {UserColumns} FROM users WHERE id = @id", ReadUser, cancellationToken, ("@id", userId));
 
+    public Task<bool> ReserveLoginAttemptAsync(string userId, int maxFailures, DateTimeOffset now, CancellationToken cancellationToken) =>
+        // Counted before the password is checked, in one statement: parallel attempts cannot all pass a check made before
+        // any of them is counted. At most maxFailures attempts are ever checked between two lockouts.
+        Db.WriteAsync(async (c, t) => await c.ExecuteAsync("""
+            UPDATE users SET failed_logins = failed_logins + 1, lockout_until = NULL
+            WHERE id = @id AND failed_logins < @max AND (lockout_until IS NULL OR lockout_until <= @now)
+            """, t, cancellationToken, ("@id", userId), ("@max", maxFailures), ("@now", now.ToUnixMs())) == 1, cancellationToken);
+
     public Task RecordLoginFailureAsync(string userId, int maxFailures, DateTimeOffset lockoutUntil, CancellationToken cancellationToken) =>
         Db.WriteAsync((c, t) => c.ExecuteAsync("""
             UPDATE users SET
-              lockout_until = CASE WHEN failed_logins + 1 >= @max THEN @until ELSE lockout_until END,
-              failed_logins = CASE WHEN failed_logins + 1 >= @max THEN 0 ELSE failed_logins + 1 END
+              lockout_until = CASE WHEN failed_logins >= @max THEN @until ELSE lockout_until END,
+              failed_logins = CASE WHEN failed_logins >= @max THEN 0 ELSE failed_logins END
             WHERE id = @id
             """, t, cancellationToken, ("@id", userId), ("@max", maxFailures), ("@until", lockoutUntil.ToUnixMs())), cancellationToken);
 
@@ -36,23 +46,94 @@ internal sealed class SqlAccountStore(Database db) : SqlStore(db), IAccountStore
     public Task<SessionRecord?> GetSessionAsync(string userId, string sessionId, CancellationToken cancellationToken) =>
         ReadSingleAsync($"SELECT {SessionColumns} FROM sessions WHERE id = @id AND user_id = @u", ReadSession, cancellationToken, ("@id", sessionId), ("@u", userId));
 
-    public Task<SessionRecord?> RotateRefreshTokenAsync(string oldHash, string newHash, DateTimeOffset newExpiry, DateTimeOffset now, CancellationToken cancellationToken) =>
-        Db.WriteAsync(async (c, t) =>
+    public async Task<RefreshOutcome> RotateRefreshTokenAsync(string oldHash, string newHash, DateTimeOffset newExpiry, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        var outcome = await Db.WriteAsync<RefreshOutcome>(async (c, t) =>
         {
             var rotated = await c.QuerySingleAsync(
                 $"UPDATE sessions SET previous_hash = refresh_hash, refresh_hash = @new, expires_at = @ea WHERE refresh_hash = @old AND revoked_at IS NULL AND expires_at > @now RETURNING {SessionColumns}",
                 t, ReadSession, cancellationToken, ("@new", newHash), ("@old", oldHash), ("@ea", newExpiry.ToUnixMs()), ("@now", now.ToUnixMs()));
+            if (rotated is not null) return new RefreshOutcome.Rotated(rotated);
             // A token that was already rotated away is being used again: someone holds a copy. The whole session ends
             // (OAuth 2.0 Security BCP, refresh token rotation), so the newer refresh token and its access tokens stop too.
-            if (rotated is null)
-                await c.ExecuteAsync("UPDATE sessions SET revoked_at = @now WHERE previous_hash = @old AND revoked_at IS NULL", t, cancellationToken,
-                    ("@old", oldHash), ("@now", now.ToUnixMs()));
-            return rotated;
+            var reused = await c.QuerySingleAsync("UPDATE sessions SET revoked_at = @now WHERE previous_hash = @old AND revoked_at IS NULL RETURNING id, user_id", t,
+                r => new RefreshOutcome.Reused(r.GetString(1), r.GetString(0)), cancellationToken, ("@old", oldHash), ("@now", now.ToUnixMs()));
+            if (reused is null) return new RefreshOutcome.Unknown();
+            await NotifyRevokedAsync(c, t, reused.SessionId, cancellationToken);
+            return reused;
+        }, cancellationToken);
+        if (outcome is RefreshOutcome.Reused revoked) signals.OnSessionRevoked(revoked.SessionId);
+        return outcome;
+    }
+
+    public async Task<bool> RevokeSessionAsync(string userId, string sessionId, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        var revoked = await Db.WriteAsync(async (c, t) =>
+        {
+            if (await c.ExecuteAsync("UPDATE sessions SET revoked_at = @now WHERE id = @id AND user_id = @u AND revoked_at IS NULL",
+                t, cancellationToken, ("@id", sessionId), ("@u", userId), ("@now", now.ToUnixMs())) != 1) return false;
+            await NotifyRevokedAsync(c, t, sessionId, cancellationToken);
+            return true;
+        }, cancellationToken);
+        if (revoked) signals.OnSessionRevoked(sessionId);
+        return revoked;
+    }
+
+    public async Task<bool> CreateApiKeyAsync(ApiKeyRecord key, string secretHash, int maxKeysPerUser, CancellationToken cancellationToken) =>
+        await Db.WriteAsync(async (c, t) =>
+        {
+            // Counted in the same transaction as the insert, under the user's row lock (SQLite has one writer): parallel creates cannot pass the cap together.
+            if (Db.LockRows(skipLocked: false) is { Length: > 0 } lockRows)
+                await c.ExecuteAsync($"SELECT id FROM users WHERE id = @u {lockRows}", t, cancellationToken, ("@u", key.UserId));
+            if (await c.ScalarAsync("SELECT COUNT(*) FROM api_keys WHERE user_id = @u", t, cancellationToken, ("@u", key.UserId)) >= maxKeysPerUser) return false;
+            await c.ExecuteAsync($"INSERT INTO sessions ({SessionColumns}) VALUES (@id, @u, @h, @ca, @ea, NULL)", t, cancellationToken,
+                ("@id", key.Id), ("@u", key.UserId), ("@h", SessionRecord.ApiKeyMarker + key.Id), ("@ca", key.CreatedAt.ToUnixMs()), ("@ea", (key.ExpiresAt ?? SessionRecord.Never).ToUnixMs()));
+            await c.ExecuteAsync("INSERT INTO api_keys (id, user_id, name, prefix, secret_hash, created_at, expires_at, last_used_at) VALUES (@id, @u, @n, @p, @h, @ca, CAST(@ea AS BIGINT), NULL)",
+                t, cancellationToken, ("@id", key.Id), ("@u", key.UserId), ("@n", key.Name), ("@p", key.Prefix), ("@h", secretHash),
+                ("@ca", key.CreatedAt.ToUnixMs()), ("@ea", key.ExpiresAt.ToUnixMs()));
+            return true;
         }, cancellationToken);
 
-    public Task<bool> RevokeSessionAsync(string userId, string sessionId, DateTimeOffset now, CancellationToken cancellationToken) =>
-        Db.WriteAsync(async (c, t) => await c.ExecuteAsync("UPDATE sessions SET revoked_at = @now WHERE id = @id AND user_id = @u AND revoked_at IS NULL",
-            t, cancellationToken, ("@id", sessionId), ("@u", userId), ("@now", now.ToUnixMs())) == 1, cancellationToken);
+    public async Task<IReadOnlyList<ApiKeyRecord>> ListApiKeysAsync(string userId, CancellationToken cancellationToken) =>
+        await ReadAsync($"SELECT {ApiKeyColumns} FROM api_keys k WHERE k.user_id = @u ORDER BY k.id", ReadApiKey, cancellationToken, ("@u", userId));
+
+    public async Task<bool> DeleteApiKeyAsync(string userId, string keyId, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        var deleted = await Db.WriteAsync(async (c, t) =>
+        {
+            if (await c.ExecuteAsync("DELETE FROM api_keys WHERE id = @id AND user_id = @u", t, cancellationToken, ("@id", keyId), ("@u", userId)) != 1) return false;
+            // The session row stays, revoked: whatever still holds the key's session (a socket, a ticket) sees it revoked.
+            await c.ExecuteAsync("UPDATE sessions SET revoked_at = @now WHERE id = @id AND user_id = @u AND revoked_at IS NULL", t, cancellationToken,
+                ("@id", keyId), ("@u", userId), ("@now", now.ToUnixMs()));
+            await NotifyRevokedAsync(c, t, keyId, cancellationToken);
+            return true;
+        }, cancellationToken);
+        if (deleted) signals.OnSessionRevoked(keyId);
+        return deleted;
+    }
+
+    public Task<ApiKeyOwner?> FindApiKeyAsync(string secretHash, DateTimeOffset now, CancellationToken cancellationToken) =>
+        ReadSingleAsync($"""
+            SELECT {ApiKeyColumns}, u.tier
+            FROM api_keys k JOIN sessions s ON s.id = k.id AND s.user_id = k.user_id JOIN users u ON u.id = k.user_id
+            WHERE k.secret_hash = @h AND s.revoked_at IS NULL AND s.expires_at > @now
+            """, r => new ApiKeyOwner(ReadApiKey(r), r.GetString(7)), cancellationToken, ("@h", secretHash), ("@now", now.ToUnixMs()));
+
+    public Task<bool> TouchApiKeyAsync(string userId, string keyId, DateTimeOffset now, TimeSpan every, CancellationToken cancellationToken) =>
+        Db.WriteAsync(async (c, t) => await c.ExecuteAsync(
+            "UPDATE api_keys SET last_used_at = @now WHERE id = @id AND user_id = @u AND (last_used_at IS NULL OR last_used_at <= @since)", t, cancellationToken,
+            ("@id", keyId), ("@u", userId), ("@now", now.ToUnixMs()), ("@since", (now - every).ToUnixMs())) == 1, cancellationToken);
+
+    public Task AddSecurityEventAsync(SecurityEventRecord record, CancellationToken cancellationToken) =>
+        Db.WriteAsync((c, t) => c.ExecuteAsync("INSERT INTO security_events (id, user_id, kind, at, address, detail) VALUES (@id, @u, @k, @at, @a, @d)", t, cancellationToken,
+            ("@id", record.Id), ("@u", record.UserId), ("@k", record.Kind), ("@at", record.At.ToUnixMs()), ("@a", record.Address), ("@d", record.Detail)), cancellationToken);
+
+    public async Task<IReadOnlyList<SecurityEventRecord>> ListSecurityEventsAsync(string userId, int limit, string? beforeId, CancellationToken cancellationToken) =>
+        await ReadAsync("""
+            SELECT id, user_id, kind, at, address, detail FROM security_events
+            WHERE user_id = @u AND (@before IS NULL OR id < @before) ORDER BY id DESC LIMIT @limit
+            """, r => new SecurityEventRecord(r.GetString(0), r.GetString(1), r.GetString(2), r.Time(3), r.StringOrNull(4), r.StringOrNull(5)),
+            cancellationToken, ("@u", userId), ("@before", beforeId), ("@limit", limit));
 
     public Task<string> GetOrCreateSigningKeyAsync(string candidateSecret, DateTimeOffset now, CancellationToken cancellationToken) =>
         Db.WriteAsync(async (c, t) =>
@@ -79,4 +160,10 @@ internal sealed class SqlAccountStore(Database db) : SqlStore(db), IAccountStore
             r => new Tuple<string, string, long>(r.GetString(0), r.GetString(1), r.GetInt64(2)), cancellationToken, ("@h", ticketHash)), cancellationToken);
         return row is null || row.Item3 < now.ToUnixMs() ? null : (row.Item1, row.Item2);
     }
+
+    private Task NotifyRevokedAsync(DbConnection c, DbTransaction? t, string sessionId, CancellationToken cancellationToken) =>
+        Db.NotifyAsync(c, t, StoreSignals.SessionsChannel, $"{node.Id}|{sessionId}", cancellationToken);
+
+    private static ApiKeyRecord ReadApiKey(DbDataReader r) =>
+        new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3), r.Time(4), r.TimeOrNull(5), r.TimeOrNull(6));
 }

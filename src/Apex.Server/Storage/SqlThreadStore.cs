@@ -5,9 +5,19 @@ namespace Apex.Server.Storage;
 internal sealed class SqlThreadStore(Database db) : SqlStore(db), IThreadStore
 {
 
-    public Task CreateThreadAsync(ThreadRecord thread, CancellationToken cancellationToken) =>
-        Db.WriteAsync((c, t) => c.ExecuteAsync($"INSERT INTO threads ({ThreadColumns}) VALUES (@id, @u, @title, @s, 0, @ca, @ua)", t, cancellationToken,
-            ("@id", thread.Id), ("@u", thread.UserId), ("@title", thread.Title), ("@s", thread.Strategy), ("@ca", thread.CreatedAt.ToUnixMs()), ("@ua", thread.UpdatedAt.ToUnixMs())), cancellationToken);
+    public Task<bool> CreateThreadAsync(ThreadRecord thread, int maxThreadsPerUser, CancellationToken cancellationToken) =>
+        Db.WriteAsync(async (c, t) =>
+        {
+            // The user's row lock makes the count exact under parallel creates (SQLite has one writer already). It is a
+            // row lock of its own kind, taken alone, so it joins no lock order.
+            if (Db.LockRows(skipLocked: false) is { Length: > 0 } lockRows)
+                await c.ExecuteAsync($"SELECT id FROM users WHERE id = @u {lockRows}", t, cancellationToken, ("@u", thread.UserId));
+            return await c.ExecuteAsync($"""
+                INSERT INTO threads ({ThreadColumns}) SELECT @id, @u, @title, @s, 0, @ca, @ua
+                WHERE (SELECT COUNT(*) FROM threads WHERE user_id = @u) < @max
+                """, t, cancellationToken, ("@id", thread.Id), ("@u", thread.UserId), ("@title", thread.Title), ("@s", thread.Strategy),
+                ("@ca", thread.CreatedAt.ToUnixMs()), ("@ua", thread.UpdatedAt.ToUnixMs()), ("@max", maxThreadsPerUser)) == 1;
+        }, cancellationToken);
 
     public Task<ThreadRecord?> GetThreadAsync(string userId, string threadId, CancellationToken cancellationToken) =>
         ReadSingleAsync($"SELECT {ThreadColumns} FROM threads WHERE id = @id AND user_id = @u", ReadThread, cancellationToken, ("@id", threadId), ("@u", userId));

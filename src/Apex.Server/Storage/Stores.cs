@@ -11,12 +11,31 @@ internal interface IAccountStore
     Task<bool> CreateUserAsync(UserRecord user, CancellationToken cancellationToken);
     Task<UserRecord?> FindUserByEmailAsync(string normalizedEmail, CancellationToken cancellationToken);
     Task<UserRecord?> GetUserAsync(string userId, CancellationToken cancellationToken);
+    /// <summary>
+    /// Counts a sign-in attempt before its password is checked; false when the account is locked or
+    /// <paramref name="maxFailures"/> attempts are already counted (failed, or being checked right now).
+    /// </summary>
+    Task<bool> ReserveLoginAttemptAsync(string userId, int maxFailures, DateTimeOffset now, CancellationToken cancellationToken);
+    /// <summary>The reserved attempt failed: locks the account when it was the last one allowed.</summary>
     Task RecordLoginFailureAsync(string userId, int maxFailures, DateTimeOffset lockoutUntil, CancellationToken cancellationToken);
     Task ResetLoginFailuresAsync(string userId, CancellationToken cancellationToken);
     Task CreateSessionAsync(SessionRecord session, CancellationToken cancellationToken);
     Task<SessionRecord?> GetSessionAsync(string userId, string sessionId, CancellationToken cancellationToken);
-    Task<SessionRecord?> RotateRefreshTokenAsync(string oldHash, string newHash, DateTimeOffset newExpiry, DateTimeOffset now, CancellationToken cancellationToken);
+    Task<RefreshOutcome> RotateRefreshTokenAsync(string oldHash, string newHash, DateTimeOffset newExpiry, DateTimeOffset now, CancellationToken cancellationToken);
+    /// <summary>Revokes a session; every node's open streams of it hear of it (<see cref="StoreSignals.SessionRevoked"/>).</summary>
     Task<bool> RevokeSessionAsync(string userId, string sessionId, DateTimeOffset now, CancellationToken cancellationToken);
+    /// <summary>Creates the key and its session; false when the user already has <paramref name="maxKeysPerUser"/> keys.</summary>
+    Task<bool> CreateApiKeyAsync(ApiKeyRecord key, string secretHash, int maxKeysPerUser, CancellationToken cancellationToken);
+    Task<IReadOnlyList<ApiKeyRecord>> ListApiKeysAsync(string userId, CancellationToken cancellationToken);
+    /// <summary>Deletes the key and revokes its session.</summary>
+    Task<bool> DeleteApiKeyAsync(string userId, string keyId, DateTimeOffset now, CancellationToken cancellationToken);
+    /// <summary>The live (unexpired, unrevoked) key with this secret hash.</summary>
+    Task<ApiKeyOwner?> FindApiKeyAsync(string secretHash, DateTimeOffset now, CancellationToken cancellationToken);
+    /// <summary>Sets the key's last use when the previous one is older than <paramref name="every"/>; true when it did.</summary>
+    Task<bool> TouchApiKeyAsync(string userId, string keyId, DateTimeOffset now, TimeSpan every, CancellationToken cancellationToken);
+    Task AddSecurityEventAsync(SecurityEventRecord record, CancellationToken cancellationToken);
+    /// <summary>The user's security events, newest first, before <paramref name="beforeId"/>.</summary>
+    Task<IReadOnlyList<SecurityEventRecord>> ListSecurityEventsAsync(string userId, int limit, string? beforeId, CancellationToken cancellationToken);
     Task<string> GetOrCreateSigningKeyAsync(string candidateSecret, DateTimeOffset now, CancellationToken cancellationToken);
     Task CreateTicketAsync(string ticketHash, string userId, string sessionId, DateTimeOffset expiresAt, CancellationToken cancellationToken);
     Task<(string UserId, string SessionId)?> ConsumeTicketAsync(string ticketHash, DateTimeOffset now, CancellationToken cancellationToken);
@@ -25,7 +44,8 @@ internal interface IAccountStore
 /// <summary>Threads and their messages.</summary>
 internal interface IThreadStore
 {
-    Task CreateThreadAsync(ThreadRecord thread, CancellationToken cancellationToken);
+    /// <summary>Creates the thread; false when the user already has <paramref name="maxThreadsPerUser"/> threads.</summary>
+    Task<bool> CreateThreadAsync(ThreadRecord thread, int maxThreadsPerUser, CancellationToken cancellationToken);
     Task<ThreadRecord?> GetThreadAsync(string userId, string threadId, CancellationToken cancellationToken);
     Task<IReadOnlyList<ThreadRecord>> ListThreadsAsync(string userId, int limit, string? afterId, CancellationToken cancellationToken);
     Task<ThreadRecord?> UpdateThreadAsync(string userId, string threadId, string? title, string? strategy, DateTimeOffset now, CancellationToken cancellationToken);

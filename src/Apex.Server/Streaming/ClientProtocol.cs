@@ -2,6 +2,7 @@ using System.Collections.Frozen;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
 using Apex.Client;
+using Apex.Server.Auth;
 using Apex.Server.Execution;
 using Apex.Server.Runs;
 using Apex.Server.Storage;
@@ -19,9 +20,11 @@ internal sealed class ClientProtocol
     private readonly IThreadStore _threads;
     private readonly IRunStore _runs;
     private readonly TimeProvider _time;
+    private readonly TokenService _tokens;
 
-    public ClientProtocol(RunCoordinator coordinator, IThreadStore threads, IRunStore runs, TimeProvider time)
+    public ClientProtocol(RunCoordinator coordinator, IThreadStore threads, IRunStore runs, TokenService tokens, TimeProvider time)
     {
+        _tokens = tokens;
         _coordinator = coordinator;
         _threads = threads;
         _runs = runs;
@@ -34,6 +37,7 @@ internal sealed class ClientProtocol
             ["resume"] = ResumeAsync,
             ["get_thread_history"] = HistoryAsync,
             ["switch_thread"] = SwitchAsync,
+            ["reauth"] = ReauthAsync,
             ["ping"] = (c, _, ct) => c.SendAsync(new Pong(new PongData(_time.GetUtcNow())), ct).AsTask(),
         }.ToFrozenDictionary(StringComparer.Ordinal);
     }
@@ -73,6 +77,12 @@ internal sealed class ClientProtocol
     private async Task UserMessageAsync(WebSocketConnection connection, ClientFrame frame, CancellationToken cancellationToken)
     {
         var payload = Payload(frame, ApexJsonContext.Default.UserMessagePayload);
+        // Checked before anything is created: a message whose thread this socket could not follow is refused whole.
+        if (!connection.CanFollow(payload.ThreadId))
+        {
+            await connection.ErrorAsync("too_many_follows", connection.TooManyFollows, cancellationToken);
+            return;
+        }
         // Follow before the run is queued, from the thread's current end: run_queued and everything after it arrive here.
         var result = await _coordinator.SubmitAsync(connection.User.Id, payload.ThreadId, payload.Content, payload.Strategy,
             async (thread, ct) => { if (!connection.IsFollowing(thread.Id)) await connection.FollowAsync(thread.Id, thread.LastSeq, ct); }, cancellationToken);
@@ -105,6 +115,21 @@ internal sealed class ClientProtocol
 
         StopAccepted Accepted(RunRecord run, string status) =>
             new(new StopAcceptedData(run.Id, run.ThreadId, status)) { ThreadId = run.ThreadId, RunId = run.Id, UserId = run.UserId };
+    }
+
+    private async Task ReauthAsync(WebSocketConnection connection, ClientFrame frame, CancellationToken cancellationToken)
+    {
+        var payload = Payload(frame, ApexJsonContext.Default.ReauthPayload);
+        if (string.IsNullOrWhiteSpace(payload.Token)) throw new InvalidPayloadException("'token' is required.");
+        var (user, failure) = await _tokens.ValidateAsync(payload.Token, null, cancellationToken);
+        if (user is null || user.Id != connection.User.Id)
+        {
+            // The socket keeps its current credential until that one ends.
+            await connection.ErrorAsync("unauthorized", user is null ? $"The token was refused: {failure}." : "The token belongs to another user.", cancellationToken);
+            return;
+        }
+        connection.Reauthenticate(user);
+        await connection.SendAsync(new Reauthenticated(new ReauthenticatedData(user.ExpiresAt)) { UserId = user.Id }, cancellationToken);
     }
 
     private async Task ResumeAsync(WebSocketConnection connection, ClientFrame frame, CancellationToken cancellationToken)

@@ -27,25 +27,88 @@ internal static partial class StreamingEndpoints
     /// The thread's events as SSE, from <c>Last-Event-ID</c> (or <c>?after=</c>, or the start), then live.
     /// The event id is the seq, so a reconnecting EventSource resumes exactly where it stopped.
     /// </summary>
-    private static async Task<Results<ServerSentEventsResult<ApexEvent>, NotFound, ValidationProblem>> StreamEvents(string threadId, long? after,
-        HttpRequest request, CurrentUser user, IThreadStore store, ThreadFollower follower, CancellationToken cancellationToken)
+    private static async Task<Results<ServerSentEventsResult<ApexEvent>, NotFound, ValidationProblem, ProblemHttpResult>> StreamEvents(string threadId, long? after,
+        HttpContext context, CurrentUser user, IThreadStore store, ThreadFollower follower, SessionWatch sessions, ConnectionRegistry registry, CancellationToken cancellationToken)
     {
+        var request = context.Request;
         var cursor = after ?? 0;
         if (request.Headers["Last-Event-ID"].ToString() is { Length: > 0 } lastEventId && !long.TryParse(lastEventId, NumberStyles.None, CultureInfo.InvariantCulture, out cursor))
             return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["Last-Event-ID"] = ["Last-Event-ID must be a seq (a non-negative integer)."] });
         if (cursor < 0) return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["after"] = ["after must not be negative."] });
         if (await store.GetThreadAsync(user.Id, threadId, cancellationToken) is null) return TypedResults.NotFound();
-        return TypedResults.ServerSentEvents(Items(follower.FollowAsync(user.Id, threadId, cursor, cancellationToken)));
+        if (!registry.TryRegister(StreamKind.Sse, user.Id))
+            return TypedResults.Problem(statusCode: StatusCodes.Status429TooManyRequests, title: "too_many_streams",
+                detail: $"At most {registry.Limit(StreamKind.Sse)} open event streams per user; close one first.");
+        // Watched from before the response starts, and released when it ends, however it ends.
+        var lease = new SseLease(registry, user.Id, cancellationToken);
+        context.Response.RegisterForDispose(lease);
+        lease.Watch(sessions, user);
+        return TypedResults.ServerSentEvents(Items(context.Response, user, threadId, cursor, follower, lease));
+    }
 
-        static async IAsyncEnumerable<SseItem<ApexEvent>> Items(IAsyncEnumerable<ApexEvent> events)
+    /// <summary>
+    /// The thread's events until the client leaves or its credential ends: a revoked session or an expired token ends
+    /// the stream with an <c>error</c> event (<c>session_revoked</c> / <c>token_expired</c>, no id, so a reconnect with
+    /// a fresh token resumes from the last seq seen).
+    /// </summary>
+    private static async IAsyncEnumerable<SseItem<ApexEvent>> Items(HttpResponse response, CurrentUser user, string threadId, long cursor, ThreadFollower follower, SseLease lease)
+    {
+        // The headers go out now, not with the first event: a client knows at once that its stream is open (and watched).
+        await response.Body.FlushAsync(lease.Token);
+        var events = follower.FollowAsync(user.Id, threadId, cursor, lease.Token).GetAsyncEnumerator(lease.Token);
+        await using (events)
         {
-            await foreach (var evt in events)
-                yield return new SseItem<ApexEvent>(evt, evt.Type) { EventId = evt.Seq.ToString(CultureInfo.InvariantCulture) };
+            while (true)
+            {
+                bool more;
+                try
+                {
+                    more = await events.MoveNextAsync();
+                }
+                catch (OperationCanceledException) when (lease.EndReason is not null)
+                {
+                    more = false;
+                }
+                if (!more) break;
+                yield return new SseItem<ApexEvent>(events.Current, events.Current.Type) { EventId = events.Current.Seq.ToString(CultureInfo.InvariantCulture) };
+            }
+        }
+        if (lease.EndReason is { } reason)
+        {
+            var code = reason == SessionWatch.RevokedReason ? "session_revoked" : "token_expired";
+            yield return new SseItem<ApexEvent>(new ErrorFrame(new ErrorData(code, reason)) { ThreadId = threadId, UserId = user.Id }, EventTypes.Error);
+        }
+    }
+
+    /// <summary>One open SSE stream: its place within the user's limit, and the end of its credential.</summary>
+    private sealed class SseLease(ConnectionRegistry registry, string userId, CancellationToken requestAborted) : IDisposable
+    {
+        private readonly CancellationTokenSource _ended = CancellationTokenSource.CreateLinkedTokenSource(requestAborted);
+        private IDisposable? _watch;
+        private string? _endReason;
+        private int _released;
+
+        public CancellationToken Token => _ended.Token;
+
+        public string? EndReason => Volatile.Read(ref _endReason);
+
+        public void Watch(SessionWatch sessions, CurrentUser user) => _watch = sessions.Watch(user, reason =>
+        {
+            if (Interlocked.CompareExchange(ref _endReason, reason, null) is not null) return;
+            try { _ended.Cancel(); } catch (ObjectDisposedException) { }
+        });
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _released, 1) != 0) return;
+            _watch?.Dispose();
+            registry.Unregister(StreamKind.Sse, userId);
+            _ended.Dispose();
         }
     }
 
     private static async Task HandleWebSocketAsync(HttpContext context, TokenService tokens, ConnectionRegistry registry, ClientProtocol protocol,
-        ThreadFollower follower, IdGenerator ids, IOptions<LimitsOptions> limits, ILoggerFactory loggers,
+        ThreadFollower follower, SessionWatch sessions, IdGenerator ids, IOptions<LimitsOptions> limits, ILoggerFactory loggers,
         IHostApplicationLifetime lifetime)
     {
         if (!context.WebSockets.IsWebSocketRequest)
@@ -61,7 +124,7 @@ internal static partial class StreamingEndpoints
             await CloseAsync(socket, WebSocketCloseStatus.PolicyViolation, failure!);
             return;
         }
-        if (!registry.TryRegister(user.Id))
+        if (!registry.TryRegister(StreamKind.Socket, user.Id))
         {
             await CloseAsync(socket, WebSocketCloseStatus.PolicyViolation, $"At most {limits.Value.MaxConnectionsPerUser} connections per user.");
             return;
@@ -72,12 +135,14 @@ internal static partial class StreamingEndpoints
         try
         {
             using var stopping = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, lifetime.ApplicationStopping);
-            await new WebSocketConnection(socket, user, connectionId, protocol, follower, limits.Value.MaxFrameBytes, logger).RunAsync(stopping.Token);
-            if (lifetime.ApplicationStopping.IsCancellationRequested) await CloseAsync(socket, WebSocketCloseStatus.EndpointUnavailable, "server shutting down");
+            var connection = new WebSocketConnection(socket, user, connectionId, protocol, follower, sessions, limits.Value.MaxFrameBytes, limits.Value.MaxFollowsPerConnection, logger);
+            await connection.RunAsync(stopping.Token);
+            if (connection.EndReason is { } reason) LogCredentialEnded(logger, connectionId, reason);
+            else if (lifetime.ApplicationStopping.IsCancellationRequested) await CloseAsync(socket, WebSocketCloseStatus.EndpointUnavailable, "server shutting down");
         }
         finally
         {
-            registry.Unregister(user.Id);
+            registry.Unregister(StreamKind.Socket, user.Id);
             LogDisconnected(logger, connectionId);
         }
     }
@@ -96,12 +161,12 @@ internal static partial class StreamingEndpoints
         var header = context.Request.Headers.Authorization.ToString();
         if (header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
         {
-            var (user, failure) = await tokens.ValidateAsync(header["Bearer ".Length..].Trim(), cancellationToken);
+            var (user, failure) = await tokens.ValidateAsync(header["Bearer ".Length..].Trim(), context.Connection.RemoteIpAddress?.ToString(), cancellationToken);
             return (user, failure, protocol);
         }
         if (offered.FirstOrDefault(p => p.StartsWith(BearerProtocolPrefix, StringComparison.Ordinal)) is { } bearer)
         {
-            var (user, failure) = await tokens.ValidateAsync(bearer[BearerProtocolPrefix.Length..], cancellationToken);
+            var (user, failure) = await tokens.ValidateAsync(bearer[BearerProtocolPrefix.Length..], context.Connection.RemoteIpAddress?.ToString(), cancellationToken);
             // A browser requires the server to pick one of the offered protocols; prefer ours over echoing the token.
             return (user, failure, protocol ?? bearer);
         }
@@ -126,6 +191,9 @@ internal static partial class StreamingEndpoints
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Socket {ConnectionId} connected for user {UserId}")]
     private static partial void LogConnected(ILogger logger, string connectionId, string userId);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Socket {ConnectionId} closed: {Reason}")]
+    private static partial void LogCredentialEnded(ILogger logger, string connectionId, string reason);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Socket {ConnectionId} disconnected")]
     private static partial void LogDisconnected(ILogger logger, string connectionId);

@@ -10,21 +10,49 @@ namespace Apex.Server.Streaming;
 /// <summary>
 /// One authenticated socket: reads frames and hands them to the <see cref="ClientProtocol"/>, follows the threads the
 /// client works on, and writes every event of those threads through one outbound queue, so frames never interleave.
+/// It lives as long as its credential: a revoked session or an expired credential (unless a <c>reauth</c> came first)
+/// closes it with 1008 and the reason.
 /// </summary>
 internal sealed partial class WebSocketConnection(WebSocket socket, CurrentUser user, string connectionId, ClientProtocol protocol,
-    ThreadFollower follower, int maxFrameBytes, ILogger logger)
+    ThreadFollower follower, SessionWatch sessions, int maxFrameBytes, int maxFollows, ILogger logger)
 {
+    /// <summary>How long a closing socket waits for the client's close frame before it is dropped.</summary>
+    private static readonly TimeSpan ClosePatience = TimeSpan.FromSeconds(2);
     private readonly Channel<ApexEvent> _outbound = Channel.CreateBounded<ApexEvent>(new BoundedChannelOptions(1024) { SingleReader = true });
     private readonly Dictionary<string, CancellationTokenSource> _following = [];
     private readonly List<Task> _followerTasks = [];
+    private readonly Lock _authGate = new();
+    private CancellationTokenSource? _lifetime;
+    private IDisposable? _watch;
+    private string? _endReason;
 
-    public CurrentUser User => user;
+    public CurrentUser User { get; private set; } = user;
+
+    /// <summary>Why the server ended the connection (its credential ended), or null.</summary>
+    public string? EndReason => Volatile.Read(ref _endReason);
+
+    /// <summary>Whether one more thread can be followed (an already-followed one always can).</summary>
+    public bool CanFollow(string? threadId) => (threadId is not null && _following.ContainsKey(threadId)) || _following.Count < maxFollows;
+
+    /// <summary>The socket now lives on the new credential (the same user's): its session is watched and its expiry applies.</summary>
+    public void Reauthenticate(CurrentUser next)
+    {
+        lock (_authGate)
+        {
+            if (EndReason is not null) return;
+            _watch?.Dispose();
+            User = next;
+            _watch = sessions.Watch(next, End);
+        }
+    }
 
     public async Task RunAsync(CancellationToken cancellationToken)
     {
         using var lifetime = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        _lifetime = lifetime;
+        lock (_authGate) _watch = sessions.Watch(User, End);
         var sending = SendLoopAsync(lifetime.Token);
-        await SendAsync(new ConnectionEstablished(new ConnectionEstablishedData(connectionId, user.Id, maxFrameBytes)), lifetime.Token);
+        await SendAsync(new ConnectionEstablished(new ConnectionEstablishedData(connectionId, User.Id, maxFrameBytes)), lifetime.Token);
         try
         {
             var reader = new FrameReader(socket, maxFrameBytes);
@@ -52,6 +80,11 @@ internal sealed partial class WebSocketConnection(WebSocket socket, CurrentUser 
         }
         finally
         {
+            lock (_authGate)
+            {
+                _watch?.Dispose();
+                _watch = null;
+            }
             foreach (var cts in _following.Values) cts.Cancel();
             _outbound.Writer.TryComplete();
             await lifetime.CancelAsync();
@@ -62,15 +95,44 @@ internal sealed partial class WebSocketConnection(WebSocket socket, CurrentUser 
 
     public bool IsFollowing(string threadId) => _following.ContainsKey(threadId);
 
-    /// <summary>(Re)starts following a thread after a cursor; the acknowledgement precedes the thread's events.</summary>
-    public async Task FollowAsync(string threadId, long afterSeq, CancellationToken cancellationToken)
+    /// <summary>
+    /// (Re)starts following a thread after a cursor; the acknowledgement precedes the thread's events. False (and an
+    /// error frame) when the connection already follows as many threads as it may.
+    /// </summary>
+    public async Task<bool> FollowAsync(string threadId, long afterSeq, CancellationToken cancellationToken)
     {
+        if (!CanFollow(threadId))
+        {
+            await ErrorAsync("too_many_follows", TooManyFollows, cancellationToken);
+            return false;
+        }
         Unfollow(threadId);
-        await SendAsync(new ThreadFollowed(new ThreadFollowedData(threadId, afterSeq)) { ThreadId = threadId, UserId = user.Id }, cancellationToken);
+        await SendAsync(new ThreadFollowed(new ThreadFollowedData(threadId, afterSeq)) { ThreadId = threadId, UserId = User.Id }, cancellationToken);
         var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         _following[threadId] = cts;
         _followerTasks.RemoveAll(t => t.IsCompleted);
         _followerTasks.Add(PumpAsync(threadId, afterSeq, cts.Token));
+        return true;
+    }
+
+    public string TooManyFollows => $"A connection follows at most {maxFollows} threads; switch_thread to drop the others, or open another connection.";
+
+    /// <summary>
+    /// Ends the connection because its credential ended: whatever is queued is sent, then a 1008 close with the reason;
+    /// a client that does not answer the close is dropped after <see cref="ClosePatience"/>.
+    /// </summary>
+    private void End(string reason)
+    {
+        if (Interlocked.CompareExchange(ref _endReason, reason, null) is not null) return;
+        _outbound.Writer.TryComplete();
+        try
+        {
+            _lifetime?.CancelAfter(ClosePatience);
+        }
+        catch (ObjectDisposedException)
+        {
+            // the connection already ended on its own
+        }
     }
 
     public void UnfollowAllBut(string threadId)
@@ -78,18 +140,21 @@ internal sealed partial class WebSocketConnection(WebSocket socket, CurrentUser 
         foreach (var other in _following.Keys.Where(k => k != threadId).ToList()) Unfollow(other);
     }
 
-    public ValueTask SendAsync(ApexEvent evt, CancellationToken cancellationToken) => _outbound.Writer.WriteAsync(evt, cancellationToken);
-
-    public async Task ErrorAsync(string code, string message, CancellationToken cancellationToken)
+    public async ValueTask SendAsync(ApexEvent evt, CancellationToken cancellationToken)
     {
         try
         {
-            await _outbound.Writer.WriteAsync(new ErrorFrame(new ErrorData(code, message)), cancellationToken);
+            await _outbound.Writer.WriteAsync(evt, cancellationToken);
         }
         catch (ChannelClosedException)
         {
-            // the connection is closing: there is no one left to tell
+            // the connection is closing (its credential ended): nothing more is sent
         }
+    }
+
+    public async Task ErrorAsync(string code, string message, CancellationToken cancellationToken)
+    {
+        await SendAsync(new ErrorFrame(new ErrorData(code, message)), cancellationToken);
     }
 
     private void Unfollow(string threadId)
@@ -103,7 +168,7 @@ internal sealed partial class WebSocketConnection(WebSocket socket, CurrentUser 
     {
         try
         {
-            await foreach (var evt in follower.FollowAsync(user.Id, threadId, afterSeq, cancellationToken))
+            await foreach (var evt in follower.FollowAsync(User.Id, threadId, afterSeq, cancellationToken))
                 await _outbound.Writer.WriteAsync(evt, cancellationToken);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
@@ -128,6 +193,9 @@ internal sealed partial class WebSocketConnection(WebSocket socket, CurrentUser 
                 var bytes = JsonSerializer.SerializeToUtf8Bytes(evt, ApexJsonContext.Default.ApexEvent);
                 await socket.SendAsync(bytes, WebSocketMessageType.Text, true, cancellationToken);
             }
+            // The queue was closed because the credential ended: the client's answering close frame ends the receive loop.
+            if (EndReason is { } reason && socket.State == WebSocketState.Open)
+                await socket.CloseOutputAsync(WebSocketCloseStatus.PolicyViolation, reason, cancellationToken);
         }
         catch (Exception ex) when (ex is WebSocketException or OperationCanceledException)
         {

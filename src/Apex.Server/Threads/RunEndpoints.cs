@@ -37,7 +37,7 @@ internal static class RunEndpoints
         {
             Submission.Accepted accepted => TypedResults.Accepted($"/api/runs/{accepted.Run.Id}", new SendMessageResponse(accepted.Run.ToDto(), accepted.Message.ToDto())),
             Submission.Refused { Code: "not_found" } => TypedResults.NotFound(),
-            Submission.Refused { Code: "thread_busy" or "queue_full" } refused => TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: refused.Code, detail: refused.Message),
+            Submission.Refused { Code: "thread_busy" or "queue_full" or "thread_limit" } refused => TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: refused.Code, detail: refused.Message),
             Submission.Refused { Code: "rate_limited" } refused => TypedResults.Problem(statusCode: StatusCodes.Status429TooManyRequests, title: refused.Code, detail: refused.Message),
             Submission.Refused refused => TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: refused.Code, detail: refused.Message),
             _ => throw new InvalidOperationException("Submission is a closed type."),

@@ -3,12 +3,18 @@ using Apex.Server.Auth;
 using Apex.Server.Api;
 using Apex.Server.Runs;
 using Apex.Server.Storage;
+using Apex.Server.Execution;
 using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.Extensions.Options;
 
 namespace Apex.Server.Threads;
 
 internal static class ThreadEndpoints
 {
+    public static ProblemHttpResult TooManyThreads(LimitsOptions limits) =>
+        TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Too many threads", type: "thread_limit",
+            detail: $"At most {limits.MaxThreadsPerUser} threads per user; delete one first.");
+
     public static RouteGroupBuilder MapThreadEndpoints(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/api/threads").RequireAuthorization().WithTags("Threads");
@@ -28,14 +34,14 @@ internal static class ThreadEndpoints
         return TypedResults.Ok(Paging.Page(await store.ListThreadsAsync(user.Id, take + 1, cursor, cancellationToken), take, t => t.Id, t => t.ToDto()));
     }
 
-    private static async Task<Results<Created<ThreadDto>, ValidationProblem>> CreateThread(CreateThreadRequest? request, CurrentUser user, IThreadStore store,
-        IdGenerator ids, TimeProvider time, CancellationToken cancellationToken)
+    private static async Task<Results<Created<ThreadDto>, ValidationProblem, ProblemHttpResult>> CreateThread(CreateThreadRequest? request, CurrentUser user, IThreadStore store,
+        IdGenerator ids, TimeProvider time, IOptions<LimitsOptions> limits, CancellationToken cancellationToken)
     {
         if (Validate(request?.Title, request?.Strategy) is { } problem) return problem;
         var now = time.GetUtcNow();
         var thread = new ThreadRecord(ids.NewId(), user.Id, string.IsNullOrWhiteSpace(request?.Title) ? "New thread" : request.Title.Trim(),
             request?.Strategy ?? QueueStrategies.Enqueue, 0, now, now);
-        await store.CreateThreadAsync(thread, cancellationToken);
+        if (!await store.CreateThreadAsync(thread, limits.Value.MaxThreadsPerUser, cancellationToken)) return TooManyThreads(limits.Value);
         return TypedResults.Created($"/api/threads/{thread.Id}", thread.ToDto());
     }
 

@@ -35,7 +35,7 @@ public sealed class EdgeCaseTests(ScriptedServer scripted) : IClassFixture<Scrip
         await hungUp.CancelAsync();
         try
         {
-            var (user, failure) = await tokens.ValidateAsync(foreign, hungUp.Token);
+            var (user, failure) = await tokens.ValidateAsync(foreign, null, hungUp.Token);
             Assert.Null(user);
             Assert.Equal("invalid signature", failure);
         }

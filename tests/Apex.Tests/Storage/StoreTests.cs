@@ -55,7 +55,7 @@ public abstract class StoreTests<TDatabase> : IAsyncLifetime where TDatabase : I
         Database = await _test.CreateAsync();
         await Migrations.ApplyAsync(Database, TimeProvider.System, CancellationToken.None);
         var node = new NodeIdentity();
-        Accounts = new SqlAccountStore(Database);
+        Accounts = new SqlAccountStore(Database, new StoreSignals(), node);
         Threads = new SqlThreadStore(Database);
         Runs = new SqlRunStore(Database, node);
         Events = new SqlEventStore(Database, node);
@@ -79,7 +79,7 @@ public abstract class StoreTests<TDatabase> : IAsyncLifetime where TDatabase : I
     private protected async Task<string> ThreadAsync(string userId)
     {
         var id = _ids.NewId();
-        await Threads.CreateThreadAsync(new ThreadRecord(id, userId, "t", QueueStrategies.Enqueue, 0, _now, _now), default);
+        await Threads.CreateThreadAsync(new ThreadRecord(id, userId, "t", QueueStrategies.Enqueue, 0, _now, _now), int.MaxValue, default);
         return id;
     }
 

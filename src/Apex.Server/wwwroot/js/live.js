@@ -1,5 +1,9 @@
 // @ts-check
-import { api } from './api.js';
+import { api, accessToken } from './api.js';
+
+// How often an open socket checks whether the page's access token was refreshed; the server closes a socket at its
+// credential's expiry unless it re-authenticates (reauth), and tokens are refreshed a minute before they expire.
+const REAUTH_CHECK_MS = 20_000;
 
 /**
  * The one WebSocket of the page. It reconnects by itself (backoff, and at once when the network
@@ -21,6 +25,10 @@ export class Live {
     this.attempt = 0;
     /** @type {number | undefined} */
     this.timer = undefined;
+    /** @type {number | undefined} */
+    this.reauthTimer = undefined;
+    /** @type {string | null} */
+    this.sentToken = null;
     this.wake = () => { if (!this.stopped && !this.isOpen()) this.connectSoon(0); };
     window.addEventListener('online', this.wake);
     document.addEventListener('visibilitychange', () => { if (document.visibilityState === 'visible') this.wake(); });
@@ -39,6 +47,7 @@ export class Live {
   stop() {
     this.stopped = true;
     clearTimeout(this.timer);
+    clearInterval(this.reauthTimer);
     const socket = this.socket;
     this.socket = null;
     socket?.close(1000, 'bye');
@@ -55,6 +64,7 @@ export class Live {
     this.onState('connecting');
     let ticket;
     try {
+      this.sentToken = await accessToken();
       ticket = (await api('POST', '/api/ws-ticket')).ticket;
     } catch {
       this.retry();
@@ -71,15 +81,30 @@ export class Live {
         this.attempt = 0;
         this.onState('online');
         this.onReady();
+        clearInterval(this.reauthTimer);
+        this.reauthTimer = window.setInterval(() => this.reauthenticate(), REAUTH_CHECK_MS);
         return;
       }
+      if (frame.type === 'reauthenticated') return;
       this.onFrame(frame);
     });
     socket.addEventListener('close', () => {
       if (this.socket !== socket) return;
+      clearInterval(this.reauthTimer);
       this.socket = null;
       this.retry();
     });
+  }
+
+  /** Hands the socket the page's refreshed access token, so it outlives the one it was opened with. */
+  async reauthenticate() {
+    let token;
+    try {
+      token = await accessToken();
+    } catch {
+      return;
+    }
+    if (token !== this.sentToken && this.send('reauth', { token })) this.sentToken = token;
   }
 
   retry() {
