@@ -5,35 +5,45 @@ using Apex.Server.Streaming;
 using Apex.Server.Threads;
 using Apex.Server.WebApp;
 using Apex.Server.Workloads;
+using Microsoft.Extensions.Options;
 
-var builder = WebApplication.CreateBuilder(args);
-builder.AddApexHosting();
-builder.AddApexStorage();
-builder.AddApexAuth();
-builder.AddApexRuntime();
-builder.AddApexStreaming();
-builder.AddApexMcpServer();
-builder.AddApexTelemetry();
+try
+{
+    var builder = WebApplication.CreateBuilder(ApexHostingExtensions.Options(args));
+    builder.AddApexHosting();
+    builder.AddApexStorage();
+    builder.AddApexAuth();
+    builder.AddApexRuntime();
+    builder.AddApexStreaming();
+    builder.AddApexMcpServer();
+    builder.AddApexTelemetry();
 
-var app = builder.Build();
-app.UseApexPipeline();
-app.UseApexWebApp();
-await app.InitializeApexStorageAsync();
-await app.InitializeApexAuthAsync();
+    var app = builder.Build();
+    app.UseApexPipeline();
+    app.UseApexWebApp();
+    await app.InitializeApexStorageAsync();
+    await app.InitializeApexAuthAsync();
 
-app.MapHealthEndpoints();
-app.MapAuthEndpoints();
-app.MapApiKeyEndpoints();
-app.MapThreadEndpoints();
-app.MapRunEndpoints();
-app.MapWorkloadEndpoints();
-app.MapWorkloadChartEndpoints();
-app.MapStreamingEndpoints();
-app.MapApexMcpServer();
-app.MapOpenApi();
-app.MapApexMetrics();
+    app.MapHealthEndpoints();
+    app.MapAuthEndpoints();
+    app.MapApiKeyEndpoints();
+    app.MapThreadEndpoints();
+    app.MapRunEndpoints();
+    app.MapWorkloadEndpoints();
+    app.MapWorkloadChartEndpoints();
+    app.MapStreamingEndpoints();
+    app.MapApexMcpServer();
+    app.MapOpenApi();
+    app.MapApexMetrics();
 
-await app.RunAsync();
+    await app.RunAsync();
+    return 0;
+}
+catch (OptionsValidationException invalid)
+{
+    // One clear line naming the setting, not an unhandled-exception abort with a stack trace.
+    return ApexHostingExtensions.ExplainInvalidSettings(invalid);
+}
 
 /// <summary>The entry point, visible to the integration tests' WebApplicationFactory.</summary>
 public partial class Program;

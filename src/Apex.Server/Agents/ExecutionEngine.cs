@@ -85,7 +85,8 @@ internal sealed partial class ExecutionEngine(RunRecord run, UserExecutionContex
         {
             LogRunFailed(logger, ex, run.Id);
             await usage.RecordAsync(run);
-            await events.FailedAsync("error", ex.Message);
+            // The exception's own words (SQL, paths, provider messages) stay in the server log.
+            await events.FailedAsync("error", $"The run failed on the server; the server log has the details (run {run.Id}).");
         }
     }
 

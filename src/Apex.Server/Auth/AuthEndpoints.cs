@@ -32,6 +32,9 @@ internal static class AuthEndpoints
         if (!IsEmail(email)) errors["email"] = ["A valid email address is required."];
         if ((request.Password?.Length ?? 0) < options.Value.MinPasswordLength) errors["password"] = [$"The password must have at least {options.Value.MinPasswordLength} characters."];
         else if (request.Password!.Length > 128) errors["password"] = ["The password must have at most 128 characters."];
+        else if (CommonPasswords.Contains(request.Password) || string.Equals(request.Password.Trim(), email, StringComparison.OrdinalIgnoreCase)
+            || string.Equals(request.Password.Trim(), email.Split('@')[0], StringComparison.OrdinalIgnoreCase))
+            errors["password"] = ["This password is among the most common ones (or is your email); choose another."];
         if (request.DisplayName is { Length: > 100 }) errors["display_name"] = ["The display name must have at most 100 characters."];
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
 

@@ -14,6 +14,15 @@ internal sealed class AuthOptions
     [Range(1, 100)] public int MaxFailedLogins { get; set; } = 5;
     public TimeSpan LockoutDuration { get; set; } = TimeSpan.FromMinutes(5);
 
+    /// <summary>
+    /// The HMAC key that signs access tokens, base64 (at least 32 bytes), or a file holding it (<see cref="SigningKeyFile"/>).
+    /// Neither set: a key generated once and kept in the database (the embedded default).
+    /// </summary>
+    public string? SigningKey { get; set; }
+    public string? SigningKeyFile { get; set; }
+    /// <summary>Keys that signed tokens still in circulation: accepted, never used to sign (rotation).</summary>
+    public string[] PreviousSigningKeys { get; set; } = [];
+
     /// <summary>API keys a user may hold at once.</summary>
     [Range(1, 1000)] public int MaxApiKeysPerUser { get; set; } = 20;
 

@@ -1,4 +1,5 @@
 using System.Buffers.Text;
+using System.Collections.Frozen;
 using System.Security.Claims;
 using System.Security.Cryptography;
 using System.Text;
@@ -11,20 +12,58 @@ using Microsoft.IdentityModel.Tokens;
 namespace Apex.Server.Auth;
 
 /// <summary>
-/// The signing key of access tokens: one row in the database shared by every node, loaded once at start-up with the
-/// host's token, never with a request's (a request that hangs up must not leave a cancelled load behind).
+/// The keys of access tokens, loaded once at start-up with the host's token, never with a request's. The current key
+/// signs; it and the previous keys validate, each found by its <c>kid</c>. The current key comes from settings
+/// (<c>Apex:Auth:SigningKey</c> or <c>SigningKeyFile</c>), or else is one row in the database shared by every node.
 /// </summary>
-internal sealed class SigningKey(IAccountStore accounts, TimeProvider time)
+internal sealed class SigningKey(IAccountStore accounts, IOptions<AuthOptions> options, TimeProvider time)
 {
-    private SymmetricSecurityKey? _key;
+    /// <summary>The <c>kid</c> of the key kept in the database.</summary>
+    public const string DatabaseKeyId = "primary";
+    private Keys? _keys;
 
-    public SymmetricSecurityKey Current =>
-        Volatile.Read(ref _key) ?? throw new InvalidOperationException("The signing key is not loaded yet; InitializeApexAuthAsync loads it at start-up.");
+    private sealed record Keys(SymmetricSecurityKey Current, FrozenDictionary<string, SymmetricSecurityKey> ById);
+
+    public SymmetricSecurityKey Current => Loaded.Current;
+
+    /// <summary>The key a token names; none for an unknown or missing <c>kid</c>.</summary>
+    public IEnumerable<SecurityKey> Resolve(string? kid) => kid is not null && Loaded.ById.TryGetValue(kid, out var key) ? [key] : [];
+
+    private Keys Loaded => Volatile.Read(ref _keys) ?? throw new InvalidOperationException("The signing key is not loaded yet; InitializeApexAuthAsync loads it at start-up.");
 
     public async Task LoadAsync(CancellationToken cancellationToken)
     {
-        var secret = await accounts.GetOrCreateSigningKeyAsync(Convert.ToBase64String(RandomNumberGenerator.GetBytes(64)), time.GetUtcNow(), cancellationToken);
-        Volatile.Write(ref _key, new SymmetricSecurityKey(Convert.FromBase64String(secret)) { KeyId = "primary" });
+        var settings = options.Value;
+        var configured = settings.SigningKey ?? (settings.SigningKeyFile is { } file ? (await File.ReadAllTextAsync(file, cancellationToken)).Trim() : null);
+        SymmetricSecurityKey current;
+        if (configured is null)
+        {
+            var secret = await accounts.GetOrCreateSigningKeyAsync(Convert.ToBase64String(RandomNumberGenerator.GetBytes(64)), time.GetUtcNow(), cancellationToken);
+            current = new SymmetricSecurityKey(Convert.FromBase64String(secret)) { KeyId = DatabaseKeyId };
+        }
+        else
+        {
+            current = FromSetting(configured, "Apex:Auth:SigningKey");
+        }
+        var all = new Dictionary<string, SymmetricSecurityKey> { [current.KeyId] = current };
+        foreach (var previous in settings.PreviousSigningKeys) all.TryAdd(FromSetting(previous, "Apex:Auth:PreviousSigningKeys").KeyId, FromSetting(previous, "Apex:Auth:PreviousSigningKeys"));
+        Volatile.Write(ref _keys, new Keys(current, all.ToFrozenDictionary(StringComparer.Ordinal)));
+    }
+
+    /// <summary>A configured key: base64 of at least 32 bytes, named by a hash of itself (so every node derives the same <c>kid</c>).</summary>
+    public static SymmetricSecurityKey FromSetting(string base64, string setting)
+    {
+        byte[] bytes;
+        try
+        {
+            bytes = Convert.FromBase64String(base64.Trim());
+        }
+        catch (FormatException)
+        {
+            throw new OptionsValidationException(setting, typeof(AuthOptions), [$"{setting} must be base64 (e.g. openssl rand -base64 48)."]);
+        }
+        if (bytes.Length < 32) throw new OptionsValidationException(setting, typeof(AuthOptions), [$"{setting} must hold at least 32 bytes; it has {bytes.Length}."]);
+        return new SymmetricSecurityKey(bytes) { KeyId = "k-" + Convert.ToHexStringLower(SHA256.HashData(bytes))[..12] };
     }
 }
 
@@ -63,7 +102,7 @@ internal sealed class TokenService
             ValidIssuer = Issuer,
             ValidateAudience = false,
             ValidAlgorithms = [SecurityAlgorithms.HmacSha256],
-            IssuerSigningKeyResolver = (_, _, _, _) => [_key.Current],
+            IssuerSigningKeyResolver = (_, _, kid, _) => _key.Resolve(kid),
             RequireExpirationTime = true,
             // The injected clock decides expiry (tests move it; every node agrees with its database's tokens).
             LifetimeValidator = (_, expires, _, _) => expires is { } e && e > _time.GetUtcNow().UtcDateTime,
@@ -108,9 +147,32 @@ internal sealed class TokenService
     {
         if (token.StartsWith(ApiKeyPrefix, StringComparison.Ordinal))
             return await ValidateApiKeyAsync(token, address, cancellationToken) is { } keyUser ? (keyUser, null) : (null, "unknown, expired or deleted API key");
+        if (!IsCompact(token)) return (null, "malformed token");
         var result = await _handler.ValidateTokenAsync(token, Parameters);
         if (!result.IsValid) return (null, Describe(result.Exception));
         return await CheckSessionAsync(result.ClaimsIdentity, cancellationToken);
+    }
+
+    /// <summary>
+    /// A compact JWS exactly as this server writes it: three unpadded base64url parts. Padding, whitespace or anything
+    /// else that a lenient decoder would skip is refused before the signature is looked at.
+    /// </summary>
+    public static bool IsCompact(string token)
+    {
+        var dots = 0;
+        var partLength = 0;
+        foreach (var c in token)
+        {
+            if (c == '.')
+            {
+                if (partLength == 0) return false;
+                dots++;
+                partLength = 0;
+            }
+            else if (char.IsAsciiLetterOrDigit(c) || c is '-' or '_') partLength++;
+            else return false;
+        }
+        return dots == 2 && partLength > 0;
     }
 
     public async Task<CurrentUser?> ValidateApiKeyAsync(string key, string? address, CancellationToken cancellationToken)
@@ -130,19 +192,29 @@ internal sealed class TokenService
         return await _store.CreateApiKeyAsync(key, Hash(secret), maxKeys, cancellationToken) ? (key, secret) : null;
     }
 
-    /// <summary>The user of a validated token, if its session is still live.</summary>
+    /// <summary>
+    /// The user of a validated token, if its session is still live. Only what the server can confirm counts: the tier
+    /// is the account's in the database (not the token's claim), and a token whose lifetime exceeds what this server
+    /// issues is refused whatever it says.
+    /// </summary>
     public async Task<(CurrentUser? User, string? Failure)> CheckSessionAsync(ClaimsIdentity identity, CancellationToken cancellationToken)
     {
         var sub = identity.FindFirst(JwtRegisteredClaimNames.Sub)?.Value;
         var sid = identity.FindFirst(CurrentUser.SessionClaim)?.Value;
-        var tier = identity.FindFirst(CurrentUser.TierClaim)?.Value;
-        if (sub is null || sid is null || tier is null) return (null, "malformed token");
-        var session = await _store.GetSessionAsync(sub, sid, cancellationToken);
-        if (session is null || session.RevokedAt is not null) return (null, "session revoked");
-        var expires = long.TryParse(identity.FindFirst(JwtRegisteredClaimNames.Exp)?.Value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var exp)
-            ? DateTimeOffset.FromUnixTimeSeconds(exp) : (DateTimeOffset?)null;
-        return (new CurrentUser(sub, sid, tier, expires), null);
+        if (sub is null || sid is null || UnixSeconds(identity, JwtRegisteredClaimNames.Exp) is not { } expires || UnixSeconds(identity, JwtRegisteredClaimNames.Iat) is not { } issued)
+            return (null, "malformed token");
+        if (expires - issued > _options.Value.AccessTokenLifetime + LifetimeSlack || issued > _time.GetUtcNow() + LifetimeSlack) return (null, "token lifetime not issued by this server");
+        var owner = await _store.GetSessionOwnerAsync(sub, sid, cancellationToken);
+        if (owner is null || owner.Session.RevokedAt is not null || owner.Session.IsApiKey) return (null, "session revoked");
+        return (new CurrentUser(sub, sid, owner.Tier, expires), null);
     }
+
+    /// <summary>Rounding of JWT times to seconds, and clocks of nodes a little apart.</summary>
+    private static readonly TimeSpan LifetimeSlack = TimeSpan.FromSeconds(5);
+
+    private static DateTimeOffset? UnixSeconds(ClaimsIdentity identity, string claim) =>
+        long.TryParse(identity.FindFirst(claim)?.Value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var seconds)
+            ? DateTimeOffset.FromUnixTimeSeconds(seconds) : null;
 
     public static string Describe(Exception? failure) => failure switch
     {
@@ -161,15 +233,12 @@ internal sealed class TokenService
 
     public async Task<CurrentUser?> RedeemTicketAsync(string ticket, CancellationToken cancellationToken)
     {
-        var owner = await _store.ConsumeTicketAsync(Hash(ticket), _time.GetUtcNow(), cancellationToken);
-        if (owner is not { } o) return null;
-        var session = await _store.GetSessionAsync(o.UserId, o.SessionId, cancellationToken);
-        var user = await _store.GetUserAsync(o.UserId, cancellationToken);
-        if (session is null || session.RevokedAt is not null || user is null) return null;
+        if (await _store.ConsumeTicketAsync(Hash(ticket), _time.GetUtcNow(), cancellationToken) is not { } o) return null;
+        if (await _store.GetSessionOwnerAsync(o.UserId, o.SessionId, cancellationToken) is not { Session: { RevokedAt: null } session } owner) return null;
         // A ticket stands for the credential it was asked with: a socket opened with it re-authenticates (reauth) within an
         // access token's lifetime, or at its API key's expiry.
-        if (session.IsApiKey) return new CurrentUser(user.Id, session.Id, user.Tier, session.ExpiresAt >= SessionRecord.Never ? null : session.ExpiresAt, ViaApiKey: true);
-        return new CurrentUser(user.Id, session.Id, user.Tier, _time.GetUtcNow() + _options.Value.AccessTokenLifetime);
+        if (session.IsApiKey) return new CurrentUser(o.UserId, session.Id, owner.Tier, session.ExpiresAt >= SessionRecord.Never ? null : session.ExpiresAt, ViaApiKey: true);
+        return new CurrentUser(o.UserId, session.Id, owner.Tier, _time.GetUtcNow() + _options.Value.AccessTokenLifetime);
     }
 
     public static string Hash(string secret) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(secret)));

@@ -100,9 +100,9 @@ internal sealed class RunEvents(string userId, string threadId, string runId, Ev
         {
             await Task.WhenAll(inFlight.Select(f => f.Append));
         }
-        catch (Exception ex) when (terminal is not RunFailed)
+        catch (Exception) when (terminal is not RunFailed)
         {
-            terminal = new RunFailed(new RunFailedData(StorageError, $"Storing the run's events failed: {ex.Message}"));
+            terminal = new RunFailed(new RunFailedData(StorageError, "Storing the run's events failed; the server log has the details."));
         }
         catch (Exception)
         {
@@ -159,7 +159,7 @@ internal sealed class RunEvents(string userId, string threadId, string runId, Ev
     /// <summary>One of the run's own appends failed for good: the run ends now, not after its lease runs out.</summary>
     private void OnAppendFailed(Exception exception)
     {
-        var ending = TerminateAsync(new RunFailed(new RunFailedData(StorageError, $"Storing the run's events failed: {exception.Message}")), "error");
+        var ending = TerminateAsync(new RunFailed(new RunFailedData(StorageError, "Storing the run's events failed; the server log has the details.")), "error");
         try
         {
             storageFailed?.Invoke();

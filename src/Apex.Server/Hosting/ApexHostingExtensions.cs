@@ -26,6 +26,23 @@ namespace Apex.Server.Hosting;
 /// <summary>Registers and wires each part of the server; Program.cs lists them.</summary>
 internal static partial class ApexHostingExtensions
 {
+    /// <summary>
+    /// The host's options: its content root (where appsettings.json is read) is the working directory when that holds an
+    /// appsettings.json (<c>dotnet run</c>, a deployment folder), else the server's own folder, so a server started from
+    /// anywhere else still reads the settings it shipped with. Data paths stay relative to the working directory.
+    /// </summary>
+    public static WebApplicationOptions Options(string[] args) => new()
+    {
+        Args = args,
+        ContentRootPath = File.Exists(Path.Combine(Directory.GetCurrentDirectory(), "appsettings.json")) ? Directory.GetCurrentDirectory() : AppContext.BaseDirectory,
+    };
+
+    public static int ExplainInvalidSettings(OptionsValidationException invalid)
+    {
+        Console.Error.WriteLine($"apex: invalid settings ({invalid.OptionsType.Name}): {string.Join(" ", invalid.Failures)}");
+        return 1;
+    }
+
     public static WebApplicationBuilder AddApexHosting(this WebApplicationBuilder builder)
     {
         var services = builder.Services;
@@ -89,6 +106,7 @@ internal static partial class ApexHostingExtensions
         services.TryAddSingleton<SecurityLog>();
         services.TryAddSingleton<DecoyPassword>();
         services.TryAddSingleton<SessionWatch>();
+        services.AddHostedService<SessionSweeper>();
         // One default scheme for every door: API keys (apex_…) to their handler, every other bearer to JwtBearer.
         services.AddAuthentication(ApiKeyAuthenticationHandler.PolicyScheme)
             .AddPolicyScheme(ApiKeyAuthenticationHandler.PolicyScheme, "Access token or API key", o => o.ForwardDefaultSelector = ApiKeyAuthenticationHandler.SelectScheme)
@@ -100,6 +118,14 @@ internal static partial class ApexHostingExtensions
             o.TokenValidationParameters = tokens.Parameters;
             o.Events = new JwtBearerEvents
             {
+                // Exactly the shape this server issues: no padding, whitespace or other characters a lenient decoder skips.
+                OnMessageReceived = context =>
+                {
+                    var header = context.Request.Headers.Authorization.ToString();
+                    if (header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) && !TokenService.IsCompact(header["Bearer ".Length..]))
+                        context.Fail("malformed token");
+                    return Task.CompletedTask;
+                },
                 // A signed, unexpired token is not enough: its session must still be live (logout revokes it at once).
                 OnTokenValidated = async context =>
                 {
@@ -220,6 +246,16 @@ internal static partial class ApexHostingExtensions
     {
         app.UseExceptionHandler();
         app.UseStatusCodePages();
+        app.Use((context, next) =>
+        {
+            var headers = context.Response.Headers;
+            // Browsers must take every answer as its declared type, and nothing that carries a credential is cached.
+            headers.XContentTypeOptions = "nosniff";
+            var path = context.Request.Path;
+            if (path.StartsWithSegments("/api/auth") || path.StartsWithSegments("/api/keys") || path.StartsWithSegments("/api/ws-ticket"))
+                headers.CacheControl = "no-store";
+            return next(context);
+        });
         var limits = app.Services.GetRequiredService<IOptions<LimitsOptions>>().Value;
         app.UseWebSockets(new WebSocketOptions { KeepAliveInterval = limits.SocketKeepAliveInterval, KeepAliveTimeout = limits.SocketIdleTimeout });
         app.UseAuthentication();

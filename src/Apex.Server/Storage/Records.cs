@@ -21,6 +21,9 @@ internal sealed record SessionRecord(string Id, string UserId, string RefreshHas
 /// </summary>
 internal sealed record ApiKeyRecord(string Id, string UserId, string Name, string Prefix, DateTimeOffset CreatedAt, DateTimeOffset? ExpiresAt, DateTimeOffset? LastUsedAt);
 
+/// <summary>A session and its user's current tier.</summary>
+internal sealed record SessionOwner(SessionRecord Session, string Tier);
+
 /// <summary>A live API key and its user's tier, as a request authenticated with it needs them.</summary>
 internal sealed record ApiKeyOwner(ApiKeyRecord Key, string Tier);
 

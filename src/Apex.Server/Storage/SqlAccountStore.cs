@@ -46,6 +46,10 @@ internal sealed class SqlAccountStore(Database db, StoreSignals signals, NodeIde
     public Task<SessionRecord?> GetSessionAsync(string userId, string sessionId, CancellationToken cancellationToken) =>
         ReadSingleAsync($"SELECT {SessionColumns} FROM sessions WHERE id = @id AND user_id = @u", ReadSession, cancellationToken, ("@id", sessionId), ("@u", userId));
 
+    public Task<SessionOwner?> GetSessionOwnerAsync(string userId, string sessionId, CancellationToken cancellationToken) =>
+        ReadSingleAsync($"SELECT {string.Join(", ", SessionColumns.Split(", ").Select(c => "s." + c))}, u.tier FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = @id AND s.user_id = @u",
+            r => new SessionOwner(ReadSession(r), r.GetString(6)), cancellationToken, ("@id", sessionId), ("@u", userId));
+
     public async Task<RefreshOutcome> RotateRefreshTokenAsync(string oldHash, string newHash, DateTimeOffset newExpiry, DateTimeOffset now, CancellationToken cancellationToken)
     {
         var outcome = await Db.WriteAsync<RefreshOutcome>(async (c, t) =>
@@ -123,6 +127,13 @@ internal sealed class SqlAccountStore(Database db, StoreSignals signals, NodeIde
         Db.WriteAsync(async (c, t) => await c.ExecuteAsync(
             "UPDATE api_keys SET last_used_at = @now WHERE id = @id AND user_id = @u AND (last_used_at IS NULL OR last_used_at <= @since)", t, cancellationToken,
             ("@id", keyId), ("@u", userId), ("@now", now.ToUnixMs()), ("@since", (now - every).ToUnixMs())) == 1, cancellationToken);
+
+    public Task<int> PurgeSessionsAsync(DateTimeOffset before, CancellationToken cancellationToken) =>
+        Db.WriteAsync(async (c, t) =>
+        {
+            await c.ExecuteAsync("DELETE FROM ws_tickets WHERE expires_at < @before", t, cancellationToken, ("@before", before.ToUnixMs()));
+            return await c.ExecuteAsync("DELETE FROM sessions WHERE expires_at < @before OR revoked_at < @before", t, cancellationToken, ("@before", before.ToUnixMs()));
+        }, cancellationToken);
 
     public Task AddSecurityEventAsync(SecurityEventRecord record, CancellationToken cancellationToken) =>
         Db.WriteAsync((c, t) => c.ExecuteAsync("INSERT INTO security_events (id, user_id, kind, at, address, detail) VALUES (@id, @u, @k, @at, @a, @d)", t, cancellationToken,

@@ -24,8 +24,38 @@ internal sealed class SqliteDatabase : Database
         builder.DefaultTimeout = 30;
         _path = Path.GetFullPath(builder.DataSource);
         builder.DataSource = _path;
-        Directory.CreateDirectory(Path.GetDirectoryName(_path)!);
+        Protect(_path);
         _connectionString = builder.ToString();
+    }
+
+    /// <summary>
+    /// The data folder is the owner's alone (0700 when this creates it) and so is the database (0600). The file is
+    /// created here, before SQLite opens it, because SQLite gives its <c>-wal</c> and <c>-shm</c> files the database
+    /// file's mode; an existing database is tightened to 0600 as well.
+    /// </summary>
+    private static void Protect(string path)
+    {
+        var folder = Path.GetDirectoryName(path)!;
+        if (OperatingSystem.IsWindows())
+        {
+            Directory.CreateDirectory(folder);
+            return;
+        }
+        if (!Directory.Exists(folder)) Directory.CreateDirectory(folder, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        const UnixFileMode ownerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        if (!File.Exists(path))
+        {
+            try
+            {
+                new FileStream(path, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = ownerOnly }).Dispose();
+            }
+            catch (IOException) when (File.Exists(path))
+            {
+                // another process created it first: tightened below like any existing database
+            }
+        }
+        foreach (var file in new[] { path, path + "-wal", path + "-shm" })
+            if (File.Exists(file) && File.GetUnixFileMode(file) != ownerOnly) File.SetUnixFileMode(file, ownerOnly);
     }
 
     public override string Provider => "sqlite";

@@ -21,6 +21,8 @@ internal interface IAccountStore
     Task ResetLoginFailuresAsync(string userId, CancellationToken cancellationToken);
     Task CreateSessionAsync(SessionRecord session, CancellationToken cancellationToken);
     Task<SessionRecord?> GetSessionAsync(string userId, string sessionId, CancellationToken cancellationToken);
+    /// <summary>The session and its user's current tier, in one read (every authenticated request makes it).</summary>
+    Task<SessionOwner?> GetSessionOwnerAsync(string userId, string sessionId, CancellationToken cancellationToken);
     Task<RefreshOutcome> RotateRefreshTokenAsync(string oldHash, string newHash, DateTimeOffset newExpiry, DateTimeOffset now, CancellationToken cancellationToken);
     /// <summary>Revokes a session; every node's open streams of it hear of it (<see cref="StoreSignals.SessionRevoked"/>).</summary>
     Task<bool> RevokeSessionAsync(string userId, string sessionId, DateTimeOffset now, CancellationToken cancellationToken);
@@ -34,6 +36,8 @@ internal interface IAccountStore
     /// <summary>Sets the key's last use when the previous one is older than <paramref name="every"/>; true when it did.</summary>
     Task<bool> TouchApiKeyAsync(string userId, string keyId, DateTimeOffset now, TimeSpan every, CancellationToken cancellationToken);
     Task AddSecurityEventAsync(SecurityEventRecord record, CancellationToken cancellationToken);
+    /// <summary>Deletes sessions that expired or were revoked before <paramref name="before"/> (with their keys); the number deleted.</summary>
+    Task<int> PurgeSessionsAsync(DateTimeOffset before, CancellationToken cancellationToken);
     /// <summary>The user's security events, newest first, before <paramref name="beforeId"/>.</summary>
     Task<IReadOnlyList<SecurityEventRecord>> ListSecurityEventsAsync(string userId, int limit, string? beforeId, CancellationToken cancellationToken);
     Task<string> GetOrCreateSigningKeyAsync(string candidateSecret, DateTimeOffset now, CancellationToken cancellationToken);

@@ -28,7 +28,8 @@ internal static partial class StreamingEndpoints
     /// The event id is the seq, so a reconnecting EventSource resumes exactly where it stopped.
     /// </summary>
     private static async Task<Results<ServerSentEventsResult<ApexEvent>, NotFound, ValidationProblem, ProblemHttpResult>> StreamEvents(string threadId, long? after,
-        HttpContext context, CurrentUser user, IThreadStore store, ThreadFollower follower, SessionWatch sessions, ConnectionRegistry registry, CancellationToken cancellationToken)
+        HttpContext context, CurrentUser user, IThreadStore store, ThreadFollower follower, SessionWatch sessions, ConnectionRegistry registry, TimeProvider time,
+        CancellationToken cancellationToken)
     {
         var request = context.Request;
         var cursor = after ?? 0;
@@ -43,7 +44,7 @@ internal static partial class StreamingEndpoints
         var lease = new SseLease(registry, user.Id, cancellationToken);
         context.Response.RegisterForDispose(lease);
         lease.Watch(sessions, user);
-        return TypedResults.ServerSentEvents(Items(context.Response, user, threadId, cursor, follower, lease));
+        return TypedResults.ServerSentEvents(Items(context.Response, user, threadId, cursor, follower, lease, time));
     }
 
     /// <summary>
@@ -51,7 +52,8 @@ internal static partial class StreamingEndpoints
     /// the stream with an <c>error</c> event (<c>session_revoked</c> / <c>token_expired</c>, no id, so a reconnect with
     /// a fresh token resumes from the last seq seen).
     /// </summary>
-    private static async IAsyncEnumerable<SseItem<ApexEvent>> Items(HttpResponse response, CurrentUser user, string threadId, long cursor, ThreadFollower follower, SseLease lease)
+    private static async IAsyncEnumerable<SseItem<ApexEvent>> Items(HttpResponse response, CurrentUser user, string threadId, long cursor, ThreadFollower follower, SseLease lease,
+        TimeProvider time)
     {
         // The headers go out now, not with the first event: a client knows at once that its stream is open (and watched).
         await response.Body.FlushAsync(lease.Token);
@@ -76,7 +78,7 @@ internal static partial class StreamingEndpoints
         if (lease.EndReason is { } reason)
         {
             var code = reason == SessionWatch.RevokedReason ? "session_revoked" : "token_expired";
-            yield return new SseItem<ApexEvent>(new ErrorFrame(new ErrorData(code, reason)) { ThreadId = threadId, UserId = user.Id }, EventTypes.Error);
+            yield return new SseItem<ApexEvent>(new ErrorFrame(new ErrorData(code, reason)) { ThreadId = threadId, UserId = user.Id, Timestamp = time.GetUtcNow() }, EventTypes.Error);
         }
     }
 
@@ -108,7 +110,7 @@ internal static partial class StreamingEndpoints
     }
 
     private static async Task HandleWebSocketAsync(HttpContext context, TokenService tokens, ConnectionRegistry registry, ClientProtocol protocol,
-        ThreadFollower follower, SessionWatch sessions, IdGenerator ids, IOptions<LimitsOptions> limits, ILoggerFactory loggers,
+        ThreadFollower follower, SessionWatch sessions, IdGenerator ids, TimeProvider time, IOptions<LimitsOptions> limits, ILoggerFactory loggers,
         IHostApplicationLifetime lifetime)
     {
         if (!context.WebSockets.IsWebSocketRequest)
@@ -135,7 +137,7 @@ internal static partial class StreamingEndpoints
         try
         {
             using var stopping = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, lifetime.ApplicationStopping);
-            var connection = new WebSocketConnection(socket, user, connectionId, protocol, follower, sessions, limits.Value.MaxFrameBytes, limits.Value.MaxFollowsPerConnection, logger);
+            var connection = new WebSocketConnection(socket, user, connectionId, protocol, follower, sessions, time, limits.Value.MaxFrameBytes, limits.Value.MaxFollowsPerConnection, logger);
             await connection.RunAsync(stopping.Token);
             if (connection.EndReason is { } reason) LogCredentialEnded(logger, connectionId, reason);
             else if (lifetime.ApplicationStopping.IsCancellationRequested) await CloseAsync(socket, WebSocketCloseStatus.EndpointUnavailable, "server shutting down");
@@ -166,9 +168,11 @@ internal static partial class StreamingEndpoints
         }
         if (offered.FirstOrDefault(p => p.StartsWith(BearerProtocolPrefix, StringComparison.Ordinal)) is { } bearer)
         {
+            // A browser requires the server to pick one of the offered protocols, and the token must never be the one
+            // picked (it would be echoed in the response header): the client offers apex.v1 alongside it.
+            if (protocol is null) return (null, "offer the apex.v1 subprotocol alongside bearer.<token>", null);
             var (user, failure) = await tokens.ValidateAsync(bearer[BearerProtocolPrefix.Length..], context.Connection.RemoteIpAddress?.ToString(), cancellationToken);
-            // A browser requires the server to pick one of the offered protocols; prefer ours over echoing the token.
-            return (user, failure, protocol ?? bearer);
+            return (user, failure, protocol);
         }
         return (null, "authentication required: use ?ticket=, a bearer header or a bearer.<token> subprotocol", protocol);
     }

@@ -14,7 +14,7 @@ namespace Apex.Server.Streaming;
 /// closes it with 1008 and the reason.
 /// </summary>
 internal sealed partial class WebSocketConnection(WebSocket socket, CurrentUser user, string connectionId, ClientProtocol protocol,
-    ThreadFollower follower, SessionWatch sessions, int maxFrameBytes, int maxFollows, ILogger logger)
+    ThreadFollower follower, SessionWatch sessions, TimeProvider time, int maxFrameBytes, int maxFollows, ILogger logger)
 {
     /// <summary>How long a closing socket waits for the client's close frame before it is dropped.</summary>
     private static readonly TimeSpan ClosePatience = TimeSpan.FromSeconds(2);
@@ -188,8 +188,10 @@ internal sealed partial class WebSocketConnection(WebSocket socket, CurrentUser 
     {
         try
         {
-            await foreach (var evt in _outbound.Reader.ReadAllAsync(cancellationToken))
+            await foreach (var queued in _outbound.Reader.ReadAllAsync(cancellationToken))
             {
+                // Control frames (greeting, errors, pongs, acknowledgements) are stamped when they are sent; stored events keep their own time.
+                var evt = queued.Timestamp == default ? queued with { Timestamp = time.GetUtcNow() } : queued;
                 var bytes = JsonSerializer.SerializeToUtf8Bytes(evt, ApexJsonContext.Default.ApexEvent);
                 await socket.SendAsync(bytes, WebSocketMessageType.Text, true, cancellationToken);
             }

@@ -29,7 +29,8 @@ public sealed class ServerProcess : IAsyncDisposable
     /// <summary>What the server wrote to its console (its log, at Warning and above unless configured otherwise).</summary>
     public ConcurrentQueue<string> Output { get; } = new();
 
-    public static async Task<ServerProcess> StartAsync(string databasePath, Dictionary<string, string>? environment = null, CancellationToken cancellationToken = default)
+    public static async Task<ServerProcess> StartAsync(string databasePath, Dictionary<string, string>? environment = null, CancellationToken cancellationToken = default,
+        string? workingDirectory = null)
     {
         var port = FreePort();
         var info = new ProcessStartInfo("dotnet", [ServerDll(), "--urls", $"http://127.0.0.1:{port}"])
@@ -37,6 +38,7 @@ public sealed class ServerProcess : IAsyncDisposable
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
+            WorkingDirectory = workingDirectory ?? "",
         };
         info.Environment["Apex__Storage__ConnectionString"] = databasePath;
         info.Environment["Logging__LogLevel__Default"] = "Warning";
@@ -91,7 +93,7 @@ public sealed class ServerProcess : IAsyncDisposable
     }
 
     /// <summary>The server project's own build output, in the configuration the tests were built in.</summary>
-    private static string ServerDll()
+    public static string ServerDll()
     {
         var configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Release{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Release" : "Debug";
         var dir = new DirectoryInfo(AppContext.BaseDirectory);

@@ -75,6 +75,22 @@ public abstract class AccountStoreTests<TDatabase> : StoreTests<TDatabase> where
     }
 
     [Fact]
+    public async Task ExpiredAndRevokedSessionsArePurgedAndLiveOnesKept()
+    {
+        var user = await UserAsync();
+        var expired = new SessionRecord(_ids.NewId(), user, "expired", _now.AddDays(-40), _now.AddDays(-10), null);
+        var revoked = new SessionRecord(_ids.NewId(), user, "revoked", _now.AddDays(-5), _now.AddDays(20), null);
+        var live = new SessionRecord(_ids.NewId(), user, "live", _now, _now.AddDays(30), null);
+        foreach (var session in new[] { expired, revoked, live }) await Accounts.CreateSessionAsync(session, default);
+        await Accounts.RevokeSessionAsync(user, revoked.Id, _now.AddDays(-3), default);
+        Assert.Equal(2, await Accounts.PurgeSessionsAsync(_now.AddDays(-1), default));
+        Assert.Null(await Accounts.GetSessionAsync(user, expired.Id, default));
+        Assert.Null(await Accounts.GetSessionAsync(user, revoked.Id, default));
+        Assert.NotNull(await Accounts.GetSessionAsync(user, live.Id, default));
+        Assert.Equal("free", (await Accounts.GetSessionOwnerAsync(user, live.Id, default))!.Tier);
+    }
+
+    [Fact]
     public async Task SecurityEventsAreTheUsersOwnNewestFirst()
     {
         var user = await UserAsync();

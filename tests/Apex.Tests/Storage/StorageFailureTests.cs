@@ -42,6 +42,9 @@ public sealed class StorageFailureTests : StoreTests<PostgresTestDatabaseForStor
             var stored = await Events.ReadRunEventsAsync(user, run.Id, default);
             var failed = Assert.IsType<RunFailed>(stored[^1]);
             Assert.Equal(RunEvents.StorageError, failed.Data.Reason);
+            // PostgreSQL's own words (here: the NUL byte it refused) stay in the server log, not in what clients read.
+            Assert.DoesNotContain("0x00", failed.Data.Message, StringComparison.Ordinal);
+            Assert.Equal("Storing the run's events failed; the server log has the details.", failed.Data.Message);
             Assert.Single(stored, e => e.IsTerminal);
             // The tool call it opened was closed honestly before the terminal event.
             Assert.Equal("error", Assert.Single(stored.OfType<ToolCompleted>()).Data.Status);
