@@ -13,6 +13,7 @@ builder.AddApexAuth();
 builder.AddApexRuntime();
 builder.AddApexStreaming();
 builder.AddApexMcpServer();
+builder.AddApexDoors();
 builder.AddApexTelemetry();
 
 var app = builder.Build();
@@ -29,6 +30,8 @@ app.MapWorkloadEndpoints();
 app.MapWorkloadChartEndpoints();
 app.MapStreamingEndpoints();
 app.MapApexMcpServer();
+app.MapAgUiEndpoints();
+app.MapOpenAiEndpoints();
 app.MapOpenApi();
 app.MapApexMetrics();
 

@@ -79,19 +79,9 @@ public sealed class McpServerTests(SharedServer shared) : IClassFixture<SharedSe
     [Fact]
     public async Task TheOfficialTypeScriptClientListsCallsAndAsksApex()
     {
-        var modules = Environment.GetEnvironmentVariable("APEX_TEST_NODE_MODULES") is { } m && Directory.Exists(Path.Combine(m, "@modelcontextprotocol", "sdk"))
-            ? m : throw new InvalidOperationException("APEX_TEST_NODE_MODULES is not set: run the tests with scripts/test.sh, which installs @modelcontextprotocol/sdk.");
         var ct = Waits.Timeout();
         using var user = await Server.NewUserAsync();
-        using var node = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("node",
-            [Path.Combine(AppContext.BaseDirectory, "Interop", "node", "mcp-client.mjs"), modules, Server.BaseAddress.ToString(), user.Tokens!.AccessToken])
-        { RedirectStandardOutput = true, RedirectStandardError = true })!;
-        var output = await node.StandardOutput.ReadToEndAsync(ct);
-        var errors = await node.StandardError.ReadToEndAsync(ct);
-        await node.WaitForExitAsync(ct);
-        Assert.True(node.ExitCode == 0, errors);
-
-        using var seen = System.Text.Json.JsonDocument.Parse(output.Trim().Split('\n')[^1]);
+        using var seen = await NodeScripts.RunAsync("mcp-client.mjs", "@modelcontextprotocol/sdk", [Server.BaseAddress.ToString(), user.Tokens!.AccessToken], ct);
         var root = seen.RootElement;
         Assert.Contains("ask_apex", root.GetProperty("tools").EnumerateArray().Select(t => t.GetString()));
         Assert.Contains("\"calls\": 0", root.GetProperty("summary").GetString(), StringComparison.Ordinal);
