@@ -61,19 +61,11 @@ internal static class OpenAiEndpoints
         if (request.Stream == true)
             return TypedResults.ServerSentEvents(ChatChunksAsync(id, created, events, request.StreamOptions?.IncludeUsage == true, cancellationToken));
 
-        await foreach (var evt in events)
-        {
-            switch (evt)
-            {
-                case RunCompleted completed:
-                    var answer = await doors.AnswerAsync(user.Id, completed, cancellationToken);
-                    return TypedResults.Json(new OpenAiChatCompletion(id, created, ModelId, [new OpenAiChoice(0, new OpenAiAnswer("assistant", answer), "stop")],
-                        ChatUsage(completed.Data.Usage)), ApexJsonContext.Default.OpenAiChatCompletion);
-                case RunFailed or RunCancelled:
-                    return RunError(http, evt);
-            }
-        }
-        return Error(StatusCodes.Status500InternalServerError, "The run's events ended before its terminal event.", "run_lost");
+        var terminal = await TerminalAsync(events);
+        if (terminal is not RunCompleted completed) return RunError(http, terminal);
+        var answer = await doors.AnswerAsync(user.Id, completed, cancellationToken);
+        return TypedResults.Json(new OpenAiChatCompletion(id, created, ModelId, [new OpenAiChoice(0, new OpenAiAnswer("assistant", answer), "stop")],
+            ChatUsage(completed.Data.Usage)), ApexJsonContext.Default.OpenAiChatCompletion);
     }
 
     private static async IAsyncEnumerable<SseItem<string>> ChatChunksAsync(string id, long created, IAsyncEnumerable<ApexEvent> events, bool includeUsage,
@@ -115,17 +107,9 @@ internal static class OpenAiEndpoints
         var events = doors.FollowAsync(user.Id, run, cancellationToken);
         if (request.Stream == true) return TypedResults.ServerSentEvents(ResponseEventsAsync(response, events, user.Id, doors, cancellationToken));
 
-        await foreach (var evt in events)
-        {
-            switch (evt)
-            {
-                case RunCompleted completed:
-                    return TypedResults.Json(Completed(response, completed, await doors.AnswerAsync(user.Id, completed, cancellationToken)), ApexJsonContext.Default.OpenAiResponse);
-                case RunFailed or RunCancelled:
-                    return RunError(http, evt);
-            }
-        }
-        return Error(StatusCodes.Status500InternalServerError, "The run's events ended before its terminal event.", "run_lost");
+        var terminal = await TerminalAsync(events);
+        if (terminal is not RunCompleted completed) return RunError(http, terminal);
+        return TypedResults.Json(Completed(response, completed, await doors.AnswerAsync(user.Id, completed, cancellationToken)), ApexJsonContext.Default.OpenAiResponse);
     }
 
     private static async IAsyncEnumerable<SseItem<string>> ResponseEventsAsync(OpenAiResponse response, IAsyncEnumerable<ApexEvent> events, string userId, DoorRuns doors,
@@ -230,10 +214,19 @@ internal static class OpenAiEndpoints
         _ => throw new ArgumentException("Not a failed or cancelled run's event.", nameof(terminal)),
     };
 
+    /// <summary>The run's terminal event, or null when its events end without one.</summary>
+    private static async Task<ApexEvent?> TerminalAsync(IAsyncEnumerable<ApexEvent> events)
+    {
+        ApexEvent? last = null;
+        await foreach (var evt in events) last = evt;
+        return last is { IsTerminal: true } ? last : null;
+    }
+
     /// <summary>A run that failed or was cancelled: a server error, marked not to be retried (a retry would be a new run).</summary>
-    private static JsonHttpResult<OpenAiErrorBody> RunError(HttpContext http, ApexEvent terminal)
+    private static JsonHttpResult<OpenAiErrorBody> RunError(HttpContext http, ApexEvent? terminal)
     {
         http.Response.Headers["x-should-retry"] = "false";
+        if (terminal is null) return Error(StatusCodes.Status500InternalServerError, "The run's events ended before its terminal event.", "run_lost");
         var error = RunErrorOf(terminal);
         return TypedResults.Json(new OpenAiErrorBody(error), ApexJsonContext.Default.OpenAiErrorBody,
             statusCode: terminal is RunCancelled ? StatusCodes.Status409Conflict : StatusCodes.Status500InternalServerError);

@@ -60,14 +60,8 @@ public sealed class AgUiTests(ScriptedServer shared) : IClassFixture<ScriptedSer
         var threadId = root.GetProperty("started").GetProperty("threadId").GetString()!;
         var runId = root.GetProperty("started").GetProperty("runId").GetString()!;
 
-        RunCancelled? cancelled = null;
-        await foreach (var evt in user.StreamEventsAsync(threadId, 0, cancellationToken: ct))
-        {
-            if (evt.RunId != runId || !evt.IsTerminal) continue;
-            cancelled = Assert.IsType<RunCancelled>(evt);
-            break;
-        }
-        Assert.Equal("client_aborted", cancelled!.Data.Reason);
+        var cancelled = Assert.IsType<RunCancelled>(await user.TerminalEventAsync(threadId, runId, ct));
+        Assert.Equal("client_aborted", cancelled.Data.Reason);
         Assert.Equal(RunStatus.Cancelled, (await user.GetRunAsync(runId, ct)).Status);
     }
 

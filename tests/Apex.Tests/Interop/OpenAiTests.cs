@@ -168,14 +168,8 @@ public sealed class OpenAiTests(ScriptedServer shared) : IClassFixture<ScriptedS
             Assert.StartsWith("data: {", await reader.ReadLineAsync(ct), StringComparison.Ordinal);
         }
 
-        RunCancelled? cancelled = null;
-        await foreach (var evt in user.StreamEventsAsync(threadId, 0, cancellationToken: ct))
-        {
-            if (evt.RunId != runId || !evt.IsTerminal) continue;
-            cancelled = Assert.IsType<RunCancelled>(evt);
-            break;
-        }
-        Assert.Equal("client_aborted", cancelled!.Data.Reason);
+        var cancelled = Assert.IsType<RunCancelled>(await user.TerminalEventAsync(threadId, runId, ct));
+        Assert.Equal("client_aborted", cancelled.Data.Reason);
     }
 
     [Fact]
