@@ -29,8 +29,9 @@ internal static class OpenAiEndpoints
         // Anonymous to the authorization middleware, whose challenge is an empty 401: the filter authenticates and answers OpenAI's 401.
         var group = app.MapGroup("/v1").AllowAnonymous().AddEndpointFilter(AuthenticateAsync).WithTags("OpenAI");
         group.MapGet("/models", ListModels);
-        group.MapPost("/chat/completions", ChatCompletionsAsync);
-        group.MapPost("/responses", ResponsesAsync);
+        // The bodies are read by the handlers, so that a malformed one is answered in OpenAI's error shape too.
+        group.MapPost("/chat/completions", ChatCompletionsAsync).Accepts<OpenAiChatRequest>("application/json");
+        group.MapPost("/responses", ResponsesAsync).Accepts<OpenAiResponseRequest>("application/json");
         return group;
     }
 
