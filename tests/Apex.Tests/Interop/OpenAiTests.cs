@@ -173,7 +173,7 @@ public sealed class OpenAiTests(ScriptedServer shared) : IClassFixture<ScriptedS
     }
 
     [Fact]
-    public async Task AnUnknownModelIsNotFoundInOpenAisShape()
+    public async Task AnUnknownModelAndAMalformedBodyAreAnsweredInOpenAisShape()
     {
         var ct = Waits.Timeout();
         using var user = await Server.NewUserAsync();
@@ -183,6 +183,12 @@ public sealed class OpenAiTests(ScriptedServer shared) : IClassFixture<ScriptedS
         Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
         using var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync(ct));
         Assert.Equal("model_not_found", body.RootElement.GetProperty("error").GetProperty("code").GetString());
+
+        using var malformed = user.Authorized(HttpMethod.Post, "v1/responses", new StringContent("{\"input\": ", Encoding.UTF8, "application/json"));
+        using var refused = await user.Http.SendAsync(malformed, ct);
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        using var problem = JsonDocument.Parse(await refused.Content.ReadAsStringAsync(ct));
+        Assert.Equal("invalid_json", problem.RootElement.GetProperty("error").GetProperty("code").GetString());
         Assert.Empty((await user.ListThreadsAsync(cancellationToken: ct)).Items);
     }
 
