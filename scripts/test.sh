@@ -27,9 +27,12 @@ fi
 # A real MCP server from the npm registry for the MCP tests (tests/Apex.Tests/Mcp), installed once into artifacts/.
 node_dir="$root/artifacts/node"
 everything="$node_dir/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
-# ... and the official TypeScript MCP client, which drives Apex's own /mcp (tests/Apex.Tests/Interop).
-if [ ! -f "$everything" ] || [ ! -d "$node_dir/node_modules/@modelcontextprotocol/sdk" ]; then
-  npm install --no-audit --no-fund --silent --prefix "$node_dir" @modelcontextprotocol/server-everything@2026.8.31 @modelcontextprotocol/sdk@1.32.2 >/dev/null
+# ... the official TypeScript MCP client, which drives Apex's own /mcp, and the AG-UI and openai clients, which drive
+# /api/agui and /v1 (tests/Apex.Tests/Interop).
+if [ ! -f "$everything" ] || [ ! -d "$node_dir/node_modules/@modelcontextprotocol/sdk" ] \
+  || [ ! -d "$node_dir/node_modules/@ag-ui/client" ] || [ ! -d "$node_dir/node_modules/openai" ]; then
+  npm install --no-audit --no-fund --silent --prefix "$node_dir" @modelcontextprotocol/server-everything@2026.8.31 @modelcontextprotocol/sdk@1.32.2 \
+    @ag-ui/client@1.0.0 @ag-ui/core@1.0.0 openai@7.59.0 >/dev/null
 fi
 export APEX_TEST_MCP_EVERYTHING="$everything" APEX_TEST_NODE_MODULES="$node_dir/node_modules"
 

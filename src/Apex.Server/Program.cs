@@ -16,6 +16,7 @@ try
     builder.AddApexRuntime();
     builder.AddApexStreaming();
     builder.AddApexMcpServer();
+    builder.AddApexDoors();
     builder.AddApexTelemetry();
 
     var app = builder.Build();
@@ -33,6 +34,8 @@ try
     app.MapWorkloadChartEndpoints();
     app.MapStreamingEndpoints();
     app.MapApexMcpServer();
+    app.MapAgUiEndpoints();
+    app.MapOpenAiEndpoints();
     app.MapOpenApi();
     app.MapApexMetrics();
 

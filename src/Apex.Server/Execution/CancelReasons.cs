@@ -8,4 +8,6 @@ internal static class CancelReasons
     public const string Shutdown = "server_shutdown";
     public const string Timeout = "timeout";
     public const string ThreadDeleted = "thread_deleted";
+    /// <summary>The client of a door that streams the run (<c>/api/agui</c>, <c>/v1</c>, <c>/mcp</c>) went away before the run ended.</summary>
+    public const string ClientAborted = "client_aborted";
 }

@@ -1,9 +1,7 @@
 using System.Text.Json;
 using Apex.Client;
 using Apex.Server.Auth;
-using Apex.Server.Events;
 using Apex.Server.Execution;
-using Apex.Server.Runs;
 using Apex.Server.Storage;
 using Apex.Server.Tools;
 using Microsoft.Extensions.AI;
@@ -25,6 +23,7 @@ internal static class McpServerEndpoints
     public static WebApplicationBuilder AddApexMcpServer(this WebApplicationBuilder builder)
     {
         builder.Services.AddHttpContextAccessor();
+        builder.AddApexDoors();
         builder.Services.AddMcpServer(o => o.ServerInfo = new() { Name = "apex", Version = "1.0.0" })
             // Stateless: every request carries its bearer token and is its own HTTP request, so the caller is always the request's user.
             .WithHttpTransport(o => o.Stateless = true);
@@ -48,42 +47,26 @@ internal static class McpServerEndpoints
         async (string question, IProgress<ProgressNotificationValue> progress, CancellationToken cancellationToken, string? thread_id = null) =>
         {
             var user = Caller(services);
-            var coordinator = services.GetRequiredService<RunCoordinator>();
-            var follower = services.GetRequiredService<ThreadFollower>();
-            long from = 0;
-            var submitted = await coordinator.SubmitAsync(user.Id, thread_id, question, null, (thread, _) =>
-            {
-                from = thread.LastSeq;
-                return ValueTask.CompletedTask;
-            }, cancellationToken);
-            if (submitted is not Submission.Accepted accepted) throw new McpException(((Submission.Refused)submitted).Message);
+            var doors = services.GetRequiredService<DoorRuns>();
+            // thread_id must be one of the caller's: a thread of another user is answered as one that does not exist.
+            var submitted = await doors.SubmitAsync(user.Id, thread_id, question, [], cancellationToken);
+            if (submitted is not DoorSubmission.Started { Run: var run }) throw new McpException(((DoorSubmission.Refused)submitted).Message);
             var step = 0;
-            try
+            // Following stops at the run's terminal event; when the MCP client cancels the call first, the run is cancelled too.
+            await foreach (var evt in doors.FollowAsync(user.Id, run, cancellationToken))
             {
-                await foreach (var evt in follower.FollowAsync(user.Id, accepted.Thread.Id, from, cancellationToken))
+                switch (evt)
                 {
-                    if (evt.RunId != accepted.Run.Id) continue;
-                    switch (evt)
-                    {
-                        case AgentStarted or AgentCompleted or ToolExecuting or ToolCompleted:
-                            progress.Report(new ProgressNotificationValue { Progress = ++step, Message = Describe(evt) });
-                            break;
-                        case RunCompleted completed:
-                            var answer = (await services.GetRequiredService<IThreadStore>().RecentMessagesAsync(user.Id, accepted.Thread.Id, 5, cancellationToken))
-                                .LastOrDefault(m => m.Id == completed.Data.MessageId)?.Content ?? "";
-                            return $"{answer}\n\n(thread {accepted.Thread.Id}, run {accepted.Run.Id})";
-                        case RunFailed failed:
-                            throw new McpException($"The run failed ({failed.Data.Reason}): {failed.Data.Message}");
-                        case RunCancelled cancelled:
-                            throw new McpException($"The run was cancelled ({cancelled.Data.Reason}).");
-                    }
+                    case AgentStarted or AgentCompleted or ToolExecuting or ToolCompleted:
+                        progress.Report(new ProgressNotificationValue { Progress = ++step, Message = Describe(evt) });
+                        break;
+                    case RunCompleted completed:
+                        return $"{await doors.AnswerAsync(user.Id, completed, cancellationToken)}\n\n(thread {run.ThreadId}, run {run.RunId})";
+                    case RunFailed failed:
+                        throw new McpException($"The run failed ({failed.Data.Reason}): {failed.Data.Message}");
+                    case RunCancelled cancelled:
+                        throw new McpException($"The run was cancelled ({cancelled.Data.Reason}).");
                 }
-            }
-            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-            {
-                // The MCP client cancelled the call: the run stops too.
-                await coordinator.CancelAsync(user.Id, accepted.Run.Id, CancelReasons.User, CancellationToken.None);
-                throw;
             }
             throw new McpException("The run's events ended before its terminal event.");
         },

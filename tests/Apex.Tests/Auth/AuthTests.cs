@@ -107,6 +107,18 @@ public sealed class AuthTests(SharedServer shared) : IClassFixture<SharedServer>
             Assert.Equal(HttpStatusCode.Unauthorized, (await http.GetAsync(new Uri(path, UriKind.Relative))).StatusCode);
         using var mcp = new StringContent("""{"jsonrpc":"2.0","id":1,"method":"tools/list"}""", System.Text.Encoding.UTF8, "application/json");
         Assert.Equal(HttpStatusCode.Unauthorized, (await http.PostAsync(new Uri("mcp", UriKind.Relative), mcp)).StatusCode);
+        // The AG-UI and OpenAI-compatible doors; /v1 answers in OpenAI's error shape.
+        using var agui = new StringContent("""{"threadId":"t","runId":"r","messages":[{"id":"1","role":"user","content":"hi"}]}""", System.Text.Encoding.UTF8, "application/json");
+        Assert.Equal(HttpStatusCode.Unauthorized, (await http.PostAsync(new Uri("api/agui", UriKind.Relative), agui)).StatusCode);
+        foreach (var (method, path) in new[] { (HttpMethod.Get, "v1/models"), (HttpMethod.Post, "v1/chat/completions"), (HttpMethod.Post, "v1/responses") })
+        {
+            using var request = new HttpRequestMessage(method, path);
+            if (method == HttpMethod.Post) request.Content = new StringContent("""{"model":"apex","input":"hi","messages":[{"role":"user","content":"hi"}]}""", System.Text.Encoding.UTF8, "application/json");
+            using var answer = await http.SendAsync(request);
+            Assert.Equal(HttpStatusCode.Unauthorized, answer.StatusCode);
+            using var body = System.Text.Json.JsonDocument.Parse(await answer.Content.ReadAsStringAsync());
+            Assert.Equal("invalid_api_key", body.RootElement.GetProperty("error").GetProperty("code").GetString());
+        }
     }
 
     [Fact]

@@ -14,4 +14,12 @@ internal static class Waits
         var events = await socket.ReceiveUntilAsync(e => e.IsTerminal, cancellationToken);
         return [.. events.Where(e => e.Seq > 0)];
     }
+
+    /// <summary>Follows a thread over SSE until the run's terminal event.</summary>
+    public static async Task<ApexEvent> TerminalEventAsync(this ApexClient user, string threadId, string runId, CancellationToken cancellationToken)
+    {
+        await foreach (var evt in user.StreamEventsAsync(threadId, 0, cancellationToken: cancellationToken))
+            if (evt.RunId == runId && evt.IsTerminal) return evt;
+        throw new InvalidOperationException($"The thread's event stream ended before run {runId} did.");
+    }
 }

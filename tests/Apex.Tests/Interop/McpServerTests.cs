@@ -54,9 +54,9 @@ public sealed class McpServerTests(SharedServer shared) : IClassFixture<SharedSe
         var ct = Waits.Timeout();
         using var user = await Server.NewUserAsync();
         await using var mcp = await ConnectAsync(user, ct);
-        var steps = new List<string>();
+        var steps = new Steps();
         var result = await mcp.CallToolAsync("ask_apex", new Dictionary<string, object?> { ["question"] = "How do I cut my LLM costs?" },
-            new Progress<ProgressNotificationValue>(p => { lock (steps) steps.Add(p.Message ?? ""); }), cancellationToken: ct);
+            steps, cancellationToken: ct);
 
         Assert.False(result.IsError == true, string.Concat(result.Content.OfType<TextContentBlock>().Select(c => c.Text)));
         var text = ((TextContentBlock)result.Content[0]).Text;
@@ -67,7 +67,26 @@ public sealed class McpServerTests(SharedServer shared) : IClassFixture<SharedSe
         var messages = await user.ListMessagesAsync(thread.Id, cancellationToken: ct);
         Assert.Equal(["user", "assistant"], messages.Items.Select(m => m.Role));
         Assert.StartsWith(messages.Items[1].Content.TrimEnd(), text, StringComparison.Ordinal);
-        lock (steps) Assert.Contains(steps, s => s.StartsWith("triage", StringComparison.Ordinal));
+        Assert.Contains(steps.Seen(), s => s.StartsWith("triage", StringComparison.Ordinal));
+    }
+
+    /// <summary>
+    /// Records each progress notification as the client receives it, before the call's result. A <see cref="Progress{T}"/> would
+    /// post it to xunit's synchronization context instead, where it can run after the test looked (seen with the suite's classes in parallel).
+    /// </summary>
+    private sealed class Steps : IProgress<ProgressNotificationValue>
+    {
+        private readonly List<string> _seen = [];
+
+        public void Report(ProgressNotificationValue value)
+        {
+            lock (_seen) _seen.Add(value.Message ?? "");
+        }
+
+        public List<string> Seen()
+        {
+            lock (_seen) return [.. _seen];
+        }
     }
 
     private static long Calls(CallToolResult result)
@@ -79,19 +98,9 @@ public sealed class McpServerTests(SharedServer shared) : IClassFixture<SharedSe
     [Fact]
     public async Task TheOfficialTypeScriptClientListsCallsAndAsksApex()
     {
-        var modules = Environment.GetEnvironmentVariable("APEX_TEST_NODE_MODULES") is { } m && Directory.Exists(Path.Combine(m, "@modelcontextprotocol", "sdk"))
-            ? m : throw new InvalidOperationException("APEX_TEST_NODE_MODULES is not set: run the tests with scripts/test.sh, which installs @modelcontextprotocol/sdk.");
         var ct = Waits.Timeout();
         using var user = await Server.NewUserAsync();
-        using var node = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("node",
-            [Path.Combine(AppContext.BaseDirectory, "Interop", "node", "mcp-client.mjs"), modules, Server.BaseAddress.ToString(), user.Tokens!.AccessToken])
-        { RedirectStandardOutput = true, RedirectStandardError = true })!;
-        var output = await node.StandardOutput.ReadToEndAsync(ct);
-        var errors = await node.StandardError.ReadToEndAsync(ct);
-        await node.WaitForExitAsync(ct);
-        Assert.True(node.ExitCode == 0, errors);
-
-        using var seen = System.Text.Json.JsonDocument.Parse(output.Trim().Split('\n')[^1]);
+        using var seen = await NodeScripts.RunAsync("mcp-client.mjs", "@modelcontextprotocol/sdk", [Server.BaseAddress.ToString(), user.Tokens!.AccessToken], ct);
         var root = seen.RootElement;
         Assert.Contains("ask_apex", root.GetProperty("tools").EnumerateArray().Select(t => t.GetString()));
         Assert.Contains("\"calls\": 0", root.GetProperty("summary").GetString(), StringComparison.Ordinal);
