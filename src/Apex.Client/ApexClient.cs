@@ -24,6 +24,8 @@ public sealed class ApexApiException(HttpStatusCode status, string body)
 /// </summary>
 public sealed class ApexClient(HttpClient http) : IDisposable
 {
+    private string? _apiKey;
+
     /// <summary>The underlying HTTP client; its <c>BaseAddress</c> is the server.</summary>
     public HttpClient Http { get; } = http;
 
@@ -92,8 +94,73 @@ public sealed class ApexClient(HttpClient http) : IDisposable
         return ticket!.Ticket;
     }
 
+    /// <summary>Cancels a run: a queued one ends at once, a running one is told to stop wherever it executes (its
+    /// <c>run_cancelled</c> follows on the thread). Cancelling a finished run is a 409 <see cref="ApexApiException"/>.</summary>
+    public async Task<RunDto> CancelRunAsync(string runId, CancellationToken cancellationToken = default)
+    {
+        using var response = await Http.SendAsync(Authorized(HttpMethod.Post, $"api/runs/{Uri.EscapeDataString(runId)}/cancel"), cancellationToken);
+        await EnsureSuccessAsync(response, cancellationToken);
+        return (await response.Content.ReadFromJsonAsync(ApexJsonContext.Default.RunDto, cancellationToken))!;
+    }
+
+    /// <summary>
+    /// Uploads workload data (CSV with a header row, or JSON Lines) from <paramref name="content"/>, reporting the bytes sent so
+    /// far to <paramref name="progress"/>. <paramref name="strict"/> asks the server to refuse the whole file if any row is bad,
+    /// <paramref name="replace"/> to replace the data stored before. A refused file (400, 413, 422) is a
+    /// <see cref="WorkloadUploadResult.Refused"/> with the server's report; other errors throw <see cref="ApexApiException"/>.
+    /// </summary>
+    public async Task<WorkloadUploadResult> UploadWorkloadAsync(Stream content, string contentType, bool strict = false, bool replace = false,
+        IProgress<long>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(content);
+        var query = $"api/workloads?strict={(strict ? "true" : "false")}&replace={(replace ? "true" : "false")}";
+        using var body = new ProgressContent(content, progress);
+        body.Headers.ContentType = new MediaTypeHeaderValue(contentType);
+        using var response = await Http.SendAsync(Authorized(HttpMethod.Post, query, body), cancellationToken);
+        if (response.StatusCode is HttpStatusCode.BadRequest or HttpStatusCode.RequestEntityTooLarge or HttpStatusCode.UnprocessableEntity
+            && response.Content.Headers.ContentType?.MediaType == "application/problem+json")
+            return new WorkloadUploadResult.Refused((await response.Content.ReadFromJsonAsync(ApexJsonContext.Default.WorkloadProblem, cancellationToken))!);
+        await EnsureSuccessAsync(response, cancellationToken);
+        return new WorkloadUploadResult.Imported((await response.Content.ReadFromJsonAsync(ApexJsonContext.Default.WorkloadReport, cancellationToken))!);
+    }
+
+    /// <summary>Replaces the user's workload data with a generated, realistic sample.</summary>
+    public Task<WorkloadReport> GenerateSampleWorkloadAsync(SampleWorkloadRequest request, CancellationToken cancellationToken = default) =>
+        PostAsync("api/workloads/sample", request, ApexJsonContext.Default.SampleWorkloadRequest, ApexJsonContext.Default.WorkloadReport, cancellationToken);
+
+    /// <summary>The user's plan tier, model tokens and cost by day and model, and tool calls by day, over the last <paramref name="days"/> days.</summary>
+    public Task<UsageDto> GetUsageAsync(int days = 30, CancellationToken cancellationToken = default) =>
+        GetAsync($"api/usage?days={days}", ApexJsonContext.Default.UsageDto, cancellationToken);
+
+    /// <summary>Lists the user's API keys (their prefixes, never the keys).</summary>
+    public Task<ApiKeyList> ListApiKeysAsync(CancellationToken cancellationToken = default) =>
+        GetAsync("api/keys", ApexJsonContext.Default.ApiKeyList, cancellationToken);
+
+    /// <summary>Creates an API key; the answer holds the key itself, which the server never shows again.</summary>
+    public Task<CreatedApiKeyDto> CreateApiKeyAsync(string name, DateTimeOffset? expiresAt = null, CancellationToken cancellationToken = default) =>
+        PostAsync("api/keys", new CreateApiKeyRequest(name, expiresAt), ApexJsonContext.Default.CreateApiKeyRequest, ApexJsonContext.Default.CreatedApiKeyDto, cancellationToken);
+
+    /// <summary>Deletes (revokes) an API key.</summary>
+    public async Task DeleteApiKeyAsync(string keyId, CancellationToken cancellationToken = default)
+    {
+        using var response = await Http.SendAsync(Authorized(HttpMethod.Delete, $"api/keys/{Uri.EscapeDataString(keyId)}"), cancellationToken);
+        await EnsureSuccessAsync(response, cancellationToken);
+    }
+
     /// <summary>Uses tokens obtained elsewhere (another client, another node of the same cluster).</summary>
-    public void SignIn(TokenResponse tokens) => Tokens = tokens;
+    public void SignIn(TokenResponse tokens)
+    {
+        Tokens = tokens;
+        _apiKey = null;
+    }
+
+    /// <summary>Uses an API key (sent as the bearer wherever a token is accepted) instead of signed-in tokens.</summary>
+    public void UseApiKey(string apiKey)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(apiKey);
+        Tokens = null;
+        _apiKey = apiKey;
+    }
 
     /// <summary>
     /// Opens <c>/ws</c> with a fresh ticket and waits for <c>connection_established</c>. The socket goes to
@@ -141,14 +208,18 @@ public sealed class ApexClient(HttpClient http) : IDisposable
     public HttpRequestMessage Authorized(HttpMethod method, string path, HttpContent? content = null)
     {
         var request = new HttpRequestMessage(method, path) { Content = content };
-        if (Tokens is { } tokens) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", tokens.AccessToken);
+        if ((Tokens?.AccessToken ?? _apiKey) is { } bearer) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", bearer);
         return request;
     }
 
     /// <inheritdoc/>
     public void Dispose() => Http.Dispose();
 
-    private TokenResponse SignedIn(TokenResponse tokens) => Tokens = tokens;
+    private TokenResponse SignedIn(TokenResponse tokens)
+    {
+        SignIn(tokens);
+        return tokens;
+    }
 
     private TokenResponse RequireTokens() => Tokens ?? throw new InvalidOperationException("Sign in first.");
 
@@ -253,5 +324,32 @@ public sealed class ApexSocket(WebSocket socket) : IDisposable
     {
         Socket.Dispose();
         _sendLock.Dispose();
+    }
+}
+
+/// <summary>A request body read from a stream in chunks, reporting the bytes handed to the connection so far.</summary>
+internal sealed class ProgressContent(Stream source, IProgress<long>? progress) : HttpContent
+{
+    private const int ChunkBytes = 64 * 1024;
+
+    protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context) => SerializeToStreamAsync(stream, context, CancellationToken.None);
+
+    protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context, CancellationToken cancellationToken)
+    {
+        var buffer = new byte[ChunkBytes];
+        long sent = 0;
+        int read;
+        while ((read = await source.ReadAsync(buffer, cancellationToken)) > 0)
+        {
+            await stream.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
+            sent += read;
+            progress?.Report(sent);
+        }
+    }
+
+    protected override bool TryComputeLength(out long length)
+    {
+        length = source.CanSeek ? source.Length - source.Position : 0;
+        return source.CanSeek;
     }
 }
