@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Net;
+using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
 using Apex.Client;
@@ -31,7 +32,11 @@ internal sealed class Output
 
     public void WriteJson<T>(T value, JsonTypeInfo<T> type)
     {
-        Console.Out.WriteLine(JsonSerializer.Serialize(value, type));
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>();
+        // Readable text in a terminal or a log: only what JSON itself requires is escaped (no \u0027 for an apostrophe).
+        using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+            JsonSerializer.Serialize(writer, value, type);
+        Console.Out.WriteLine(System.Text.Encoding.UTF8.GetString(buffer.WrittenSpan));
         Console.Out.Flush();
     }
 
@@ -67,7 +72,13 @@ internal sealed class Output
         ? milliseconds.ToString("0", CultureInfo.InvariantCulture) + " ms"
         : (milliseconds / 1000).ToString("0.0", CultureInfo.InvariantCulture) + " s";
 
-    public static string Usd(double? cost) => cost is { } c ? "$" + c.ToString(c < 1 ? "0.0000" : "#,0.00", CultureInfo.InvariantCulture) : "n/a";
+    public static string Usd(double? cost) => cost switch
+    {
+        null => "n/a",
+        0 => "$0.00",
+        < 1 and var c => "$" + c.ToString("0.0000", CultureInfo.InvariantCulture),
+        var c => "$" + c.Value.ToString("#,0.00", CultureInfo.InvariantCulture),
+    };
 
     public static string Count(long n) => n.ToString("#,0", CultureInfo.InvariantCulture);
 
@@ -94,6 +105,7 @@ internal sealed class EventPrinter(Output output)
     private const int ArgumentsShown = 120;
     private readonly Dictionary<string, int> _depths = new(StringComparer.Ordinal);
     private bool _inAnswer;
+    private int _trailingNewlines;
 
     public void Print(ApexEvent evt)
     {
@@ -108,6 +120,9 @@ internal sealed class EventPrinter(Output output)
             _inAnswer = true;
             Console.Out.Write(delta.Data.Delta);
             Console.Out.Flush();
+            var text = delta.Data.Delta.AsSpan();
+            var trailing = text.Length - text.TrimEnd('\n').Length;
+            _trailingNewlines = trailing == text.Length ? _trailingNewlines + trailing : trailing;
             return;
         }
         EndAnswer();
@@ -158,8 +173,9 @@ internal sealed class EventPrinter(Output output)
     {
         if (!_inAnswer) return;
         _inAnswer = false;
-        Console.Out.WriteLine();
-        Console.Out.WriteLine();
+        // One blank line between the answer and what follows, however the answer ended.
+        for (var i = _trailingNewlines; i < 2; i++) Console.Out.WriteLine();
+        _trailingNewlines = 0;
     }
 
     private int Depth(string? agent) => agent is not null && _depths.TryGetValue(agent, out var depth) ? depth : 0;
