@@ -51,3 +51,27 @@ internal sealed class GlobalOptions
     /// <summary>The signed-in session for the server the command names.</summary>
     public Task<Session> SessionAsync(ParseResult parse, CancellationToken cancellationToken) => Session.OpenAsync(parse.GetValue(Server), cancellationToken);
 }
+
+internal static class NotFoundExtensions
+{
+    /// <summary>A 404 said in the words of the command that met it (a missing thread, a missing route) instead of the bare status.</summary>
+    public static async Task<T> OrNotFound<T>(this Task<T> call, string message)
+    {
+        try
+        {
+            return await call;
+        }
+        catch (ApexApiException e) when (e.Status == System.Net.HttpStatusCode.NotFound)
+        {
+            throw new CliException(message);
+        }
+    }
+
+    public static async Task OrNotFound(this Task call, string message) => await OrNotFound(WithResult(call), message);
+
+    private static async Task<bool> WithResult(Task call)
+    {
+        await call;
+        return true;
+    }
+}

@@ -7,6 +7,8 @@ namespace Apex.Cli;
 /// <summary><c>apex keys</c>: list, create and delete API keys (<c>/api/keys</c>).</summary>
 internal static class KeyCommands
 {
+    private const string NoKeysRoute = "This server has no /api/keys: it predates API keys.";
+
     public static Command Keys(GlobalOptions options)
     {
         var list = new Command("list", "List your API keys (their prefixes; a key is shown only when created)");
@@ -18,7 +20,7 @@ internal static class KeyCommands
         async Task<int> ListAsync(ParseResult parse, Output output, CancellationToken ct)
         {
             var session = await options.SessionAsync(parse, ct);
-            var keys = await session.Client.ListApiKeysAsync(ct);
+            var keys = await session.Client.ListApiKeysAsync(ct).OrNotFound(NoKeysRoute);
             if (output.Json)
             {
                 output.WriteJson(keys, ApexJsonContext.Default.ApiKeyList);
@@ -45,7 +47,7 @@ internal static class KeyCommands
         options.SetAction(command, async (parse, output, ct) =>
         {
             var session = await options.SessionAsync(parse, ct);
-            var key = await session.Client.CreateApiKeyAsync(parse.GetValue(name)!, parse.GetValue(expires), ct);
+            var key = await session.Client.CreateApiKeyAsync(parse.GetValue(name)!, parse.GetValue(expires), ct).OrNotFound(NoKeysRoute);
             if (output.Json) output.WriteJson(key, ApexJsonContext.Default.CreatedApiKeyDto);
             else
             {
@@ -64,7 +66,7 @@ internal static class KeyCommands
         options.SetAction(command, async (parse, output, ct) =>
         {
             var session = await options.SessionAsync(parse, ct);
-            await session.Client.DeleteApiKeyAsync(parse.GetValue(id)!, ct);
+            await session.Client.DeleteApiKeyAsync(parse.GetValue(id)!, ct).OrNotFound($"No key {parse.GetValue(id)} of yours (or this server has no /api/keys).");
             if (!output.Json) output.Line($"Deleted key {Markup.Escape(parse.GetValue(id)!)}.");
             return ExitCodes.Ok;
         });

@@ -41,8 +41,8 @@ internal static class ListCommands
         options.SetAction(command, async (parse, output, ct) =>
         {
             var session = await options.SessionAsync(parse, ct);
-            var runs = new List<RunDto>();
-            await foreach (var run in RunCommands.AllRunsAsync(session.Client, parse.GetValue(thread)!, ct)) runs.Add(run);
+            var threadId = parse.GetValue(thread)!;
+            var runs = await AllAsync(RunCommands.AllRunsAsync(session.Client, threadId, ct)).OrNotFound(RunCommands.NoThread(threadId));
             if (output.Json)
             {
                 output.WriteJson(new Page<RunDto>(runs, null), ApexJsonContext.Default.PageRunDto);
@@ -91,6 +91,13 @@ internal static class ListCommands
             return ExitCodes.Ok;
         });
         return command;
+    }
+
+    private static async Task<List<RunDto>> AllAsync(IAsyncEnumerable<RunDto> runs)
+    {
+        var list = new List<RunDto>();
+        await foreach (var run in runs) list.Add(run);
+        return list;
     }
 
     private static string Status(string status) => status switch

@@ -25,7 +25,9 @@ internal static class RunCommands
             using var interrupt = new Interrupt();
             using var armed = interrupt.Arm();
             var text = parse.GetValue(question)!;
-            var target = parse.GetValue(thread) is { } id ? await session.Client.GetThreadAsync(id, ct) : await session.Client.CreateThreadAsync(Title(text), cancellationToken: ct);
+            var target = parse.GetValue(thread) is { } id
+                ? await session.Client.GetThreadAsync(id, ct).OrNotFound(NoThread(id))
+                : await session.Client.CreateThreadAsync(Title(text), cancellationToken: ct);
             return await TurnAsync(session, output, new EventPrinter(output), target.Id, target.LastSeq, text, parse.GetValue(strategy), armed.Token, ct);
         });
         return command;
@@ -40,7 +42,7 @@ internal static class RunCommands
             var session = await options.SessionAsync(parse, ct);
             var printer = new EventPrinter(output);
             using var interrupt = new Interrupt();
-            var target = parse.GetValue(thread) is { } id ? await session.Client.GetThreadAsync(id, ct) : null;
+            var target = parse.GetValue(thread) is { } id ? await session.Client.GetThreadAsync(id, ct).OrNotFound(NoThread(id)) : null;
             var afterSeq = target?.LastSeq ?? 0;
             if (!output.Json) output.Note(target is null ? "A new thread starts with your first message. /quit leaves." : $"Thread {target.Id}: {target.Title}. /quit leaves.");
             var last = ExitCodes.Ok;
@@ -70,7 +72,7 @@ internal static class RunCommands
         {
             var session = await options.SessionAsync(parse, ct);
             var threadId = parse.GetValue(thread)!;
-            var target = await session.Client.GetThreadAsync(threadId, ct);
+            var target = await session.Client.GetThreadAsync(threadId, ct).OrNotFound(NoThread(threadId));
             var cursor = parse.GetValue(after) ?? session.Config.LastSeenSeq(threadId) ?? 0;
             var open = new HashSet<string>(StringComparer.Ordinal);
             await foreach (var run in AllRunsAsync(session.Client, threadId, ct))
@@ -124,6 +126,8 @@ internal static class RunCommands
             cursor = page.NextCursor;
         } while (cursor is not null);
     }
+
+    public static string NoThread(string id) => $"No thread {id} of yours on this server (`apex threads` lists them).";
 
     private static string Title(string question)
     {

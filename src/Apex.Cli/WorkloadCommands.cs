@@ -36,7 +36,12 @@ internal static class WorkloadCommands
                     .StartAsync(async progress =>
                     {
                         var task = progress.AddTask($"Uploading {Markup.Escape(path.Name)}", maxValue: Math.Max(1, path.Length));
-                        var sent = new Progress<long>(bytes => task.Value = bytes);
+                        var sent = new Progress<long>(bytes =>
+                        {
+                            task.Value = bytes;
+                            // Every byte is out; what remains is the server reading and checking the rows.
+                            if (bytes >= path.Length) task.Description = $"Validating {Markup.Escape(path.Name)} on the server";
+                        });
                         var answer = await session.Client.UploadWorkloadAsync(stream, contentType, isStrict, parse.GetValue(replace), sent, ct);
                         task.Value = task.MaxValue;
                         return answer;
