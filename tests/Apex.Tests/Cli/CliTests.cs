@@ -19,9 +19,8 @@ public sealed class CliTests(ScriptedServer scripted) : IClassFixture<ScriptedSe
     [Fact]
     public async Task AskShowsTheTeamsStepsLiveThenTheAnswerAndExitsZero()
     {
-        var (cli, api) = await SignedInAsync();
-        using var _ = cli;
-        using var __ = api;
+        using var user = await SignedInAsync();
+        var (cli, api) = (user.Cli, user.Api);
 
         var result = await cli.RunAsync("ask", "How can I cut my LLM costs?");
 
@@ -46,9 +45,8 @@ public sealed class CliTests(ScriptedServer scripted) : IClassFixture<ScriptedSe
     [Fact]
     public async Task UploadShowsTheReportAndStrictExitsNonZeroWhenARowIsRejected()
     {
-        var (cli, api) = await SignedInAsync();
-        using var _ = cli;
-        using var __ = api;
+        using var user = await SignedInAsync();
+        var (cli, api) = (user.Cli, user.Api);
         var csv = Path.Combine(Path.GetDirectoryName(cli.ConfigDir)!, "usage.csv");
         await File.WriteAllTextAsync(csv, """
             timestamp,provider,model,prompt_tokens,completion_tokens,latency_ms,status
@@ -81,9 +79,8 @@ public sealed class CliTests(ScriptedServer scripted) : IClassFixture<ScriptedSe
     public async Task CtrlCDuringASlowRunCancelsItOnTheServerAndExits130()
     {
         var ct = Waits.Timeout();
-        var (cli, api) = await SignedInAsync();
-        using var _ = cli;
-        using var __ = api;
+        using var user = await SignedInAsync();
+        var (cli, api) = (user.Cli, user.Api);
 
         using var running = cli.Start("ask", "[slow] how much do I spend?", "--json");
         var line = await running.LineAsync(l => l.Contains("\"type\":\"tool_executing\"", StringComparison.Ordinal) && l.Contains("\"tool\":\"sleep\"", StringComparison.Ordinal), ct);
@@ -127,9 +124,8 @@ public sealed class CliTests(ScriptedServer scripted) : IClassFixture<ScriptedSe
     [Fact]
     public async Task AnExpiredAccessTokenIsRefreshedAndTheRotatedRefreshTokenIsWrittenBack()
     {
-        var (cli, api) = await SignedInAsync();
-        using var _ = cli;
-        using var __ = api;
+        using var user = await SignedInAsync();
+        var (cli, api) = (user.Cli, user.Api);
         var file = Path.Combine(cli.ConfigDir, "credentials.json");
         var stored = JsonNode.Parse(await File.ReadAllTextAsync(file))!;
         var spent = JsonSerializer.Deserialize(stored["tokens"]!.ToJsonString(), ApexJsonContext.Default.TokenResponse)!;
@@ -164,9 +160,8 @@ public sealed class CliTests(ScriptedServer scripted) : IClassFixture<ScriptedSe
     public async Task ResumeShowsExactlyTheEventsMissedSinceTheLastCommandThenNothing()
     {
         var ct = Waits.Timeout();
-        var (cli, api) = await SignedInAsync();
-        using var _ = cli;
-        using var __ = api;
+        using var user = await SignedInAsync();
+        var (cli, api) = (user.Cli, user.Api);
         Assert.Equal(0, (await cli.RunAsync("ask", "hello")).ExitCode);
         var thread = Assert.Single((await api.ListThreadsAsync(cancellationToken: ct)).Items);
 
@@ -189,9 +184,8 @@ public sealed class CliTests(ScriptedServer scripted) : IClassFixture<ScriptedSe
     [Fact]
     public async Task ChatKeepsOneThreadAcrossTurnsUntilQuit()
     {
-        var (cli, api) = await SignedInAsync();
-        using var _ = cli;
-        using var __ = api;
+        using var user = await SignedInAsync();
+        var (cli, api) = (user.Cli, user.Api);
 
         var chat = await cli.RunAsync(["chat"], "hello\nHow can I cut my LLM costs?\n/quit\nnot sent\n", Waits.Timeout());
 
@@ -202,14 +196,23 @@ public sealed class CliTests(ScriptedServer scripted) : IClassFixture<ScriptedSe
         Assert.Equal(2, chat.Lines.Count(l => l.StartsWith("✔ run_completed", StringComparison.Ordinal)));
     }
 
-    private async Task<(ApexCli Cli, ApexClient Api)> SignedInAsync()
+    /// <summary>A new user, signed in both through the API (for checks) and through <c>apex login</c> in its own config folder.</summary>
+    private async Task<SignedIn> SignedInAsync()
     {
         var email = $"cli-{Guid.NewGuid():N}@example.com";
-        var api = await Server.NewUserAsync(email);
-        var cli = new ApexCli(Server.BaseAddress);
-        var login = await cli.RunAsync(["login", "--email", email, "--password-stdin"], Password + "\n", Waits.Timeout());
+        var user = new SignedIn(new ApexCli(Server.BaseAddress), await Server.NewUserAsync(email));
+        var login = await user.Cli.RunAsync(["login", "--email", email, "--password-stdin"], Password + "\n", Waits.Timeout());
         Assert.True(login.ExitCode == 0, login.ToString());
-        return (cli, api);
+        return user;
+    }
+
+    private sealed record SignedIn(ApexCli Cli, ApexClient Api) : IDisposable
+    {
+        public void Dispose()
+        {
+            Cli.Dispose();
+            Api.Dispose();
+        }
     }
 
     private static async Task<WorkloadSummaryDto> SummaryAsync(ApexClient api)
