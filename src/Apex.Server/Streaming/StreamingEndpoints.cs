@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net.ServerSentEvents;
 using System.Net.WebSockets;
+using System.Runtime.CompilerServices;
 using Apex.Client;
 using Apex.Server.Auth;
 using Apex.Server.Execution;
@@ -28,19 +29,36 @@ internal static partial class StreamingEndpoints
     /// The event id is the seq, so a reconnecting EventSource resumes exactly where it stopped.
     /// </summary>
     private static async Task<Results<ServerSentEventsResult<ApexEvent>, NotFound, ValidationProblem>> StreamEvents(string threadId, long? after,
-        HttpRequest request, CurrentUser user, IThreadStore store, ThreadFollower follower, CancellationToken cancellationToken)
+        HttpRequest request, CurrentUser user, IThreadStore store, ThreadFollower follower, IHostApplicationLifetime lifetime, CancellationToken cancellationToken)
     {
         var cursor = after ?? 0;
         if (request.Headers["Last-Event-ID"].ToString() is { Length: > 0 } lastEventId && !long.TryParse(lastEventId, NumberStyles.None, CultureInfo.InvariantCulture, out cursor))
             return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["Last-Event-ID"] = ["Last-Event-ID must be a seq (a non-negative integer)."] });
         if (cursor < 0) return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["after"] = ["after must not be negative."] });
         if (await store.GetThreadAsync(user.Id, threadId, cancellationToken) is null) return TypedResults.NotFound();
-        return TypedResults.ServerSentEvents(Items(follower.FollowAsync(user.Id, threadId, cursor, cancellationToken)));
+        return TypedResults.ServerSentEvents(Items(follower, user.Id, threadId, cursor, lifetime.ApplicationStopping, cancellationToken));
 
-        static async IAsyncEnumerable<SseItem<ApexEvent>> Items(IAsyncEnumerable<ApexEvent> events)
+        // Shutdown ends the stream, as it closes sockets: otherwise a draining node would hold the client on a stream that no
+        // longer gets the thread's events, instead of letting it resume (Last-Event-ID) on the node that takes over.
+        static async IAsyncEnumerable<SseItem<ApexEvent>> Items(ThreadFollower follower, string userId, string threadId, long cursor,
+            CancellationToken stopping, [EnumeratorCancellation] CancellationToken aborted)
         {
-            await foreach (var evt in events)
-                yield return new SseItem<ApexEvent>(evt, evt.Type) { EventId = evt.Seq.ToString(CultureInfo.InvariantCulture) };
+            using var both = CancellationTokenSource.CreateLinkedTokenSource(aborted, stopping);
+            await using var events = follower.FollowAsync(userId, threadId, cursor, both.Token).GetAsyncEnumerator(both.Token);
+            while (true)
+            {
+                bool more;
+                try
+                {
+                    more = await events.MoveNextAsync();
+                }
+                catch (OperationCanceledException) when (stopping.IsCancellationRequested && !aborted.IsCancellationRequested)
+                {
+                    more = false;
+                }
+                if (!more) yield break;
+                yield return new SseItem<ApexEvent>(events.Current, events.Current.Type) { EventId = events.Current.Seq.ToString(CultureInfo.InvariantCulture) };
+            }
         }
     }
 
