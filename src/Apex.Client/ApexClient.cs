@@ -33,8 +33,6 @@ public sealed class ApexClient(HttpClient http) : IDisposable
     /// <summary>An API key to send instead of an access token (<see cref="UseApiKey"/>).</summary>
     public string? ApiKey { get; private set; }
 
-    /// <summary>Authenticates every request with an API key (<c>apex_…</c>) instead of tokens.</summary>
-    public void UseApiKey(string key) => ApiKey = key;
 
     /// <summary>Creates an account and signs in as it.</summary>
     public async Task<TokenResponse> RegisterAsync(string email, string password, CancellationToken cancellationToken = default) =>
@@ -124,8 +122,58 @@ public sealed class ApexClient(HttpClient http) : IDisposable
         return ticket!.Ticket;
     }
 
+    /// <summary>Cancels a run: a queued one ends at once, a running one is told to stop wherever it executes (its
+    /// <c>run_cancelled</c> follows on the thread). Cancelling a finished run is a 409 <see cref="ApexApiException"/>.</summary>
+    public async Task<RunDto> CancelRunAsync(string runId, CancellationToken cancellationToken = default)
+    {
+        using var response = await Http.SendAsync(Authorized(HttpMethod.Post, $"api/runs/{Uri.EscapeDataString(runId)}/cancel"), cancellationToken);
+        await EnsureSuccessAsync(response, cancellationToken);
+        return (await response.Content.ReadFromJsonAsync(ApexJsonContext.Default.RunDto, cancellationToken))!;
+    }
+
+    /// <summary>
+    /// Uploads workload data (CSV with a header row, or JSON Lines) from <paramref name="content"/>, reporting the bytes sent so
+    /// far to <paramref name="progress"/>. <paramref name="strict"/> asks the server to refuse the whole file if any row is bad,
+    /// <paramref name="replace"/> to replace the data stored before. A refused file (400, 413, 422) is a
+    /// <see cref="WorkloadUploadResult.Refused"/> with the server's report; other errors throw <see cref="ApexApiException"/>.
+    /// </summary>
+    public async Task<WorkloadUploadResult> UploadWorkloadAsync(Stream content, string contentType, bool strict = false, bool replace = false,
+        IProgress<long>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(content);
+        var query = $"api/workloads?strict={(strict ? "true" : "false")}&replace={(replace ? "true" : "false")}";
+        using var body = new ProgressContent(content, progress);
+        body.Headers.ContentType = new MediaTypeHeaderValue(contentType);
+        using var response = await Http.SendAsync(Authorized(HttpMethod.Post, query, body), cancellationToken);
+        if (response.StatusCode is HttpStatusCode.BadRequest or HttpStatusCode.RequestEntityTooLarge or HttpStatusCode.UnprocessableEntity
+            && response.Content.Headers.ContentType?.MediaType == "application/problem+json")
+            return new WorkloadUploadResult.Refused((await response.Content.ReadFromJsonAsync(ApexJsonContext.Default.WorkloadProblem, cancellationToken))!);
+        await EnsureSuccessAsync(response, cancellationToken);
+        return new WorkloadUploadResult.Imported((await response.Content.ReadFromJsonAsync(ApexJsonContext.Default.WorkloadReport, cancellationToken))!);
+    }
+
+    /// <summary>Replaces the user's workload data with a generated, realistic sample.</summary>
+    public Task<WorkloadReport> GenerateSampleWorkloadAsync(SampleWorkloadRequest request, CancellationToken cancellationToken = default) =>
+        PostAsync("api/workloads/sample", request, ApexJsonContext.Default.SampleWorkloadRequest, ApexJsonContext.Default.WorkloadReport, cancellationToken);
+
+    /// <summary>The user's plan tier, model tokens and cost by day and model, and tool calls by day, over the last <paramref name="days"/> days.</summary>
+    public Task<UsageDto> GetUsageAsync(int days = 30, CancellationToken cancellationToken = default) =>
+        GetAsync($"api/usage?days={days}", ApexJsonContext.Default.UsageDto, cancellationToken);
+
     /// <summary>Uses tokens obtained elsewhere (another client, another node of the same cluster).</summary>
-    public void SignIn(TokenResponse tokens) => Tokens = tokens;
+    public void SignIn(TokenResponse tokens)
+    {
+        Tokens = tokens;
+        ApiKey = null;
+    }
+
+    /// <summary>Uses an API key (sent as the bearer wherever a token is accepted) instead of signed-in tokens.</summary>
+    public void UseApiKey(string apiKey)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(apiKey);
+        Tokens = null;
+        ApiKey = apiKey;
+    }
 
     /// <summary>
     /// Opens <c>/ws</c> with a fresh ticket and waits for <c>connection_established</c>. The socket goes to
@@ -180,7 +228,11 @@ public sealed class ApexClient(HttpClient http) : IDisposable
     /// <inheritdoc/>
     public void Dispose() => Http.Dispose();
 
-    private TokenResponse SignedIn(TokenResponse tokens) => Tokens = tokens;
+    private TokenResponse SignedIn(TokenResponse tokens)
+    {
+        SignIn(tokens);
+        return tokens;
+    }
 
     private TokenResponse RequireTokens() => Tokens ?? throw new InvalidOperationException("Sign in first.");
 
@@ -285,5 +337,32 @@ public sealed class ApexSocket(WebSocket socket) : IDisposable
     {
         Socket.Dispose();
         _sendLock.Dispose();
+    }
+}
+
+/// <summary>A request body read from a stream in chunks, reporting the bytes handed to the connection so far.</summary>
+internal sealed class ProgressContent(Stream source, IProgress<long>? progress) : HttpContent
+{
+    private const int ChunkBytes = 64 * 1024;
+
+    protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context) => SerializeToStreamAsync(stream, context, CancellationToken.None);
+
+    protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context, CancellationToken cancellationToken)
+    {
+        var buffer = new byte[ChunkBytes];
+        long sent = 0;
+        int read;
+        while ((read = await source.ReadAsync(buffer, cancellationToken)) > 0)
+        {
+            await stream.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
+            sent += read;
+            progress?.Report(sent);
+        }
+    }
+
+    protected override bool TryComputeLength(out long length)
+    {
+        length = source.CanSeek ? source.Length - source.Position : 0;
+        return source.CanSeek;
     }
 }

@@ -36,6 +36,7 @@ namespace Apex.Client;
 [JsonSerializable(typeof(Page<MessageDto>))]
 [JsonSerializable(typeof(Page<RunDto>))]
 [JsonSerializable(typeof(WorkloadReport))]
+[JsonSerializable(typeof(WorkloadProblem))]
 [JsonSerializable(typeof(WorkloadSummaryDto))]
 [JsonSerializable(typeof(SampleWorkloadRequest))]
 [JsonSerializable(typeof(Page<ToolUsageDto>))]

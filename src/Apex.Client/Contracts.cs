@@ -76,6 +76,22 @@ public sealed record RowErrorDto(int Line, string Reason);
 /// <summary>The validation report of a workload upload.</summary>
 public sealed record WorkloadReport(string BatchId, string Format, int RowsAccepted, int RowsRejected, IReadOnlyList<RowErrorDto> Errors,
     int RowsPricedFromTable, IReadOnlyList<string> UnpricedModels);
+/// <summary>
+/// A refused upload's ProblemDetails (400, 413 or 422): its title and detail and, when the file was read, the validation
+/// report (nothing was imported).
+/// </summary>
+public sealed record WorkloadProblem(string? Title, int? Status, string? Detail, WorkloadReport? Report);
+/// <summary>What became of a workload upload: <see cref="Imported"/> or <see cref="Refused"/>.</summary>
+public abstract record WorkloadUploadResult
+{
+    private WorkloadUploadResult() { }
+
+    /// <summary>The rows that passed were stored; <c>Report</c> says which were rejected and why.</summary>
+    public sealed record Imported(WorkloadReport Report) : WorkloadUploadResult;
+
+    /// <summary>The server refused the file and imported nothing.</summary>
+    public sealed record Refused(WorkloadProblem Problem) : WorkloadUploadResult;
+}
 /// <summary>Body of <c>POST /api/workloads/sample</c>.</summary>
 public sealed record SampleWorkloadRequest(int? Days = null, int? CallsPerDay = null, int? Seed = null);
 /// <summary>One entry of the user's tool usage log.</summary>
@@ -94,3 +110,4 @@ public sealed record UsageDto(string Tier, int Days, long InputTokens, long Outp
 public sealed record DailyModelUsageDto(string Day, string Model, int Calls, long InputTokens, long OutputTokens, long CachedInputTokens, long ReasoningTokens, double? CostUsd);
 /// <summary>One day of one tool in <see cref="UsageDto"/>; <c>Failed</c> counts calls that did not end ok.</summary>
 public sealed record DailyToolUsageDto(string Day, string Tool, long Calls, long Failed);
+

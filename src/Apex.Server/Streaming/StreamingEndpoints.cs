@@ -29,7 +29,7 @@ internal static partial class StreamingEndpoints
     /// </summary>
     private static async Task<Results<ServerSentEventsResult<ApexEvent>, NotFound, ValidationProblem, ProblemHttpResult>> StreamEvents(string threadId, long? after,
         HttpContext context, CurrentUser user, IThreadStore store, ThreadFollower follower, SessionWatch sessions, ConnectionRegistry registry, TimeProvider time,
-        CancellationToken cancellationToken)
+        IHostApplicationLifetime lifetime, CancellationToken cancellationToken)
     {
         var request = context.Request;
         var cursor = after ?? 0;
@@ -41,7 +41,9 @@ internal static partial class StreamingEndpoints
             return TypedResults.Problem(statusCode: StatusCodes.Status429TooManyRequests, title: "too_many_streams",
                 detail: $"At most {registry.Limit(StreamKind.Sse)} open event streams per user; close one first.");
         // Watched from before the response starts, and released when it ends, however it ends.
-        var lease = new SseLease(registry, user.Id, cancellationToken);
+        // Shutdown ends the stream, as it closes sockets: otherwise a draining node would hold the client on a stream that no
+        // longer gets the thread's events, instead of letting it resume (Last-Event-ID) on the node that takes over.
+        var lease = new SseLease(registry, user.Id, cancellationToken, lifetime.ApplicationStopping);
         context.Response.RegisterForDispose(lease);
         lease.Watch(sessions, user);
         return TypedResults.ServerSentEvents(Items(context.Response, user, threadId, cursor, follower, lease, time));
@@ -67,7 +69,7 @@ internal static partial class StreamingEndpoints
                 {
                     more = await events.MoveNextAsync();
                 }
-                catch (OperationCanceledException) when (lease.EndReason is not null)
+                catch (OperationCanceledException) when (lease.EndReason is not null || lease.Stopping)
                 {
                     more = false;
                 }
@@ -83,9 +85,11 @@ internal static partial class StreamingEndpoints
     }
 
     /// <summary>One open SSE stream: its place within the user's limit, and the end of its credential.</summary>
-    private sealed class SseLease(ConnectionRegistry registry, string userId, CancellationToken requestAborted) : IDisposable
+    private sealed class SseLease(ConnectionRegistry registry, string userId, CancellationToken requestAborted, CancellationToken stopping) : IDisposable
     {
-        private readonly CancellationTokenSource _ended = CancellationTokenSource.CreateLinkedTokenSource(requestAborted);
+        private readonly CancellationTokenSource _ended = CancellationTokenSource.CreateLinkedTokenSource(requestAborted, stopping);
+
+        public bool Stopping => stopping.IsCancellationRequested && !requestAborted.IsCancellationRequested;
         private IDisposable? _watch;
         private string? _endReason;
         private int _released;

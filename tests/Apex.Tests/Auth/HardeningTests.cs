@@ -165,7 +165,7 @@ public sealed class StartupTests
     public async Task AnInvalidSettingEndsTheProcessWithOneLineNamingItAndExitCodeOne()
     {
         var ct = Waits.Timeout();
-        var info = new ProcessStartInfo("dotnet", [ServerProcess.ServerDll(), "--urls", "http://127.0.0.1:0", "--Apex:Limits:MaxFrameBytes=1"])
+        var info = new ProcessStartInfo("dotnet", [BuildOutput.ProjectDll("Apex.Server", "Apex.Server.dll"), "--urls", "http://127.0.0.1:0", "--Apex:Limits:MaxFrameBytes=1"])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,

@@ -33,7 +33,7 @@ public sealed class ServerProcess : IAsyncDisposable
         string? workingDirectory = null)
     {
         var port = FreePort();
-        var info = new ProcessStartInfo("dotnet", [ServerDll(), "--urls", $"http://127.0.0.1:{port}"])
+        var info = new ProcessStartInfo("dotnet", [BuildOutput.ProjectDll("Apex.Server", "Apex.Server.dll"), "--urls", $"http://127.0.0.1:{port}"])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -90,15 +90,5 @@ public sealed class ServerProcess : IAsyncDisposable
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
         return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
-
-    /// <summary>The server project's own build output, in the configuration the tests were built in.</summary>
-    public static string ServerDll()
-    {
-        var configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Release{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Release" : "Debug";
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Apex.slnx"))) dir = dir.Parent;
-        var dll = Path.Combine(dir!.FullName, "src", "Apex.Server", "bin", configuration, "net10.0", "Apex.Server.dll");
-        return File.Exists(dll) ? dll : throw new FileNotFoundException("Build the server first.", dll);
     }
 }

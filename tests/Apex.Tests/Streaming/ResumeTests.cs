@@ -1,5 +1,7 @@
 using Apex.Client;
 using Apex.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 
 namespace Apex.Tests.Streaming;
 
@@ -95,6 +97,29 @@ public sealed class ResumeTests(ScriptedServer scripted) : IClassFixture<Scripte
         Assert.Equal(cursor + 1, overSocket[0].Seq);
         Assert.Equal(overSocket.Select(e => (e.Seq, e.EventId, e.Type)), overSse.Select(e => (e.Seq, e.EventId, e.Type)));
         Assert.Equal(overSocket.Select(e => (e.Seq, e.EventId, e.Type)), overQuery.Select(e => (e.Seq, e.EventId, e.Type)));
+    }
+
+    [Fact]
+    public async Task AnSseStreamEndsWhenItsServerShutsDownSoTheClientCanResumeElsewhere()
+    {
+        var ct = Waits.Timeout();
+        await using var server = await ApexTestServer.StartAsync();
+        using var client = await server.NewUserAsync();
+        var thread = await client.CreateThreadAsync(cancellationToken: ct);
+        await client.SendMessageAsync(thread.Id, "hello", cancellationToken: ct);
+        var seen = new List<ApexEvent>();
+        var stream = Task.Run(async () =>
+        {
+            await foreach (var evt in client.StreamEventsAsync(thread.Id, cancellationToken: ct))
+            {
+                lock (seen) seen.Add(evt);
+                if (evt.IsTerminal) server.Services.GetRequiredService<IHostApplicationLifetime>().StopApplication();
+            }
+        }, ct);
+
+        // The stream ends by itself (it would otherwise stay open, live, until the test's timeout).
+        await stream.WaitAsync(TimeSpan.FromSeconds(10), ct);
+        lock (seen) Assert.IsType<RunCompleted>(seen[^1]);
     }
 
     [Fact]

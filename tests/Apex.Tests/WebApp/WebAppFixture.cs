@@ -21,7 +21,7 @@ public sealed class WebAppFixture : IAsyncLifetime
 
     public IBrowser Browser { get; private set; } = null!;
 
-    public static string ScreenshotDirectory { get; } = Path.Combine(RepositoryRoot(), "artifacts", "screenshots");
+    public static string ScreenshotDirectory { get; } = Path.Combine(BuildOutput.RepositoryRoot(), "artifacts", "screenshots");
 
     public async Task InitializeAsync()
     {
@@ -62,13 +62,6 @@ public sealed class WebAppFixture : IAsyncLifetime
         _playwright?.Dispose();
         if (Server is not null) await Server.DisposeAsync();
         if (SlowServer is not null) await SlowServer.DisposeAsync();
-    }
-
-    private static string RepositoryRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "Apex.slnx"))) return dir.FullName;
-        return AppContext.BaseDirectory;
     }
 }
 
