@@ -42,7 +42,7 @@ try
     await app.RunAsync();
     return 0;
 }
-catch (OptionsValidationException invalid)
+catch (OptionsValidationException invalid) when (ApexHostingExtensions.IsOwnProcess)
 {
     // One clear line naming the setting, not an unhandled-exception abort with a stack trace.
     return ApexHostingExtensions.ExplainInvalidSettings(invalid);

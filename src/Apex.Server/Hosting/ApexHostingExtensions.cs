@@ -37,6 +37,9 @@ internal static partial class ApexHostingExtensions
         ContentRootPath = File.Exists(Path.Combine(Directory.GetCurrentDirectory(), "appsettings.json")) ? Directory.GetCurrentDirectory() : AppContext.BaseDirectory,
     };
 
+    /// <summary>Whether the server is its own process (a host that embeds it, such as the tests' factory, sees start-up exceptions as they are).</summary>
+    public static bool IsOwnProcess => System.Reflection.Assembly.GetEntryAssembly() == typeof(ApexHostingExtensions).Assembly;
+
     public static int ExplainInvalidSettings(OptionsValidationException invalid)
     {
         Console.Error.WriteLine($"apex: invalid settings ({invalid.OptionsType.Name}): {string.Join(" ", invalid.Failures)}");

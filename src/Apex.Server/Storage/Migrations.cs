@@ -157,6 +157,14 @@ internal static class Migrations
                 detail TEXT NULL);
             CREATE INDEX ix_security_events_user ON security_events(user_id, id);
             """),
+        // Roles, per-user budget overrides, and who acted (an admin) on an audit entry.
+        (6, "roles, budgets and audit actors", """
+            ALTER TABLE users ADD COLUMN role TEXT NOT NULL DEFAULT 'user';
+            ALTER TABLE users ADD COLUMN token_budget BIGINT NULL;
+            ALTER TABLE users ADD COLUMN cost_budget DOUBLE PRECISION NULL;
+            ALTER TABLE security_events ADD COLUMN actor_id TEXT NULL;
+            CREATE INDEX ix_model_usage_created ON model_usage(created_at);
+            """),
     ];
 
     public static int Latest => All[^1].Version;

@@ -1,7 +1,21 @@
 namespace Apex.Server.Storage;
 
+/// <summary>An account. <c>TokenBudget</c> / <c>CostBudget</c> override the tier's monthly budget when an admin set them.</summary>
 internal sealed record UserRecord(string Id, string Email, string NormalizedEmail, string PasswordHash, string DisplayName,
-    string Tier, DateTimeOffset CreatedAt, int FailedLogins, DateTimeOffset? LockoutUntil);
+    string Tier, DateTimeOffset CreatedAt, int FailedLogins, DateTimeOffset? LockoutUntil, string Role = Roles.User, long? TokenBudget = null, double? CostBudget = null);
+
+/// <summary>What an account may do beyond its own data.</summary>
+internal static class Roles
+{
+    public const string User = "user";
+    public const string Admin = "admin";
+
+    public static bool IsValid(string? role) => role is User or Admin;
+}
+
+/// <summary>An admin's change to an account; null leaves a field as it is.</summary>
+internal sealed record UserChange(string? Tier = null, string? Role = null, DateTimeOffset? LockoutUntil = null, bool Unlock = false,
+    long? TokenBudget = null, double? CostBudget = null, bool ClearBudget = false);
 
 internal sealed record SessionRecord(string Id, string UserId, string RefreshHash, DateTimeOffset CreatedAt, DateTimeOffset ExpiresAt, DateTimeOffset? RevokedAt)
 {
@@ -22,10 +36,10 @@ internal sealed record SessionRecord(string Id, string UserId, string RefreshHas
 internal sealed record ApiKeyRecord(string Id, string UserId, string Name, string Prefix, DateTimeOffset CreatedAt, DateTimeOffset? ExpiresAt, DateTimeOffset? LastUsedAt);
 
 /// <summary>A session and its user's current tier.</summary>
-internal sealed record SessionOwner(SessionRecord Session, string Tier);
+internal sealed record SessionOwner(SessionRecord Session, string Tier, string Role);
 
 /// <summary>A live API key and its user's tier, as a request authenticated with it needs them.</summary>
-internal sealed record ApiKeyOwner(ApiKeyRecord Key, string Tier);
+internal sealed record ApiKeyOwner(ApiKeyRecord Key, string Tier, string Role);
 
 /// <summary>What became of a presented refresh token.</summary>
 internal abstract record RefreshOutcome
@@ -42,7 +56,8 @@ internal abstract record RefreshOutcome
 }
 
 /// <summary>What happened to an account's credentials, for the user's own security page (and, later, the audit trail).</summary>
-internal sealed record SecurityEventRecord(string Id, string UserId, string Kind, DateTimeOffset At, string? Address, string? Detail);
+/// <remarks><c>ActorId</c> is who acted when it was not the account's own user (an admin).</remarks>
+internal sealed record SecurityEventRecord(string Id, string UserId, string Kind, DateTimeOffset At, string? Address, string? Detail, string? ActorId = null);
 
 /// <summary>The kinds of <see cref="SecurityEventRecord"/>.</summary>
 internal static class SecurityEventKinds
@@ -55,6 +70,18 @@ internal static class SecurityEventKinds
     public const string ApiKeyCreated = "api_key_created";
     public const string ApiKeyUsed = "api_key_used";
     public const string ApiKeyDeleted = "api_key_deleted";
+    public const string Register = "register";
+    public const string Refresh = "refresh";
+    public const string TicketUsed = "ticket_used";
+    public const string TierChanged = "tier_changed";
+    public const string RoleChanged = "role_changed";
+    public const string Locked = "locked";
+    public const string Unlocked = "unlocked";
+    public const string BudgetChanged = "budget_changed";
+    public const string SessionsRevoked = "sessions_revoked";
+    public const string RunCancelled = "run_cancelled_by_admin";
+    public const string WorkloadUploaded = "workload_uploaded";
+    public const string WorkloadDeleted = "workload_deleted";
 }
 
 internal sealed record ThreadRecord(string Id, string UserId, string Title, string Strategy, long LastSeq, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt);

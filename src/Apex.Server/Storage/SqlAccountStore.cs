@@ -9,9 +9,60 @@ internal sealed class SqlAccountStore(Database db, StoreSignals signals, NodeIde
 
     public Task<bool> CreateUserAsync(UserRecord user, CancellationToken cancellationToken) =>
         Db.WriteAsync(async (c, t) => await c.ExecuteAsync(
-            $"INSERT INTO users ({UserColumns}) VALUES (@id, @e, @ne, @ph, @dn, @tier, @ca, 0, NULL) ON CONFLICT (normalized_email) DO NOTHING", t, cancellationToken,
+            $"INSERT INTO users ({UserColumns}) VALUES (@id, @e, @ne, @ph, @dn, @tier, @ca, 0, NULL, @role, NULL, NULL) ON CONFLICT (normalized_email) DO NOTHING", t, cancellationToken,
             ("@id", user.Id), ("@e", user.Email), ("@ne", user.NormalizedEmail), ("@ph", user.PasswordHash), ("@dn", user.DisplayName),
-            ("@tier", user.Tier), ("@ca", user.CreatedAt.ToUnixMs())) == 1, cancellationToken);
+            ("@tier", user.Tier), ("@ca", user.CreatedAt.ToUnixMs()), ("@role", user.Role)) == 1, cancellationToken);
+
+    public async Task<IReadOnlyList<UserRecord>> ListUsersAsync(string? emailContains, int limit, string? afterId, CancellationToken cancellationToken) =>
+        // Admin only: across users by design; the caller is checked for the admin role before this runs.
+        await ReadAsync($"""
+            SELECT {UserColumns} FROM users
+            WHERE (@q IS NULL OR normalized_email LIKE @q) AND (@after IS NULL OR id > @after) ORDER BY id LIMIT @limit
+            """, ReadUser, cancellationToken, ("@q", emailContains is null ? null : "%" + emailContains.Trim().ToUpperInvariant() + "%"), ("@after", afterId), ("@limit", limit));
+
+    public Task<UserRecord?> UpdateUserAsync(string userId, UserChange change, CancellationToken cancellationToken) =>
+        Db.WriteAsync(async (c, t) =>
+        {
+            if (change.Tier is { } tier) await c.ExecuteAsync("UPDATE users SET tier = @v WHERE id = @id", t, cancellationToken, ("@id", userId), ("@v", tier));
+            if (change.Role is { } role) await c.ExecuteAsync("UPDATE users SET role = @v WHERE id = @id", t, cancellationToken, ("@id", userId), ("@v", role));
+            if (change.LockoutUntil is { } until)
+                await c.ExecuteAsync("UPDATE users SET lockout_until = @v WHERE id = @id", t, cancellationToken, ("@id", userId), ("@v", until.ToUnixMs()));
+            if (change.Unlock) await c.ExecuteAsync("UPDATE users SET lockout_until = NULL, failed_logins = 0 WHERE id = @id", t, cancellationToken, ("@id", userId));
+            if (change.ClearBudget) await c.ExecuteAsync("UPDATE users SET token_budget = NULL, cost_budget = NULL WHERE id = @id", t, cancellationToken, ("@id", userId));
+            if (change.TokenBudget is { } tokens) await c.ExecuteAsync("UPDATE users SET token_budget = @v WHERE id = @id", t, cancellationToken, ("@id", userId), ("@v", tokens));
+            if (change.CostBudget is { } cost) await c.ExecuteAsync("UPDATE users SET cost_budget = @v WHERE id = @id", t, cancellationToken, ("@id", userId), ("@v", cost));
+            return await c.QuerySingleAsync($"SELECT {UserColumns} FROM users WHERE id = @id", t, ReadUser, cancellationToken, ("@id", userId));
+        }, cancellationToken);
+
+    public Task<int> GrantRoleAsync(IReadOnlyCollection<string> normalizedEmails, string role, CancellationToken cancellationToken) =>
+        normalizedEmails.Count == 0 ? Task.FromResult(0) : Db.WriteAsync((c, t) => c.ExecuteAsync(
+            $"UPDATE users SET role = @role WHERE {Db.InList("normalized_email", "@emails")} AND role <> @role", t, cancellationToken,
+            ("@role", role), ("@emails", Db.ListValue(normalizedEmails))), cancellationToken);
+
+    public async Task<IReadOnlyList<string>> RevokeUserSessionsAsync(string userId, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        var revoked = await Db.WriteAsync(async (c, t) =>
+        {
+            var ids = await c.QueryAsync("UPDATE sessions SET revoked_at = @now WHERE user_id = @u AND revoked_at IS NULL RETURNING id", t, r => r.GetString(0), cancellationToken,
+                ("@u", userId), ("@now", now.ToUnixMs()));
+            // Revoked API keys are deleted too, so the user's key list shows what still works.
+            await c.ExecuteAsync("DELETE FROM api_keys WHERE user_id = @u", t, cancellationToken, ("@u", userId));
+            foreach (var id in ids) await NotifyRevokedAsync(c, t, id, cancellationToken);
+            return ids;
+        }, cancellationToken);
+        foreach (var id in revoked) signals.OnSessionRevoked(id);
+        return revoked;
+    }
+
+    public async Task<IReadOnlyList<SecurityEventRecord>> ListAuditAsync(string? userId, string? kind, int limit, string? beforeId, CancellationToken cancellationToken) =>
+        // Admin only: the audit trail across users, newest first.
+        await ReadAsync("""
+            SELECT id, user_id, kind, at, address, detail, actor_id FROM security_events
+            WHERE (@u IS NULL OR user_id = @u) AND (@k IS NULL OR kind = @k) AND (@before IS NULL OR id < @before) ORDER BY id DESC LIMIT @limit
+            """, ReadSecurityEvent, cancellationToken, ("@u", userId), ("@k", kind), ("@before", beforeId), ("@limit", limit));
+
+    public Task<int> PurgeSecurityEventsAsync(DateTimeOffset before, CancellationToken cancellationToken) =>
+        Db.WriteAsync((c, t) => c.ExecuteAsync("DELETE FROM security_events WHERE at < @before", t, cancellationToken, ("@before", before.ToUnixMs())), cancellationToken);
 
     public Task<UserRecord?> FindUserByEmailAsync(string normalizedEmail, CancellationToken cancellationToken) =>
         ReadSingleAsync($"SELECT {UserColumns} FROM users WHERE normalized_email = @ne", ReadUser, cancellationToken, ("@ne", normalizedEmail));
@@ -47,8 +98,8 @@ internal sealed class SqlAccountStore(Database db, StoreSignals signals, NodeIde
         ReadSingleAsync($"SELECT {SessionColumns} FROM sessions WHERE id = @id AND user_id = @u", ReadSession, cancellationToken, ("@id", sessionId), ("@u", userId));
 
     public Task<SessionOwner?> GetSessionOwnerAsync(string userId, string sessionId, CancellationToken cancellationToken) =>
-        ReadSingleAsync($"SELECT {string.Join(", ", SessionColumns.Split(", ").Select(c => "s." + c))}, u.tier FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = @id AND s.user_id = @u",
-            r => new SessionOwner(ReadSession(r), r.GetString(6)), cancellationToken, ("@id", sessionId), ("@u", userId));
+        ReadSingleAsync($"SELECT {string.Join(", ", SessionColumns.Split(", ").Select(c => "s." + c))}, u.tier, u.role FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = @id AND s.user_id = @u",
+            r => new SessionOwner(ReadSession(r), r.GetString(6), r.GetString(7)), cancellationToken, ("@id", sessionId), ("@u", userId));
 
     public async Task<RefreshOutcome> RotateRefreshTokenAsync(string oldHash, string newHash, DateTimeOffset newExpiry, DateTimeOffset now, CancellationToken cancellationToken)
     {
@@ -118,10 +169,10 @@ internal sealed class SqlAccountStore(Database db, StoreSignals signals, NodeIde
 
     public Task<ApiKeyOwner?> FindApiKeyAsync(string secretHash, DateTimeOffset now, CancellationToken cancellationToken) =>
         ReadSingleAsync($"""
-            SELECT {ApiKeyColumns}, u.tier
+            SELECT {ApiKeyColumns}, u.tier, u.role
             FROM api_keys k JOIN sessions s ON s.id = k.id AND s.user_id = k.user_id JOIN users u ON u.id = k.user_id
             WHERE k.secret_hash = @h AND s.revoked_at IS NULL AND s.expires_at > @now
-            """, r => new ApiKeyOwner(ReadApiKey(r), r.GetString(7)), cancellationToken, ("@h", secretHash), ("@now", now.ToUnixMs()));
+            """, r => new ApiKeyOwner(ReadApiKey(r), r.GetString(7), r.GetString(8)), cancellationToken, ("@h", secretHash), ("@now", now.ToUnixMs()));
 
     public Task<bool> TouchApiKeyAsync(string userId, string keyId, DateTimeOffset now, TimeSpan every, CancellationToken cancellationToken) =>
         Db.WriteAsync(async (c, t) => await c.ExecuteAsync(
@@ -136,15 +187,14 @@ internal sealed class SqlAccountStore(Database db, StoreSignals signals, NodeIde
         }, cancellationToken);
 
     public Task AddSecurityEventAsync(SecurityEventRecord record, CancellationToken cancellationToken) =>
-        Db.WriteAsync((c, t) => c.ExecuteAsync("INSERT INTO security_events (id, user_id, kind, at, address, detail) VALUES (@id, @u, @k, @at, @a, @d)", t, cancellationToken,
-            ("@id", record.Id), ("@u", record.UserId), ("@k", record.Kind), ("@at", record.At.ToUnixMs()), ("@a", record.Address), ("@d", record.Detail)), cancellationToken);
+        Db.WriteAsync((c, t) => c.ExecuteAsync("INSERT INTO security_events (id, user_id, kind, at, address, detail, actor_id) VALUES (@id, @u, @k, @at, @a, @d, @actor)", t, cancellationToken,
+            ("@id", record.Id), ("@u", record.UserId), ("@k", record.Kind), ("@at", record.At.ToUnixMs()), ("@a", record.Address), ("@d", record.Detail), ("@actor", record.ActorId)), cancellationToken);
 
     public async Task<IReadOnlyList<SecurityEventRecord>> ListSecurityEventsAsync(string userId, int limit, string? beforeId, CancellationToken cancellationToken) =>
         await ReadAsync("""
-            SELECT id, user_id, kind, at, address, detail FROM security_events
+            SELECT id, user_id, kind, at, address, detail, actor_id FROM security_events
             WHERE user_id = @u AND (@before IS NULL OR id < @before) ORDER BY id DESC LIMIT @limit
-            """, r => new SecurityEventRecord(r.GetString(0), r.GetString(1), r.GetString(2), r.Time(3), r.StringOrNull(4), r.StringOrNull(5)),
-            cancellationToken, ("@u", userId), ("@before", beforeId), ("@limit", limit));
+            """, ReadSecurityEvent, cancellationToken, ("@u", userId), ("@before", beforeId), ("@limit", limit));
 
     public Task<string> GetOrCreateSigningKeyAsync(string candidateSecret, DateTimeOffset now, CancellationToken cancellationToken) =>
         Db.WriteAsync(async (c, t) =>
@@ -174,6 +224,9 @@ internal sealed class SqlAccountStore(Database db, StoreSignals signals, NodeIde
 
     private Task NotifyRevokedAsync(DbConnection c, DbTransaction? t, string sessionId, CancellationToken cancellationToken) =>
         Db.NotifyAsync(c, t, StoreSignals.SessionsChannel, $"{node.Id}|{sessionId}", cancellationToken);
+
+    private static SecurityEventRecord ReadSecurityEvent(DbDataReader r) =>
+        new(r.GetString(0), r.GetString(1), r.GetString(2), r.Time(3), r.StringOrNull(4), r.StringOrNull(5), r.StringOrNull(6));
 
     private static ApiKeyRecord ReadApiKey(DbDataReader r) =>
         new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3), r.Time(4), r.TimeOrNull(5), r.TimeOrNull(6));

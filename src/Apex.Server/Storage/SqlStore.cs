@@ -12,7 +12,7 @@ internal abstract class SqlStore(Database db)
 {
     protected Database Db { get; } = db;
 
-    public const string UserColumns = "id, email, normalized_email, password_hash, display_name, tier, created_at, failed_logins, lockout_until";
+    public const string UserColumns = "id, email, normalized_email, password_hash, display_name, tier, created_at, failed_logins, lockout_until, role, token_budget, cost_budget";
     public const string ThreadColumns = "id, user_id, title, strategy, last_seq, created_at, updated_at";
     public const string MessageColumns = "id, thread_id, user_id, run_id, role, content, created_at";
     public const string RunColumns = "id, thread_id, user_id, status, strategy, message_id, created_at, started_at, ended_at, error, node_id, cancel_requested";
@@ -37,7 +37,8 @@ internal abstract class SqlStore(Database db)
     }
 
     public static UserRecord ReadUser(DbDataReader r) =>
-        new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetString(4), r.GetString(5), r.Time(6), r.GetInt32(7), r.TimeOrNull(8));
+        new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetString(4), r.GetString(5), r.Time(6), r.GetInt32(7), r.TimeOrNull(8),
+            r.GetString(9), r.IsDBNull(10) ? null : r.GetInt64(10), r.IsDBNull(11) ? null : r.GetDouble(11));
 
     public static SessionRecord ReadSession(DbDataReader r) =>
         new(r.GetString(0), r.GetString(1), r.GetString(2), r.Time(3), r.Time(4), r.TimeOrNull(5));

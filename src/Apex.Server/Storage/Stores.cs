@@ -36,6 +36,17 @@ internal interface IAccountStore
     /// <summary>Sets the key's last use when the previous one is older than <paramref name="every"/>; true when it did.</summary>
     Task<bool> TouchApiKeyAsync(string userId, string keyId, DateTimeOffset now, TimeSpan every, CancellationToken cancellationToken);
     Task AddSecurityEventAsync(SecurityEventRecord record, CancellationToken cancellationToken);
+    /// <summary>Admin: accounts whose email contains <paramref name="emailContains"/>, by id.</summary>
+    Task<IReadOnlyList<UserRecord>> ListUsersAsync(string? emailContains, int limit, string? afterId, CancellationToken cancellationToken);
+    /// <summary>Admin: changes an account; null when there is no such account.</summary>
+    Task<UserRecord?> UpdateUserAsync(string userId, UserChange change, CancellationToken cancellationToken);
+    /// <summary>Gives the accounts with these (normalized) emails the role; the number changed.</summary>
+    Task<int> GrantRoleAsync(IReadOnlyCollection<string> normalizedEmails, string role, CancellationToken cancellationToken);
+    /// <summary>Admin: revokes every session of the account (API keys included); the revoked session ids.</summary>
+    Task<IReadOnlyList<string>> RevokeUserSessionsAsync(string userId, DateTimeOffset now, CancellationToken cancellationToken);
+    /// <summary>Admin: the audit trail, optionally of one account or one kind, newest first.</summary>
+    Task<IReadOnlyList<SecurityEventRecord>> ListAuditAsync(string? userId, string? kind, int limit, string? beforeId, CancellationToken cancellationToken);
+    Task<int> PurgeSecurityEventsAsync(DateTimeOffset before, CancellationToken cancellationToken);
     /// <summary>Deletes sessions that expired or were revoked before <paramref name="before"/> (with their keys); the number deleted.</summary>
     Task<int> PurgeSessionsAsync(DateTimeOffset before, CancellationToken cancellationToken);
     /// <summary>The user's security events, newest first, before <paramref name="beforeId"/>.</summary>

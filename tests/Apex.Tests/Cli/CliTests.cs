@@ -145,6 +145,28 @@ public sealed class CliTests(ScriptedServer scripted) : IClassFixture<ScriptedSe
     }
 
     [Fact]
+    public async Task KeysCreatedWithTheCliSignInAnotherCliAndDeletingOneSignsItOut()
+    {
+        using var user = await SignedInAsync();
+        var created = await user.Cli.RunAsync("keys", "create", "ci", "--json");
+        Assert.True(created.ExitCode == 0, created.ToString());
+        var key = JsonSerializer.Deserialize(created.Stdout, ApexJsonContext.Default.CreatedApiKeyDto)!;
+        Assert.StartsWith("apex_", key.Key, StringComparison.Ordinal);
+
+        using var program = new ApexCli(Server.BaseAddress);
+        var login = await program.RunAsync("login", "--api-key", key.Key);
+        Assert.True(login.ExitCode == 0, login.ToString());
+        var threads = await program.RunAsync("threads", "--json");
+        Assert.True(threads.ExitCode == 0, threads.ToString());
+
+        var listed = await user.Cli.RunAsync("keys", "--json");
+        Assert.Equal(key.Id, Assert.Single(JsonSerializer.Deserialize(listed.Stdout, ApexJsonContext.Default.PageApiKeyDto)!.Items).Id);
+        var deleted = await user.Cli.RunAsync("keys", "delete", key.Id);
+        Assert.True(deleted.ExitCode == 0, deleted.ToString());
+        Assert.NotEqual(0, (await program.RunAsync("threads", "--json")).ExitCode);
+    }
+
+    [Fact]
     public async Task AnApiKeyTheServerRefusesIsNotStored()
     {
         using var cli = new ApexCli(Server.BaseAddress);
