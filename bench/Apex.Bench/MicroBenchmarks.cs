@@ -35,7 +35,7 @@ internal sealed class Rig : IAsyncDisposable
         Tools = new ToolRegistry([new WorkloadSummaryTool(new SqlWorkloadStore(Database))], []);
         Factory = new ExecutionEngineFactory(Accounts, Threads, Runs, new SqlUsageStore(Database), Options.Create(new WorkloadOptions()), Log, Telemetry, Tools,
             new AgentRegistry(AgentTeam.Default()), ModelPipeline.Build(new BuiltInChatClient(TimeSpan.Zero, TimeProvider.System), new LimitsOptions().MaxModelTurnsPerAgent, NullLoggerFactory.Instance),
-            Ids, TimeProvider.System, Options.Create(new LimitsOptions()), node, NullLoggerFactory.Instance);
+            Ids, TimeProvider.System, Options.Create(new LimitsOptions()), new BudgetLedger(new SqlUsageStore(Database), Options.Create(new BudgetOptions())), node, NullLoggerFactory.Instance);
         var now = DateTimeOffset.UtcNow;
         UserId = Ids.NewId();
         Accounts.CreateUserAsync(new UserRecord(UserId, "bench@example.com", "BENCH@EXAMPLE.COM", "x", "bench", Tiers.Free, now, 0, null), CancellationToken.None).GetAwaiter().GetResult();

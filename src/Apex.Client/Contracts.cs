@@ -54,6 +54,23 @@ public sealed record StopAgentPayload(string RunId);
 public sealed record ResumePayload(string ThreadId, long AfterSeq);
 /// <summary>Payload of <c>get_thread_history</c> and <c>switch_thread</c>.</summary>
 public sealed record ThreadRefPayload(string ThreadId);
+/// <summary>An account as the admin API shows it.</summary>
+public sealed record AdminUserDto(string Id, string Email, string DisplayName, string Tier, string Role, DateTimeOffset CreatedAt, DateTimeOffset? LockoutUntil,
+    int FailedLogins, long? TokenBudget, double? CostBudgetUsd);
+/// <summary>
+/// Body of <c>PATCH /api/admin/users/{id}</c>; absent fields are left alone. <c>Locked</c> true locks the account until
+/// unlocked (and ends its sessions); <c>ClearBudget</c> returns it to its tier's budget.
+/// </summary>
+public sealed record AdminUserUpdate(string? Tier = null, string? Role = null, bool? Locked = null, long? TokenBudget = null, double? CostBudgetUsd = null, bool ClearBudget = false);
+/// <summary>A run of any user, for the admin's run views.</summary>
+public sealed record AdminRunDto(string Id, string UserId, string ThreadId, string Status, DateTimeOffset CreatedAt, DateTimeOffset? StartedAt, string? NodeId);
+/// <summary>One entry of the audit trail; <c>ActorId</c> is the admin who acted, when it was not the user.</summary>
+public sealed record AuditEntryDto(string Id, string UserId, string Kind, DateTimeOffset At, string? Address, string? Detail, string? ActorId);
+/// <summary>One user's model usage in the admin's usage view.</summary>
+public sealed record UserUsageDto(string UserId, string Email, long Calls, long Tokens, double CostUsd);
+/// <summary>Answer of <c>POST /api/admin/users/{id}/revoke-sessions</c>.</summary>
+public sealed record RevokedSessionsDto(int Revoked);
+
 /// <summary>Payload of <c>reauth</c>: a fresh access token (or API key) of the same user, before the socket's credential expires.</summary>
 public sealed record ReauthPayload(string Token);
 
@@ -105,7 +122,12 @@ public sealed record WorkloadSummaryDto(long Calls, long Errors, long PromptToke
 /// cost per day and model, the totals per model, and the tool calls per day and tool. Cost is null for a model without a price.
 /// </summary>
 public sealed record UsageDto(string Tier, int Days, long InputTokens, long OutputTokens, double? CostUsd, IReadOnlyList<DailyModelUsageDto> ByDay,
-    IReadOnlyList<ModelUsageFigure> ByModel, IReadOnlyList<DailyToolUsageDto> ToolCalls);
+    IReadOnlyList<ModelUsageFigure> ByModel, IReadOnlyList<DailyToolUsageDto> ToolCalls, BudgetDto? Budget = null);
+/// <summary>
+/// The user's monthly model budget (null limits: unlimited), what this UTC month used (tokens are input plus output), what
+/// is left, and when it renews. A run whose next model call the budget no longer covers ends <c>run_failed</c> <c>budget_exceeded</c>.
+/// </summary>
+public sealed record BudgetDto(long? MonthlyTokens, double? MonthlyCostUsd, long TokensUsed, double CostUsedUsd, long? TokensRemaining, double? CostRemainingUsd, DateTimeOffset ResetsAt);
 /// <summary>One day of one model in <see cref="UsageDto"/>.</summary>
 public sealed record DailyModelUsageDto(string Day, string Model, int Calls, long InputTokens, long OutputTokens, long CachedInputTokens, long ReasoningTokens, double? CostUsd);
 /// <summary>One day of one tool in <see cref="UsageDto"/>; <c>Failed</c> counts calls that did not end ok.</summary>

@@ -1,3 +1,4 @@
+using Apex.Server.Admin;
 using Apex.Server.Auth;
 using Apex.Server.Hosting;
 using Apex.Server.Interop;
@@ -28,6 +29,7 @@ try
     app.MapHealthEndpoints();
     app.MapAuthEndpoints();
     app.MapApiKeyEndpoints();
+    app.MapAdminEndpoints();
     app.MapThreadEndpoints();
     app.MapRunEndpoints();
     app.MapWorkloadEndpoints();

@@ -17,7 +17,8 @@ internal sealed record AgentOutcome(string Status, JsonElement? Result, string T
 /// Runs one agent: the model is called with the agent's instructions and tools; its tool calls go
 /// through the <see cref="ToolDispatcher"/> and their results back to the model, until it answers.
 /// </summary>
-internal sealed partial class AgentRunner(IChatClient chat, ToolRegistry tools, ToolDispatcher dispatcher, RunEvents events, RunUsage usage, ApexTelemetry telemetry, LimitsOptions limits, ILogger logger)
+internal sealed partial class AgentRunner(IChatClient chat, ToolRegistry tools, ToolDispatcher dispatcher, RunEvents events, RunUsage usage, RunBudget? budget,
+    ApexTelemetry telemetry, LimitsOptions limits, ILogger logger)
 {
     public async Task<AgentOutcome> RunAsync(AgentDefinition agent, UserExecutionContext parent, string brief, string? answerMessageId, CancellationToken cancellationToken)
     {
@@ -58,6 +59,10 @@ internal sealed partial class AgentRunner(IChatClient chat, ToolRegistry tools, 
             await events.AgentCompletedAsync(agent.Name, "error", null);
             return new AgentOutcome("timeout", null, message);
         }
+        catch (BudgetExceededException)
+        {
+            throw; // the run ends here (run_failed budget_exceeded); the engine closes this agent
+        }
         catch (Llm.ModelCallException ex)
         {
             // The code and a clean message for the user; what the provider said is in the server log.
@@ -88,6 +93,7 @@ internal sealed partial class AgentRunner(IChatClient chat, ToolRegistry tools, 
             ToolMode = agent.Tools.IsEmpty ? null : ChatToolMode.Auto,
             ResponseFormat = agent.OutputSchema is { } schema ? ChatResponseFormat.ForJsonSchema(schema, agent.Name) : null,
         };
+        if (budget is not null) (options.AdditionalProperties ??= [])[Llm.BudgetChatClient.OptionKey] = budget;
         var turn = new StringBuilder();
         var turnCalledTools = false;
         await foreach (var update in chat.GetStreamingResponseAsync(messages, options, cancellationToken))

@@ -15,6 +15,8 @@ internal sealed partial class ExecutionEngine(RunRecord run, UserExecutionContex
     AgentRegistry agents, IThreadStore threads, IRunStore runs, IdGenerator ids, TimeProvider time, string nodeId, ILogger logger) : IDisposable
 {
     private const int HistoryMessages = 12;
+    /// <summary>The <c>run_failed</c> reason of a run whose user's monthly budget ran out before one of its model calls.</summary>
+    public const string BudgetExceeded = "budget_exceeded";
 
     public string RunId => run.Id;
 
@@ -80,6 +82,11 @@ internal sealed partial class ExecutionEngine(RunRecord run, UserExecutionContex
                 await events.FailedAsync("timeout", "The run did not finish within its time limit.");
             else
                 await events.CancelledAsync(control.Reason);
+        }
+        catch (BudgetExceededException ex)
+        {
+            await usage.RecordAsync(run);
+            await events.FailedAsync(BudgetExceeded, ex.Message);
         }
         catch (Exception ex)
         {

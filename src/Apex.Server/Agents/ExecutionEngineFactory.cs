@@ -13,7 +13,7 @@ namespace Apex.Server.Agents;
 /// wires that run's context, event writer, tool dispatcher and agents.
 /// </summary>
 internal sealed class ExecutionEngineFactory(IAccountStore accounts, IThreadStore threads, IRunStore runs, IUsageStore usageStore, IOptions<WorkloadOptions> prices, EventLog log, ApexTelemetry telemetry, ToolRegistry tools, AgentRegistry agents, IChatClient chat,
-    IdGenerator ids, TimeProvider time, IOptions<LimitsOptions> limits, NodeIdentity node, ILoggerFactory loggers)
+    IdGenerator ids, TimeProvider time, IOptions<LimitsOptions> limits, BudgetLedger budgets, NodeIdentity node, ILoggerFactory loggers)
 {
     public async Task<ExecutionEngine?> ClaimNextAsync(CancellationToken cancellationToken)
     {
@@ -21,12 +21,13 @@ internal sealed class ExecutionEngineFactory(IAccountStore accounts, IThreadStor
         var now = time.GetUtcNow();
         var run = await runs.ClaimNextRunAsync(node.Id, options.MaxActiveRunsPerUser, now, now + options.RunLease, cancellationToken);
         if (run is null) return null;
-        var tier = (await accounts.GetUserAsync(run.UserId, cancellationToken))?.Tier ?? Tiers.Free;
-        return Create(run, tier, now);
+        var user = await accounts.GetUserAsync(run.UserId, cancellationToken);
+        var tier = user?.Tier ?? Tiers.Free;
+        return Create(run, tier, now, user is null ? null : await budgets.StandingAsync(user, now, cancellationToken));
     }
 
     /// <summary>Wires one claimed run: its context, event writer, tool dispatcher, agent runner and engine.</summary>
-    internal ExecutionEngine Create(RunRecord run, string tier, DateTimeOffset now)
+    internal ExecutionEngine Create(RunRecord run, string tier, DateTimeOffset now, BudgetStanding? standing = null)
     {
         var options = limits.Value;
         var control = new RunControl(options.RunTimeout, time);
@@ -36,7 +37,9 @@ internal sealed class ExecutionEngineFactory(IAccountStore accounts, IThreadStor
         var dispatcher = new ToolDispatcher(tools, events, control, telemetry, options, loggers.CreateLogger<ToolDispatcher>());
         var usage = new RunUsage();
         var recorder = new UsageRecorder(usage, usageStore, prices.Value, ids, time, loggers.CreateLogger<UsageRecorder>());
-        var runner = new AgentRunner(chat, tools, dispatcher, events, usage, telemetry, options, loggers.CreateLogger<AgentRunner>());
+        var budget = standing is { MonthlyTokens: null, MonthlyCostUsd: null } or null ? null
+            : new RunBudget(standing, usage, (model, input, output) => model == BuiltInChatClient.ModelId ? 0 : prices.Value.CostOf(model, input, output) ?? 0);
+        var runner = new AgentRunner(chat, tools, dispatcher, events, usage, budget, telemetry, options, loggers.CreateLogger<AgentRunner>());
         return new ExecutionEngine(run, context, control, events, runner, recorder, telemetry, agents, threads, runs, ids, time, node.Id, loggers.CreateLogger<ExecutionEngine>());
     }
 }

@@ -25,7 +25,8 @@ internal static class AuthEndpoints
     }
 
     private static async Task<Results<Created<TokenResponse>, ValidationProblem, ProblemHttpResult>> Register(RegisterRequest request, IAccountStore store,
-        TokenService tokens, IPasswordHasher<UserRecord> hasher, IdGenerator ids, TimeProvider time, IOptions<AuthOptions> options, CancellationToken cancellationToken)
+        TokenService tokens, IPasswordHasher<UserRecord> hasher, SecurityLog security, IdGenerator ids, TimeProvider time, IOptions<AuthOptions> options,
+        HttpContext context, CancellationToken cancellationToken)
     {
         var errors = new Dictionary<string, string[]>();
         var email = request.Email?.Trim() ?? "";
@@ -38,11 +39,13 @@ internal static class AuthEndpoints
         if (request.DisplayName is { Length: > 100 }) errors["display_name"] = ["The display name must have at most 100 characters."];
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
 
+        var admin = options.Value.Admins.Any(a => Normalize(a) == Normalize(email));
         var draft = new UserRecord(ids.NewId(), email, Normalize(email), "", string.IsNullOrWhiteSpace(request.DisplayName) ? email.Split('@')[0] : request.DisplayName.Trim(),
-            options.Value.DefaultTier, time.GetUtcNow(), 0, null);
+            options.Value.DefaultTier, time.GetUtcNow(), 0, null, admin ? Roles.Admin : Roles.User);
         var user = draft with { PasswordHash = hasher.HashPassword(draft, request.Password!) };
         if (!await store.CreateUserAsync(user, cancellationToken))
             return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Email already registered", detail: "An account with this email exists; sign in instead.");
+        await security.RecordAsync(user.Id, SecurityEventKinds.Register, context.Connection.RemoteIpAddress?.ToString(), admin ? "admin (Apex:Auth:Admins)" : null, cancellationToken);
         return TypedResults.Created("/api/auth/me", await tokens.IssueAsync(user, cancellationToken));
     }
 
@@ -106,7 +109,7 @@ internal static class AuthEndpoints
     private static async Task<Ok<WsTicketResponse>> IssueTicket(CurrentUser user, TokenService tokens, IOptions<AuthOptions> options, CancellationToken cancellationToken) =>
         TypedResults.Ok(new WsTicketResponse(await tokens.IssueTicketAsync(user, cancellationToken), (int)options.Value.WsTicketLifetime.TotalSeconds));
 
-    private static string Normalize(string email) => email.Trim().ToUpperInvariant();
+    public static string Normalize(string email) => email.Trim().ToUpperInvariant();
 
     private static bool IsEmail(string email) =>
         email.Length is > 3 and <= 254 && MailAddress.TryCreate(email, out var parsed) && parsed.Address == email && email.Contains('.', StringComparison.Ordinal);

@@ -23,6 +23,12 @@ internal sealed class AuthOptions
     /// <summary>Keys that signed tokens still in circulation: accepted, never used to sign (rotation).</summary>
     public string[] PreviousSigningKeys { get; set; } = [];
 
+    /// <summary>Emails of accounts that get the admin role (at start-up, and when they register).</summary>
+    public string[] Admins { get; set; } = [];
+
+    /// <summary>How long the audit trail (security events) is kept; separate from the events' retention.</summary>
+    public TimeSpan AuditRetention { get; set; } = TimeSpan.FromDays(365);
+
     /// <summary>API keys a user may hold at once.</summary>
     [Range(1, 1000)] public int MaxApiKeysPerUser { get; set; } = 20;
 

@@ -6,11 +6,15 @@ namespace Apex.Server.Auth;
 /// <summary>Writes the account's security events (sign-ins, failures, lockouts, logouts, token reuse, API keys).</summary>
 internal sealed partial class SecurityLog(IAccountStore store, IdGenerator ids, TimeProvider time, ILogger<SecurityLog> logger)
 {
-    public async Task RecordAsync(string userId, string kind, string? address, string? detail, CancellationToken cancellationToken)
+    public Task RecordAsync(string userId, string kind, string? address, string? detail, CancellationToken cancellationToken) =>
+        RecordByAsync(null, userId, kind, address, detail, cancellationToken);
+
+    /// <summary>An entry on <paramref name="userId"/>'s trail of something <paramref name="actorId"/> (an admin) did to the account.</summary>
+    public async Task RecordByAsync(string? actorId, string userId, string kind, string? address, string? detail, CancellationToken cancellationToken)
     {
         try
         {
-            await store.AddSecurityEventAsync(new SecurityEventRecord(ids.NewId(), userId, kind, time.GetUtcNow(), address, detail), CancellationToken.None);
+            await store.AddSecurityEventAsync(new SecurityEventRecord(ids.NewId(), userId, kind, time.GetUtcNow(), address, detail, actorId), CancellationToken.None);
         }
         catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
         {

@@ -1,12 +1,13 @@
 using Apex.Server.Storage;
+using Microsoft.Extensions.Options;
 
 namespace Apex.Server.Auth;
 
 /// <summary>
-/// Deletes sessions (and their API keys) a day after they expired or were revoked, and expired socket tickets, once an
-/// hour: without it every sign-in leaves a row for ever. The day's grace keeps a revoked session recognisable for a while.
+/// Deletes sessions (and their API keys) a day after they expired or were revoked, expired socket tickets, and audit
+/// entries past their retention, once an hour: without it every sign-in leaves a row for ever. The day's grace keeps a revoked session recognisable for a while.
 /// </summary>
-internal sealed partial class SessionSweeper(IAccountStore store, TimeProvider time, ILogger<SessionSweeper> logger) : BackgroundService
+internal sealed partial class SessionSweeper(IAccountStore store, TimeProvider time, IOptions<AuthOptions> options, ILogger<SessionSweeper> logger) : BackgroundService
 {
     public static readonly TimeSpan Interval = TimeSpan.FromHours(1);
     public static readonly TimeSpan Grace = TimeSpan.FromDays(1);
@@ -20,6 +21,8 @@ internal sealed partial class SessionSweeper(IAccountStore store, TimeProvider t
             {
                 var purged = await store.PurgeSessionsAsync(time.GetUtcNow() - Grace, stoppingToken);
                 if (purged > 0) LogPurged(logger, purged);
+                // The audit trail has its own retention (Apex:Auth:AuditRetention), apart from the events'.
+                await store.PurgeSecurityEventsAsync(time.GetUtcNow() - options.Value.AuditRetention, stoppingToken);
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {

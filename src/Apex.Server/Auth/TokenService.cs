@@ -130,7 +130,9 @@ internal sealed class TokenService
         {
             case RefreshOutcome.Rotated rotated:
                 var user = await _store.GetUserAsync(rotated.Session.UserId, cancellationToken);
-                return user is null ? null : Tokens(user, rotated.Session.Id, next, now);
+                if (user is null) return null;
+                await _security.RecordAsync(user.Id, SecurityEventKinds.Refresh, address, null, cancellationToken);
+                return Tokens(user, rotated.Session.Id, next, now);
             case RefreshOutcome.Reused reused:
                 await _security.RecordAsync(reused.UserId, SecurityEventKinds.RefreshReuse, address, $"session {reused.SessionId} revoked", cancellationToken);
                 return null;
@@ -181,7 +183,7 @@ internal sealed class TokenService
         if (await _store.FindApiKeyAsync(Hash(key), now, cancellationToken) is not { } owner) return null;
         if (await _store.TouchApiKeyAsync(owner.Key.UserId, owner.Key.Id, now, ApiKeyUseInterval, cancellationToken))
             await _security.RecordAsync(owner.Key.UserId, SecurityEventKinds.ApiKeyUsed, address, $"{owner.Key.Name} ({owner.Key.Prefix}…)", cancellationToken);
-        return new CurrentUser(owner.Key.UserId, owner.Key.Id, owner.Tier, owner.Key.ExpiresAt, ViaApiKey: true);
+        return new CurrentUser(owner.Key.UserId, owner.Key.Id, owner.Tier, owner.Key.ExpiresAt, ViaApiKey: true, owner.Role);
     }
 
     /// <summary>Creates an API key for the user; null when the user already has <paramref name="maxKeys"/>. The secret is in the result only.</summary>
@@ -206,7 +208,7 @@ internal sealed class TokenService
         if (expires - issued > _options.Value.AccessTokenLifetime + LifetimeSlack || issued > _time.GetUtcNow() + LifetimeSlack) return (null, "token lifetime not issued by this server");
         var owner = await _store.GetSessionOwnerAsync(sub, sid, cancellationToken);
         if (owner is null || owner.Session.RevokedAt is not null || owner.Session.IsApiKey) return (null, "session revoked");
-        return (new CurrentUser(sub, sid, owner.Tier, expires), null);
+        return (new CurrentUser(sub, sid, owner.Tier, expires, Role: owner.Role), null);
     }
 
     /// <summary>Rounding of JWT times to seconds, and clocks of nodes a little apart.</summary>
@@ -237,8 +239,9 @@ internal sealed class TokenService
         if (await _store.GetSessionOwnerAsync(o.UserId, o.SessionId, cancellationToken) is not { Session: { RevokedAt: null } session } owner) return null;
         // A ticket stands for the credential it was asked with: a socket opened with it re-authenticates (reauth) within an
         // access token's lifetime, or at its API key's expiry.
-        if (session.IsApiKey) return new CurrentUser(o.UserId, session.Id, owner.Tier, session.ExpiresAt >= SessionRecord.Never ? null : session.ExpiresAt, ViaApiKey: true);
-        return new CurrentUser(o.UserId, session.Id, owner.Tier, _time.GetUtcNow() + _options.Value.AccessTokenLifetime);
+        await _security.RecordAsync(o.UserId, SecurityEventKinds.TicketUsed, null, null, cancellationToken);
+        if (session.IsApiKey) return new CurrentUser(o.UserId, session.Id, owner.Tier, session.ExpiresAt >= SessionRecord.Never ? null : session.ExpiresAt, ViaApiKey: true, owner.Role);
+        return new CurrentUser(o.UserId, session.Id, owner.Tier, _time.GetUtcNow() + _options.Value.AccessTokenLifetime, Role: owner.Role);
     }
 
     public static string Hash(string secret) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(secret)));

@@ -10,4 +10,6 @@ internal static class CancelReasons
     public const string ThreadDeleted = "thread_deleted";
     /// <summary>The client of a door that streams the run (<c>/api/agui</c>, <c>/v1</c>, <c>/mcp</c>) went away before the run ended.</summary>
     public const string ClientAborted = "client_aborted";
+    /// <summary>An admin cancelled the run (<c>POST /api/admin/runs/{id}/cancel</c>).</summary>
+    public const string Admin = "cancelled_by_admin";
 }

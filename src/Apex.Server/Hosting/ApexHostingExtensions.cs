@@ -138,7 +138,7 @@ internal static partial class ApexHostingExtensions
                 },
             };
         });
-        services.AddAuthorization();
+        services.AddAuthorizationBuilder().AddPolicy(CurrentUser.AdminPolicy, policy => policy.RequireAssertion(context => CurrentUser.From(context.User)?.IsAdmin == true));
         services.AddRateLimiter(o =>
         {
             o.RejectionStatusCode = StatusCodes.Status429TooManyRequests;
@@ -156,6 +156,10 @@ internal static partial class ApexHostingExtensions
     /// <summary>Execution, agents, tools and the model.</summary>
     public static ApexRuntimeBuilder AddApexRuntime(this WebApplicationBuilder builder)
     {
+        builder.Services.AddOptions<BudgetOptions>().BindConfiguration(BudgetOptions.Section)
+            .Validate(o => new[] { o.Free, o.Pro, o.Enterprise }.All(t => t.MonthlyTokens is null or >= 0 && t.MonthlyCostUsd is null or >= 0), "Apex:Budgets figures must not be negative.")
+            .ValidateOnStart();
+        builder.Services.TryAddSingleton<BudgetLedger>();
         var services = builder.Services;
         // The event log is registered before the run worker so that it stops after it (hosted services stop in reverse order):
         // runs cancelled by the shutdown drain still write their terminal events.
@@ -284,8 +288,14 @@ internal static partial class ApexHostingExtensions
     }
 
     /// <summary>Loads the token signing key (creating it on a new database) before the server takes requests.</summary>
-    public static async Task InitializeApexAuthAsync(this WebApplication app) =>
+    public static async Task InitializeApexAuthAsync(this WebApplication app)
+    {
         await app.Services.GetRequiredService<SigningKey>().LoadAsync(app.Lifetime.ApplicationStopping);
+        // The first admins come from settings; an account registered later with one of these emails is an admin at once.
+        var admins = app.Services.GetRequiredService<IOptions<AuthOptions>>().Value.Admins.Select(AuthEndpoints.Normalize).ToList();
+        var granted = await app.Services.GetRequiredService<IAccountStore>().GrantRoleAsync(admins, Roles.Admin, app.Lifetime.ApplicationStopping);
+        if (granted > 0) LogAdminsGranted(app.Logger, granted);
+    }
 
     public static IEndpointRouteBuilder MapHealthEndpoints(this IEndpointRouteBuilder app)
     {
@@ -309,6 +319,9 @@ internal static partial class ApexHostingExtensions
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Apex listening on {Addresses}; data: {Provider} at {Location}")]
     private static partial void LogListening(ILogger logger, string addresses, string provider, string location);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Gave {Count} account(s) listed in Apex:Auth:Admins the admin role")]
+    private static partial void LogAdminsGranted(ILogger logger, int count);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Agents use {Model}")]
     private static partial void LogModel(ILogger logger, string model);

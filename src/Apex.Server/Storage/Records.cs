@@ -106,6 +106,10 @@ internal sealed record ModelUsageRecord(string Id, string UserId, string RunId, 
     long CachedTokens, long ReasoningTokens, double? Cost, DateTimeOffset CreatedAt);
 
 /// <summary>One day of one model in a user's usage.</summary>
+internal sealed record UsageTotal(long Tokens, double Cost);
+
+internal sealed record UserUsageTotal(string UserId, string Email, long Calls, long Tokens, double Cost);
+
 internal sealed record DailyModelUsage(string Day, string Model, int Calls, long InputTokens, long OutputTokens, long CachedTokens, long ReasoningTokens, double? Cost);
 
 /// <summary>One day of one tool in a user's usage log.</summary>

@@ -33,6 +33,14 @@ internal sealed class SqlRunStore(Database db, NodeIdentity node) : SqlStore(db)
     public Task<RunRecord?> GetRunAsync(string userId, string runId, CancellationToken cancellationToken) =>
         ReadSingleAsync($"SELECT {RunColumnsWithResults} FROM runs WHERE id = @id AND user_id = @u", ReadRun, cancellationToken, ("@id", runId), ("@u", userId));
 
+    public async Task<IReadOnlyList<RunRecord>> ListRunsByStatusAsync(string status, DateTimeOffset? stuckAt, int limit, CancellationToken cancellationToken) =>
+        await ReadAsync($"""
+            SELECT {RunColumns} FROM runs WHERE status = @s AND (@stuck IS NULL OR lease_until < CAST(@stuck AS BIGINT)) ORDER BY created_at, id LIMIT @limit
+            """, ReadRun, cancellationToken, ("@s", status), ("@stuck", stuckAt?.ToUnixMs().ToString(System.Globalization.CultureInfo.InvariantCulture)), ("@limit", limit));
+
+    public Task<RunRecord?> FindRunAsync(string runId, CancellationToken cancellationToken) =>
+        ReadSingleAsync($"SELECT {RunColumnsWithResults} FROM runs WHERE id = @id", ReadRun, cancellationToken, ("@id", runId));
+
     public async Task<IReadOnlyList<RunRecord>> ListRunsAsync(string userId, string threadId, int limit, string? afterId, CancellationToken cancellationToken) =>
         await ReadAsync($"SELECT {RunColumnsWithResults} FROM runs WHERE thread_id = @t AND user_id = @u AND (@after IS NULL OR id > @after) ORDER BY id LIMIT @limit",
             ReadRun, cancellationToken, ("@t", threadId), ("@u", userId), ("@after", afterId), ("@limit", limit));

@@ -31,6 +31,18 @@ internal sealed class SqlUsageStore(Database db) : SqlStore(db), IUsageStore
             """, r => new DailyModelUsage(Day(r.GetInt64(0)), r.GetString(1), (int)r.GetInt64(2), r.GetInt64(3), r.GetInt64(4), r.GetInt64(5), r.GetInt64(6),
                 r.IsDBNull(7) ? null : r.GetDouble(7)), cancellationToken, ("@u", userId), ("@from", from.ToUnixMs()));
 
+    public async Task<UsageTotal> TotalSinceAsync(string userId, DateTimeOffset from, CancellationToken cancellationToken) =>
+        (await ReadSingleAsync("""
+            SELECT CAST(COALESCE(SUM(input_tokens + output_tokens), 0) AS BIGINT), COALESCE(SUM(cost), 0) FROM model_usage WHERE user_id = @u AND created_at >= @from
+            """, r => new UsageTotal(r.GetInt64(0), r.GetDouble(1)), cancellationToken, ("@u", userId), ("@from", from.ToUnixMs())))!;
+
+    public async Task<IReadOnlyList<UserUsageTotal>> TotalsByUserAsync(DateTimeOffset from, int limit, CancellationToken cancellationToken) =>
+        await ReadAsync("""
+            SELECT m.user_id, u.email, CAST(SUM(m.calls) AS BIGINT), CAST(SUM(m.input_tokens + m.output_tokens) AS BIGINT), COALESCE(SUM(m.cost), 0)
+            FROM model_usage m JOIN users u ON u.id = m.user_id WHERE m.created_at >= @from
+            GROUP BY m.user_id, u.email ORDER BY 5 DESC, 4 DESC LIMIT @limit
+            """, r => new UserUsageTotal(r.GetString(0), r.GetString(1), r.GetInt64(2), r.GetInt64(3), r.GetDouble(4)), cancellationToken, ("@from", from.ToUnixMs()), ("@limit", limit));
+
     public async Task<IReadOnlyList<DailyToolUsage>> ToolUsageByDayAsync(string userId, DateTimeOffset from, CancellationToken cancellationToken) =>
         await ReadAsync("""
             SELECT CAST(created_at / 86400000 AS BIGINT), tool, COUNT(*), CAST(SUM(CASE WHEN status <> 'ok' THEN 1 ELSE 0 END) AS BIGINT)

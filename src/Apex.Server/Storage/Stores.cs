@@ -94,6 +94,13 @@ internal interface IRunStore
     Task<bool> RequestCancelAsync(string userId, string runId, string reason, CancellationToken cancellationToken);
     /// <summary>Takes a running run over for recovery: only one node wins, and only once its lease expired (unless <paramref name="ignoreLease"/>).</summary>
     Task<bool> TryTakeOverRunAsync(string runId, string nodeId, DateTimeOffset now, DateTimeOffset leaseUntil, bool ignoreLease, CancellationToken cancellationToken);
+    /// <summary>
+    /// Admin: runs of every user in one status, oldest first; with <paramref name="stuckAt"/>, only running runs whose lease
+    /// ran out before it (the stuck-run view). Across users by design.
+    /// </summary>
+    Task<IReadOnlyList<RunRecord>> ListRunsByStatusAsync(string status, DateTimeOffset? stuckAt, int limit, CancellationToken cancellationToken);
+    /// <summary>Admin: a run of any user.</summary>
+    Task<RunRecord?> FindRunAsync(string runId, CancellationToken cancellationToken);
     Task<IReadOnlyList<RunRecord>> FindOrphanedRunsAsync(DateTimeOffset leaseExpiredBefore, bool all, CancellationToken cancellationToken);
 }
 
@@ -139,4 +146,8 @@ internal interface IUsageStore
     Task<IReadOnlyList<DailyModelUsage>> ModelUsageByDayAsync(string userId, DateTimeOffset from, CancellationToken cancellationToken);
     Task<IReadOnlyList<DailyToolUsage>> ToolUsageByDayAsync(string userId, DateTimeOffset from, CancellationToken cancellationToken);
     Task<IReadOnlyList<ToolUsageRecord>> ListToolUsageAsync(string userId, int limit, string? beforeId, CancellationToken cancellationToken);
+    /// <summary>The user's tokens (input + output) and cost since <paramref name="from"/>: what a budget is checked against.</summary>
+    Task<UsageTotal> TotalSinceAsync(string userId, DateTimeOffset from, CancellationToken cancellationToken);
+    /// <summary>Admin: tokens and cost per user since <paramref name="from"/>, biggest spenders first. Across users by design.</summary>
+    Task<IReadOnlyList<UserUsageTotal>> TotalsByUserAsync(DateTimeOffset from, int limit, CancellationToken cancellationToken);
 }

@@ -1,3 +1,5 @@
+using Apex.Server.Agents;
+using Apex.Server.Execution;
 using Apex.Client;
 using Apex.Server.Auth;
 using Apex.Server.Api;
@@ -76,7 +78,8 @@ internal static class WorkloadEndpoints
     }
 
     /// <summary>The user's model tokens and cost by day and model, and tool calls by day, over the last <c>days</c> (1–366, default 30).</summary>
-    private static async Task<Results<Ok<UsageDto>, ValidationProblem>> Usage(int? days, CurrentUser user, IUsageStore store, TimeProvider time, CancellationToken cancellationToken)
+    private static async Task<Results<Ok<UsageDto>, ValidationProblem>> Usage(int? days, CurrentUser user, IUsageStore store, IAccountStore accounts, BudgetLedger budgets,
+        TimeProvider time, CancellationToken cancellationToken)
     {
         var span = days ?? 30;
         if (span is < 1 or > 366) return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["days"] = ["days must be between 1 and 366."] });
@@ -87,9 +90,18 @@ internal static class WorkloadEndpoints
         static double? Sum(IEnumerable<double?> costs) => costs.All(c => c is null) ? null : Math.Round(costs.Sum(c => c ?? 0), 6);
         var byModel = models.GroupBy(m => m.Model).Select(g => new ModelUsageFigure(g.Key, g.Sum(m => m.Calls), g.Sum(m => m.InputTokens), g.Sum(m => m.OutputTokens),
             g.Sum(m => m.CachedTokens), g.Sum(m => m.ReasoningTokens), Sum(g.Select(m => m.Cost)))).OrderBy(m => m.Model, StringComparer.Ordinal).ToList();
+        BudgetDto? budget = null;
+        if (await accounts.GetUserAsync(user.Id, cancellationToken) is { } account)
+        {
+            var standing = await budgets.StandingAsync(account, now, cancellationToken);
+            var used = standing.MonthlyTokens is null && standing.MonthlyCostUsd is null ? await store.TotalSinceAsync(user.Id, BudgetStanding.MonthStart(now), cancellationToken)
+                : new UsageTotal(standing.TokensUsed, standing.CostUsed);
+            budget = new BudgetDto(standing.MonthlyTokens, standing.MonthlyCostUsd, used.Tokens, Math.Round(used.Cost, 6), standing.TokensLeft,
+                standing.CostLeft is { } left ? Math.Round(left, 6) : null, standing.ResetsAt);
+        }
         return TypedResults.Ok(new UsageDto(user.Tier, span, models.Sum(m => m.InputTokens), models.Sum(m => m.OutputTokens), Sum(models.Select(m => m.Cost)),
             [.. models.Select(m => new DailyModelUsageDto(m.Day, m.Model, m.Calls, m.InputTokens, m.OutputTokens, m.CachedTokens, m.ReasoningTokens, m.Cost))],
-            byModel, [.. tools.Select(t => new DailyToolUsageDto(t.Day, t.Tool, t.Calls, t.Failed))]));
+            byModel, [.. tools.Select(t => new DailyToolUsageDto(t.Day, t.Tool, t.Calls, t.Failed))], budget));
     }
 
     private static async Task<Results<Ok<WorkloadReport>, ProblemHttpResult>> ImportAsync(byte[] content, string format, bool strict, bool replace,

@@ -47,7 +47,7 @@ public sealed class ArchitectureTests
 
     /// <summary>The folders in reading order, bottom up (README, Layout): a folder uses only folders before it.</summary>
     private static readonly string[] Layers =
-        ["Storage", "Events", "Execution", "Llm", "Tools", "Mcp", "Agents", "Runs", "Api", "Auth", "Threads", "Workloads", "Streaming", "Interop", "WebApp", "Hosting"];
+        ["Storage", "Events", "Execution", "Llm", "Tools", "Mcp", "Agents", "Runs", "Api", "Auth", "Threads", "Workloads", "Admin", "Streaming", "Interop", "WebApp", "Hosting"];
 
     [Fact]
     public void TheServerFoldersFormNoDependencyCycle()
