@@ -48,6 +48,16 @@ public sealed class CredentialTests(SharedServer shared) : IClassFixture<SharedS
             Assert.IsType<ConnectionEstablished>(await apex.ReceiveAsync(ct));
         }
 
+        // The MCP door takes it too.
+        using (var mcp = program.Authorized(HttpMethod.Post, "mcp", new StringContent("""{"jsonrpc":"2.0","id":1,"method":"tools/list"}""", System.Text.Encoding.UTF8, "application/json")))
+        {
+            mcp.Headers.Accept.ParseAdd("application/json");
+            mcp.Headers.Accept.ParseAdd("text/event-stream");
+            using var tools = await program.Http.SendAsync(mcp, ct);
+            Assert.Equal(HttpStatusCode.OK, tools.StatusCode);
+            Assert.Contains("ask_apex", await tools.Content.ReadAsStringAsync(ct), StringComparison.Ordinal);
+        }
+
         // Listed without its secret, with its last use; the account's security events say what happened.
         var listed = Assert.Single((await owner.ListApiKeysAsync(ct)).Items);
         Assert.Equal((created.Id, "ci", created.Prefix), (listed.Id, listed.Name, listed.Prefix));

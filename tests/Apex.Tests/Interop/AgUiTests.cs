@@ -79,7 +79,8 @@ public sealed class AgUiTests(ScriptedServer shared) : IClassFixture<ScriptedSer
         Assert.Equal(ownersThread, again.Started.ThreadId);
         Assert.Equal(4, (await owner.ListMessagesAsync(ownersThread, cancellationToken: ct)).Items.Count);
 
-        // The stranger naming it gets a new thread of their own; the owner's thread gets no message and no run.
+        // The stranger, signed in with an API key of their own (a key is a bearer here as anywhere), naming it gets a new thread of their own; the owner's thread gets no message and no run.
+        stranger.UseApiKey((await stranger.CreateApiKeyAsync("door", cancellationToken: ct)).Key);
         var theirs = await PostAsync(stranger, ownersThread, "Hello", ct);
         Assert.NotEqual(ownersThread, theirs.Started.ThreadId);
         Assert.Equal("RUN_FINISHED", theirs.Types[^1]);

@@ -141,7 +141,8 @@ public sealed class OpenAiTests(ScriptedServer shared) : IClassFixture<ScriptedS
         }
         Assert.Equal(4, (await owner.ListMessagesAsync(ownersThread!, cancellationToken: ct)).Items.Count);
 
-        // The stranger naming it is refused as for a thread that does not exist; the owner's thread gets no message and no run.
+        // The stranger, signed in with an API key of their own (a key is a bearer here as anywhere), naming it is refused as for a thread that does not exist; the owner's thread gets no message and no run.
+        stranger.UseApiKey((await stranger.CreateApiKeyAsync("door", cancellationToken: ct)).Key);
         using var theirs = await PostChatAsync(stranger, ownersThread!, ct);
         Assert.Equal(HttpStatusCode.NotFound, theirs.StatusCode);
         using var body = JsonDocument.Parse(await theirs.Content.ReadAsStringAsync(ct));
