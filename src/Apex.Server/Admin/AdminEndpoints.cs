@@ -43,7 +43,7 @@ internal static class AdminEndpoints
         await store.GetUserAsync(userId, cancellationToken) is { } user ? TypedResults.Ok(ToDto(user)) : TypedResults.NotFound();
 
     private static async Task<Results<Ok<AdminUserDto>, NotFound, ValidationProblem, ProblemHttpResult>> UpdateUser(string userId, AdminUserUpdate? update, CurrentUser admin,
-        IAccountStore store, SecurityLog audit, TimeProvider time, HttpContext context, CancellationToken cancellationToken)
+        IAccountStore store, SessionCache sessions, SecurityLog audit, TimeProvider time, HttpContext context, CancellationToken cancellationToken)
     {
         var errors = new Dictionary<string, string[]>();
         if (update is null) errors["body"] = ["A JSON body with the fields to change is required."];
@@ -62,6 +62,8 @@ internal static class AdminEndpoints
         var now = time.GetUtcNow();
         var change = new UserChange(update!.Tier, update.Role, update.Locked == true ? now + AdminLock : null, update.Locked == false, update.TokenBudget, update.CostBudgetUsd, update.ClearBudget);
         var after = (await store.UpdateUserAsync(userId, change, cancellationToken))!;
+        // This node reads the account again at its next request; other nodes within SessionCache.Lifetime.
+        sessions.Forget(userId);
         var address = context.Connection.RemoteIpAddress?.ToString();
         if (before.Tier != after.Tier) await audit.RecordByAsync(admin.Id, userId, SecurityEventKinds.TierChanged, address, $"{before.Tier} -> {after.Tier}", cancellationToken);
         if (before.Role != after.Role) await audit.RecordByAsync(admin.Id, userId, SecurityEventKinds.RoleChanged, address, $"{before.Role} -> {after.Role}", cancellationToken);

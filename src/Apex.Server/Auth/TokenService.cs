@@ -83,14 +83,16 @@ internal sealed class TokenService
     private const string Issuer = "apex";
     private readonly IAccountStore _store;
     private readonly SecurityLog _security;
+    private readonly SessionCache _sessions;
     private readonly IdGenerator _ids;
     private readonly TimeProvider _time;
     private readonly IOptions<AuthOptions> _options;
     private readonly SigningKey _key;
     private readonly JsonWebTokenHandler _handler = new() { SetDefaultTimesOnTokenCreation = false, MapInboundClaims = false };
 
-    public TokenService(IAccountStore store, SecurityLog security, IdGenerator ids, TimeProvider time, IOptions<AuthOptions> options, SigningKey key)
+    public TokenService(IAccountStore store, SecurityLog security, SessionCache sessions, IdGenerator ids, TimeProvider time, IOptions<AuthOptions> options, SigningKey key)
     {
+        _sessions = sessions;
         _store = store;
         _security = security;
         _ids = ids;
@@ -206,7 +208,7 @@ internal sealed class TokenService
         if (sub is null || sid is null || UnixSeconds(identity, JwtRegisteredClaimNames.Exp) is not { } expires || UnixSeconds(identity, JwtRegisteredClaimNames.Iat) is not { } issued)
             return (null, "malformed token");
         if (expires - issued > _options.Value.AccessTokenLifetime + LifetimeSlack || issued > _time.GetUtcNow() + LifetimeSlack) return (null, "token lifetime not issued by this server");
-        var owner = await _store.GetSessionOwnerAsync(sub, sid, cancellationToken);
+        var owner = await _sessions.GetAsync(_store, sub, sid, cancellationToken);
         if (owner is null || owner.Session.RevokedAt is not null || owner.Session.IsApiKey) return (null, "session revoked");
         return (new CurrentUser(sub, sid, owner.Tier, expires, Role: owner.Role), null);
     }

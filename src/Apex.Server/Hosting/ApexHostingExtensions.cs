@@ -109,6 +109,7 @@ internal static partial class ApexHostingExtensions
         services.TryAddSingleton<SecurityLog>();
         services.TryAddSingleton<DecoyPassword>();
         services.TryAddSingleton<SessionWatch>();
+        services.TryAddSingleton<SessionCache>();
         services.AddHostedService<SessionSweeper>();
         // One default scheme for every door: API keys (apex_…) to their handler, every other bearer to JwtBearer.
         services.AddAuthentication(ApiKeyAuthenticationHandler.PolicyScheme)

@@ -127,7 +127,11 @@ internal sealed partial class RunWorker(ExecutionEngineFactory factory, RunRecov
                     var now = time.GetUtcNow();
                     var cancelRequested = await store.RenewLeasesAsync(node.Id, _active.Keys.ToList(), now + limits.Value.RunLease, stoppingToken);
                     foreach (var runId in cancelRequested) TryCancelLocal(runId, CancelReasons.User);
-                    if (database.SupportsCluster) await recovery.RecoverOrphansAsync(all: false, reason: "node_lost", stoppingToken);
+                    if (database.SupportsCluster)
+                    {
+                        // Runs ended here free their threads' queues; this node ignores its own notifications, so it wakes itself.
+                        if (await recovery.RecoverOrphansAsync(all: false, reason: "node_lost", stoppingToken) > 0) Wake();
+                    }
                 }
                 catch (Exception ex) when (ex is not OperationCanceledException)
                 {

@@ -48,7 +48,8 @@ internal sealed partial class PostgresListener(Database database, StoreSignals s
                 if (parts.Length == 3 && parts[0] != node.Id) signals.OnEventsStored(parts[1]);
                 break;
             case StoreSignals.RunsChannel:
-                signals.OnRunsChanged();
+                // This node woke its own worker when it queued or ended the run; only other nodes' changes need a claim.
+                if (payload != node.Id) signals.OnRunsChanged();
                 break;
             case StoreSignals.CancelChannel:
                 var cancel = payload.Split('|', 2);
