@@ -169,11 +169,13 @@ public sealed class WorkloadTests(ProServer pro, SharedServer free) : IClassFixt
     public async Task BadEncodingAndTooLargeFilesAreRejected()
     {
         using var client = await pro.Server.NewUserAsync();
-        using (var bytes = client.Authorized(HttpMethod.Post, "api/workloads", new ByteArrayContent([.. "timestamp,provider\n"u8.ToArray(), 0xFF, 0xFE, 0x41])))
+        // Read as a stream, a file's first problem is the one reported: here a bad byte in its first row.
+        byte[] badRow = [.. "timestamp,provider,model,prompt_tokens,completion_tokens,latency_ms,status\n2026-11-01T00:00:00Z,op"u8.ToArray(), 0xFF, 0xFE, 0x41];
+        using (var bytes = client.Authorized(HttpMethod.Post, "api/workloads", new ByteArrayContent(badRow)))
         {
             var response = await client.Http.SendAsync(bytes);
             Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
-            Assert.Contains("not valid UTF-8", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+            Assert.Contains("not valid UTF-8 (bad byte at offset 98)", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
         }
         var large = await UploadAsync(client, Row.Csv(Row.Fixed(3000)));
         Assert.Equal(HttpStatusCode.RequestEntityTooLarge, large.StatusCode);
