@@ -205,6 +205,31 @@ public sealed class WorkloadTests(ProServer pro, SharedServer free) : IClassFixt
     }
 
     [Fact]
+    public async Task NamesFromAnUploadComeOutOfTheAnswerAsInertMarkdownText()
+    {
+        var ct = Waits.Timeout();
+        using var client = await pro.Server.NewUserAsync();
+        const string link = "**x**](javascript:alert(1))";
+        const string image = "<img src=x onerror=alert(1)>";
+        // Calls to the link-named model fail now and then; the image-named model costs the most.
+        var csv = new StringBuilder("timestamp,provider,model,prompt_tokens,completion_tokens,latency_ms,status,cost\n");
+        for (var i = 0; i < 300; i++)
+            csv.Append(CultureInfo.InvariantCulture, $"2026-11-{1 + i % 10:00}T{i % 24:00}:00:00Z,openai,{(i % 2 == 0 ? link : image)},100,20,300,{(i % 4 == 0 ? "timeout" : "ok")},{(i % 2 == 0 ? 0.01 : 0.5)}\n");
+        Assert.Equal(HttpStatusCode.OK, (await UploadAsync(client, csv.ToString())).StatusCode);
+
+        using var socket = await client.ConnectAsync(ct);
+        var answer = string.Concat((await socket.RunToEndAsync("What is my error rate?", cancellationToken: ct)).OfType<MessageDelta>().Select(d => d.Data.Delta))
+            + string.Concat((await socket.RunToEndAsync("How much did I spend?", cancellationToken: ct)).OfType<MessageDelta>().Select(d => d.Data.Delta));
+        Assert.True(answer.Contains(@"highest on \*\*x\*\*\]\(javascript:alert\(1\)\)", StringComparison.Ordinal), answer);
+        Assert.True(answer.Contains(@"\<img src=x onerror=alert\(1\)\> is the largest share", StringComparison.Ordinal), answer);
+        // Every tag opener and link bracket that came from the data is escaped: none is left bare.
+        Assert.DoesNotMatch(@"(?<!\\)<img", answer);
+        Assert.DoesNotMatch(@"(?<!\\)\]\(", answer);
+        Assert.DoesNotMatch(@"(?<!\\)\*\*x", answer);
+        Assert.DoesNotContain("**x**", answer, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task OneUsersDataNeverAppearsInAnotherUsersToolsOrReports()
     {
         var ct = Waits.Timeout();
