@@ -5,6 +5,7 @@
 # Environment:
 #   APEX_BENCH_SERVER_DLL=path  the server to measure (default: this tree's Release build), e.g. an older commit's build
 #   APEX_BENCH_OUT=dir          where the server's log is kept (default: a new /tmp/apex-upload.* dir)
+#   APEX_BENCH_SERVER_ENV="K=V K=V"  extra environment for the server (e.g. Apex__Workloads__UploadChunkRows=500)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 uploads=${1:-3}; rows=${2:-200000}
@@ -22,7 +23,7 @@ dotnet build Apex.slnx -c Release --nologo -v quiet >/dev/null
 dll=${APEX_BENCH_SERVER_DLL:-src/Apex.Server/bin/Release/net10.0/Apex.Server.dll}
 env Apex__Storage__Provider=sqlite "Apex__Storage__ConnectionString=$dir/apex.db" \
   Apex__Limits__AuthRequestsPerMinutePerAddress=100000 \
-  Logging__LogLevel__Default=Warning \
+  Logging__LogLevel__Default=Warning ${APEX_BENCH_SERVER_ENV:-} \
   dotnet "$dll" --urls "http://127.0.0.1:$port" >"$out/server.log" 2>&1 &
 server=$!
 until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; do
