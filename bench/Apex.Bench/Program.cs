@@ -6,6 +6,7 @@ namespace Apex.Bench;
 /// <summary>
 /// <c>Apex.Bench micro [BenchmarkDotNet args]</c>: the micro-benchmarks.
 /// <c>Apex.Bench load --url U --users V --messages M [--idle N] [--pid P] [--seconds S]</c>: the load generator.
+/// <c>Apex.Bench upload-load --url U [--uploads N] [--rows R] [--pid P]</c>: parallel large uploads while another user writes.
 /// <c>Apex.Bench sse --url U[,U2,…] --users V --runs R [--warmup W] [--pid P[,P2,…]] [--seconds S]</c>: the HTTP + SSE load generator (several URLs: one cluster).
 /// </summary>
 internal static class BenchProgram
@@ -29,6 +30,14 @@ internal static class BenchProgram
             var report = await SseLoadGenerator.RunAsync(options, Console.Out);
             Console.WriteLine(report);
             return report.Lost + report.Duplicated + report.Foreign + report.NotCompleted + report.Errors == 0 && !report.TimedOut ? 0 : 1;
+        }
+
+        if (args.Length > 0 && args[0] == "upload-load")
+        {
+            var report = await UploadLoadGenerator.RunAsync(new Uri(Arg("--url", "http://127.0.0.1:5080/")), Int("--uploads", 3), Int("--rows", 200_000),
+                args.Contains("--pid") ? Int("--pid", 0) : null, Console.Out);
+            Console.WriteLine(report);
+            return report.UploadResults.All(r => r == "200") ? 0 : 1;
         }
 
         if (args.Length > 0 && args[0] == "load")

@@ -224,7 +224,7 @@ public static class SseLoadGenerator
         return (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / 100.0;
     }
 
-    private static double? Rss(int? pid)
+    internal static double? Rss(int? pid)
     {
         if (pid is null) return null;
         var line = File.ReadLines($"/proc/{pid}/status").FirstOrDefault(l => l.StartsWith("VmRSS:", StringComparison.Ordinal));

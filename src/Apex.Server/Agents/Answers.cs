@@ -59,23 +59,23 @@ internal static class Answers
         var e = triage?.Entities;
         if (triage?.Category == "model_selection" && e is { Models.Count: >= 1 })
         {
-            var scope = e.Features is [var f] ? $" for the {f} feature" : e.Teams is [var t] ? $" for the {t} team" : "";
+            var scope = e.Features is [var f] ? $" for the {Markdown.Text(f)} feature" : e.Teams is [var t] ? $" for the {Markdown.Text(t)} team" : "";
             if (whatIf is { } r)
             {
                 var verdict = r.MonthlySavingsUsd >= 0 ? $"saving about ${Figures.Money(r.MonthlySavingsUsd)}/month" : $"about ${Figures.Money(-r.MonthlySavingsUsd)}/month more";
                 var speed = r.ProjectedAvgLatencyMs is { } after ? $"; mean latency would go from {r.FromAvgLatencyMs:N0} ms to {after:N0} ms" : "";
-                return $"Moving {r.Share * 100:0}% of {r.FromModel}'s calls{scope} ({r.MovedCalls:N0} calls) to {r.ToModel} would have cost ${Figures.Money(r.ProjectedCostUsd)} " +
+                return $"Moving {r.Share * 100:0}% of {Markdown.Text(r.FromModel)}'s calls{scope} ({r.MovedCalls:N0} calls) to {Markdown.Text(r.ToModel)} would have cost ${Figures.Money(r.ProjectedCostUsd)} " +
                        $"instead of ${Figures.Money(r.CurrentCostUsd)}, {verdict}{speed}. Check answer quality on a sample before you switch.";
             }
             if (whatIfError is not null)
-                return $"A what-if for moving {e.Models[0]}{(e.Models.Count > 1 ? " to " + e.Models[1] : "")}{scope} needs the pro plan (routing_what_if), and you are on {tier}; " +
+                return $"A what-if for moving {Markdown.Text(e.Models[0])}{(e.Models.Count > 1 ? " to " + Markdown.Text(e.Models[1]) : "")}{scope} needs the pro plan (routing_what_if), and you are on {tier}; " +
                        "the figures the free tools show are below.";
         }
         if (triage?.Category == "latency" && latency is not null)
         {
             var fixes = strategies.Where(s => BuiltInAgents.LatencyKinds.Contains(s.Kind)).Select(s => s.Kind switch
             {
-                "latency_routing" => $"route latency-sensitive calls to {latency.Models[^1].Model} (p95 {latency.Models[^1].P95Ms:N0} ms)",
+                "latency_routing" => $"route latency-sensitive calls to {Markdown.Text(latency.Models[^1].Model)} (p95 {latency.Models[^1].P95Ms:N0} ms)",
                 "caching" => "cache repeated prompts",
                 "streaming" => "stream responses",
                 _ => $"time out near p95 ({latency.Overall.P95Ms:N0} ms) with a fallback",
@@ -90,13 +90,13 @@ internal static class Answers
     private static string Missing(IReadOnlyList<string> missing, WorkloadSummaryResult summary)
     {
         var kinds = missing.Select(m => m.Split(' ', 2)).ToList();
-        var what = Join([.. kinds.Select(k => $"the {k[0]} {k[1]}")]);
+        var what = Join([.. kinds.Select(k => $"the {k[0]} {Markdown.Text(k[1])}")]);
         var has = kinds.Select(k => k[0]).Distinct().Select(kind => kind switch
         {
-            "model" => $"the models in it are {Join(summary.Models)}",
-            "feature" => summary.Features is { Count: > 0 } f ? $"its features are {Join(f)}" : "it names no features",
-            "team" => summary.Teams is { Count: > 0 } t ? $"its teams are {Join(t)}" : "it names no teams",
-            _ => $"its providers are {Join(summary.Providers ?? [])}",
+            "model" => $"the models in it are {Join(Markdown.Texts(summary.Models))}",
+            "feature" => summary.Features is { Count: > 0 } f ? $"its features are {Join(Markdown.Texts(f))}" : "it names no features",
+            "team" => summary.Teams is { Count: > 0 } t ? $"its teams are {Join(Markdown.Texts(t))}" : "it names no teams",
+            _ => $"its providers are {Join(Markdown.Texts(summary.Providers ?? []))}",
         });
         return $"Your data has no calls for {what}, so I have no figures for {(missing.Count == 1 ? "it" : "them")}: {string.Join("; ", has)}.";
     }
@@ -108,11 +108,11 @@ internal static class Answers
             var cost = costs?.Groups.FirstOrDefault(g => g.Key == model);
             var lat = latency?.Models.FirstOrDefault(m => m.Model == model);
             var err = errors?.Models.FirstOrDefault(m => m.Model == model);
-            if (cost is null && lat is null) return $"{model} has no calls{(scope.Length > 0 ? " for " + scope : "")}";
+            if (cost is null && lat is null) return $"{Markdown.Text(model)} has no calls{(scope.Length > 0 ? " for " + scope : "")}";
             var details = new List<string>();
             if (lat is not null) details.Add($"p95 {lat.P95Ms:N0} ms");
             if (err is not null) details.Add($"error rate {err.ErrorRate * 100:0.##}%");
-            return $"{model} cost ${Figures.Money(cost?.CostUsd ?? 0)} over {cost?.Calls ?? lat?.Calls ?? 0:N0} calls ({string.Join(", ", details)})";
+            return $"{Markdown.Text(model)} cost ${Figures.Money(cost?.CostUsd ?? 0)} over {cost?.Calls ?? lat?.Calls ?? 0:N0} calls ({string.Join(", ", details)})";
         }).ToList();
         return $"{(scope.Length > 0 ? "For " + scope + ", " : "")}{string.Join(" and ", parts)}.";
     }
@@ -129,7 +129,7 @@ internal static class Answers
         var fastest = e.Constraints.Contains("fastest");
         var chosen = fastest ? ranked[^1] : ranked[0];
         focus = new TriageEntities([chosen.Model], e.Metrics, [], [], e.Features ?? [], e.Teams ?? [], e.Window);
-        return $"The {(fastest ? "fastest" : "slowest")} model at {name}{(scope.Length > 0 ? " for " + scope : "")} is {chosen.Model}: {pick(Of(chosen)):N0} ms over its " +
+        return $"The {(fastest ? "fastest" : "slowest")} model at {name}{(scope.Length > 0 ? " for " + scope : "")} is {Markdown.Text(chosen.Model)}: {pick(Of(chosen)):N0} ms over its " +
                $"{chosen.Calls:N0} calls, against {pick(o):N0} ms across all {basis} (nearest rank).";
     }
 
@@ -138,7 +138,7 @@ internal static class Answers
     private static string Cost(TriageEntities e, string scope, string basis, WorkloadSummaryResult summary, CostBreakdownResult costs, ref TriageEntities? focus)
     {
         var top = costs.Groups.FirstOrDefault();
-        var split = top is null || costs.Groups.Count < 2 ? "" : $"; {top.Key} is the largest share at ${Figures.Money(top.CostUsd)} ({top.Share * 100:0.#}%)";
+        var split = top is null || costs.Groups.Count < 2 ? "" : $"; {Markdown.Text(top.Key)} is the largest share at ${Figures.Money(top.CostUsd)} ({top.Share * 100:0.#}%)";
         if (scope.Length == 0 && e.Window is null)
         {
             if (top is not null && costs.GroupBy == "model") focus ??= new TriageEntities([top.Key], e.Metrics, []);
@@ -151,20 +151,20 @@ internal static class Answers
     private static string Errors(TriageEntities e, string scope, string basis, ErrorAnalysisResult errors, ref TriageEntities? focus)
     {
         var status = errors.Statuses.FirstOrDefault();
-        var why = status is null ? "" : $"; the most frequent failure is {status.Status} ({status.Calls:N0})";
+        var why = status is null ? "" : $"; the most frequent failure is {Markdown.Text(status.Status)} ({status.Calls:N0})";
         if (e.Models.Count == 1)
             return $"{Capital(scope)} has an error rate of {errors.ErrorRate * 100:0.##}%: {errors.Errors:N0} of {basis} failed{why}.";
         var worst = errors.Models.FirstOrDefault(m => m.Errors > 0);
         if (worst is not null && !Named(e)) focus = new TriageEntities([worst.Model], e.Metrics, [], [], [], [], e.Window);
         return $"{(scope.Length > 0 ? Capital(scope) + " has an" : "Your")} error rate {(scope.Length > 0 ? "of" : "is")} {errors.ErrorRate * 100:0.##}%: {errors.Errors:N0} of {basis} failed" +
-               (worst is null ? "." : $"; it is highest on {worst.Model} at {worst.ErrorRate * 100:0.##}% ({worst.Errors:N0} of {worst.Calls:N0}).");
+               (worst is null ? "." : $"; it is highest on {Markdown.Text(worst.Model)} at {worst.ErrorRate * 100:0.##}% ({worst.Errors:N0} of {worst.Calls:N0}).");
     }
 
     private static string Tokens(string scope, string basis, WorkloadSummaryResult summary, TokenEfficiencyResult tokens)
     {
         var longest = tokens.Models.MaxBy(m => m.AvgPromptTokens);
         return $"{Capital(scope.Length > 0 ? scope : "your calls")} used {summary.PromptTokens:N0} prompt and {summary.CompletionTokens:N0} completion tokens over {basis}" +
-               (longest is null ? "." : $"; {longest.Model} sends the longest prompts, {longest.AvgPromptTokens:N0} tokens a call on average.");
+               (longest is null ? "." : $"; {Markdown.Text(longest.Model)} sends the longest prompts, {longest.AvgPromptTokens:N0} tokens a call on average.");
     }
 
     private static string Overview(string scope, string basis, WorkloadSummaryResult summary, LatencyProfileResult? latency, ErrorAnalysisResult? errors)
@@ -188,9 +188,9 @@ internal static class Answers
     private static string Scope(TriageEntities e, string? category)
     {
         var parts = new List<string>();
-        if (e.Models is [var m] && category != "model_selection") parts.Add(m);
-        if (e.Features is [var f]) parts.Add($"the {f} feature");
-        if (e.Teams is [var t]) parts.Add($"the {t} team");
+        if (e.Models is [var m] && category != "model_selection") parts.Add(Markdown.Text(m));
+        if (e.Features is [var f]) parts.Add($"the {Markdown.Text(f)} feature");
+        if (e.Teams is [var t]) parts.Add($"the {Markdown.Text(t)} team");
         return parts.Count switch
         {
             0 => "",

@@ -157,18 +157,18 @@ internal static class BuiltInAgents
             findings.Add($"{summary.Calls:0} calls over {summary.DaysCovered:0.#} days across {summary.Models.Count} models cost " +
                          $"${Figures.Money(summary.TotalCostUsd)} (about ${Figures.Money(summary.MonthlyCostUsd)} a month).");
         if (costs?.Groups.FirstOrDefault() is { } top)
-            findings.Add($"{top.Key} is the largest cost{(costs.GroupBy == "model" ? "" : $" by {costs.GroupBy}")}: ${Figures.Money(top.CostUsd)}, {top.Share * 100:0.#}% of spend.");
+            findings.Add($"{Markdown.Text(top.Key)} is the largest cost{(costs.GroupBy == "model" ? "" : $" by {costs.GroupBy}")}: ${Figures.Money(top.CostUsd)}, {top.Share * 100:0.#}% of spend.");
         if (latency is not null)
         {
             var slowest = latency.Models.FirstOrDefault();
             findings.Add($"Latency p50 {latency.Overall.P50Ms:0} ms, p95 {latency.Overall.P95Ms:0} ms, p99 {latency.Overall.P99Ms:0} ms" +
-                         (slowest is null ? "." : $"; slowest at p95 is {slowest.Model} ({slowest.P95Ms:0} ms)."));
+                         (slowest is null ? "." : $"; slowest at p95 is {Markdown.Text(slowest.Model)} ({slowest.P95Ms:0} ms)."));
         }
         if (errors is not null)
         {
             var worst = errors.Models.FirstOrDefault();
             findings.Add($"Error rate {errors.ErrorRate * 100:0.##}% ({errors.Errors:0} failed calls)" +
-                         (worst is null || worst.Errors == 0 ? "." : $"; highest on {worst.Model} at {worst.ErrorRate * 100:0.##}%."));
+                         (worst is null || worst.Errors == 0 ? "." : $"; highest on {Markdown.Text(worst.Model)} at {worst.ErrorRate * 100:0.##}%."));
         }
         if (repeats is not null)
             findings.Add($"{repeats.RepeatRate * 100:0.#}% of successful calls repeat an earlier prompt; the repeats cost ${Figures.Money(repeats.RepeatCostUsd)}.");
@@ -209,16 +209,16 @@ internal static class BuiltInAgents
             var (slow, fast) = (latency.Models[0], latency.Models[^1]);
             var cost = whatIf is null ? "" : whatIf.MonthlySavingsUsd >= 0 ? $" It also saves about ${Figures.Money(whatIf.MonthlySavingsUsd)}/month."
                 : $" It costs about ${Figures.Money(-whatIf.MonthlySavingsUsd)}/month more.";
-            strategies.Add(Strategy("latency_routing", $"Route latency-sensitive calls from {slow.Model} to {fast.Model}",
-                $"{slow.Model} is slowest at p95 ({slow.P95Ms:N0} ms over {slow.Calls:0} calls); {fast.Model} answers at p95 in {fast.P95Ms:N0} ms. " +
-                $"Send the interactive, simpler requests to {fast.Model}.{cost}",
+            strategies.Add(Strategy("latency_routing", $"Route latency-sensitive calls from {Markdown.Text(slow.Model)} to {Markdown.Text(fast.Model)}",
+                $"{Markdown.Text(slow.Model)} is slowest at p95 ({slow.P95Ms:N0} ms over {slow.Calls:0} calls); {Markdown.Text(fast.Model)} answers at p95 in {fast.P95Ms:N0} ms. " +
+                $"Send the interactive, simpler requests to {Markdown.Text(fast.Model)}.{cost}",
                 Math.Max(0, whatIf?.MonthlySavingsUsd ?? 0), $"p95 {slow.P95Ms:N0} ms -> {fast.P95Ms:N0} ms for the calls moved",
                 "The faster model may answer hard prompts worse: route by task type and compare quality on a sample first.", "medium"));
         }
         else if (whatIf is { MonthlySavingsUsd: > 0 } r)
         {
-            strategies.Add(Strategy("routing", $"Route {r.Share * 100:0}% of {r.FromModel} traffic to {r.ToModel}",
-                $"Send the simpler requests now handled by {r.FromModel} to {r.ToModel}: ${Figures.Money(r.CurrentCostUsd)} of observed cost becomes ${Figures.Money(r.ProjectedCostUsd)}.",
+            strategies.Add(Strategy("routing", $"Route {r.Share * 100:0}% of {Markdown.Text(r.FromModel)} traffic to {Markdown.Text(r.ToModel)}",
+                $"Send the simpler requests now handled by {Markdown.Text(r.FromModel)} to {Markdown.Text(r.ToModel)}: ${Figures.Money(r.CurrentCostUsd)} of observed cost becomes ${Figures.Money(r.ProjectedCostUsd)}.",
                 r.MonthlySavingsUsd,
                 r.ProjectedAvgLatencyMs is { } after ? $"mean latency {r.FromAvgLatencyMs:0} ms -> {after:0} ms" : "unknown",
                 "The cheaper model may answer hard prompts worse: route by task type and compare quality on a sample first.", "medium"));
@@ -238,7 +238,7 @@ internal static class BuiltInAgents
             strategies.Add(Strategy("streaming", "Stream responses",
                 $"Stream tokens as they are generated: people see the first words long before the whole answer, which takes {overall.P50Ms:N0} ms at p50 and {overall.P95Ms:N0} ms at p95.",
                 0, "the wait people see drops to the time to the first token", "The client must render partial output; post-processing the whole answer waits for the end.", "high"));
-            var fallback = latency.Models.Count >= 2 ? $" and retry once on {latency.Models[^1].Model}" : " and retry once";
+            var fallback = latency.Models.Count >= 2 ? $" and retry once on {Markdown.Text(latency.Models[^1].Model)}" : " and retry once";
             strategies.Add(Strategy("timeouts", "Time out slow calls with a fallback",
                 $"p99 is {overall.P99Ms:N0} ms against a p50 of {overall.P50Ms:N0} ms: cut calls off near p95 ({overall.P95Ms:N0} ms){fallback}.",
                 0, $"caps the tail near {overall.P95Ms:N0} ms", "A retried call costs twice; a timeout too tight fails calls that would have succeeded.", "medium"));

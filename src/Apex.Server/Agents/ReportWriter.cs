@@ -46,7 +46,7 @@ internal static class ReportWriter
         {
             md.AppendLine("## Latency").AppendLine();
             md.AppendLine($"Overall: p50 {latency.Overall.P50Ms:N0} ms, p95 {latency.Overall.P95Ms:N0} ms, p99 {latency.Overall.P99Ms:N0} ms over {latency.Overall.Calls:N0} calls (nearest rank).").AppendLine();
-            foreach (var m in latency.Models) md.AppendLine($"- {m.Model}: p50 {m.P50Ms:N0} ms, p95 {m.P95Ms:N0} ms, p99 {m.P99Ms:N0} ms ({m.Calls:N0} calls)");
+            foreach (var m in latency.Models) md.AppendLine($"- {Markdown.Text(m.Model)}: p50 {m.P50Ms:N0} ms, p95 {m.P95Ms:N0} ms, p99 {m.P99Ms:N0} ms ({m.Calls:N0} calls)");
             md.AppendLine();
             var fixes = strategies.Where(s => BuiltInAgents.LatencyKinds.Contains(s.Kind)).ToList();
             if (fixes.Count > 0)

@@ -10,6 +10,7 @@ using Apex.Server.Runs;
 using Apex.Server.Storage;
 using Apex.Server.Streaming;
 using Apex.Server.Tools;
+using Apex.Server.Workloads;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Authentication.JwtBearer;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -89,6 +90,7 @@ internal static partial class ApexHostingExtensions
         services.TryAddSingleton<IRunStore, SqlRunStore>();
         services.TryAddSingleton<IEventStore, SqlEventStore>();
         services.TryAddSingleton<IWorkloadStore, SqlWorkloadStore>();
+        services.TryAddSingleton<WorkloadImporter>();
         services.TryAddSingleton<IUsageStore, SqlUsageStore>();
         services.TryAddSingleton<EventRetention>();
         services.AddHostedService(sp => sp.GetRequiredService<EventRetention>());

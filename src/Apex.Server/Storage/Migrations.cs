@@ -165,6 +165,23 @@ internal static class Migrations
             ALTER TABLE security_events ADD COLUMN actor_id TEXT NULL;
             CREATE INDEX ix_model_usage_created ON model_usage(created_at);
             """),
+        // Uploads are written in chunks under a batch that readers see only once it is committed: an upload is still
+        // all-or-nothing without holding the single SQLite writer for its whole length. The partial unique index is the
+        // one-upload-at-a-time-per-user rule, on every node. The batches already stored are committed ones.
+        (7, "workload batches", """
+            CREATE TABLE workload_batches (
+                user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                id TEXT NOT NULL,
+                state TEXT NOT NULL,
+                row_count BIGINT NOT NULL,
+                created_at BIGINT NOT NULL,
+                lease_until BIGINT NULL,
+                PRIMARY KEY (user_id, id));
+            CREATE UNIQUE INDEX ux_workload_batches_one_staging ON workload_batches(user_id) WHERE state = 'staging';
+            INSERT INTO workload_batches (user_id, id, state, row_count, created_at, lease_until)
+                SELECT user_id, batch_id, 'committed', COUNT(*), MIN(ts), NULL FROM workload_calls GROUP BY user_id, batch_id;
+            CREATE INDEX ix_workload_user_batch ON workload_calls(user_id, batch_id);
+            """),
     ];
 
     public static int Latest => All[^1].Version;

@@ -148,6 +148,33 @@ internal sealed record EventAppend(Apex.Client.ApexEvent Event, string? Expected
 internal sealed record WorkloadCall(string Id, string UserId, string BatchId, DateTimeOffset Timestamp, string Provider, string Model,
     long PromptTokens, long CompletionTokens, double LatencyMs, string Status, double? Cost, string? PromptHash, string? Feature, string? Team);
 
+/// <summary>Whether an upload got its user's upload slot (one upload at a time per user).</summary>
+internal abstract record UploadStart
+{
+    private UploadStart() { }
+
+    /// <summary>The batch is staging; <paramref name="StoredRows"/> are the user's committed rows.</summary>
+    public sealed record Started(long StoredRows) : UploadStart;
+
+    /// <summary>Another upload of the same user is staging.</summary>
+    public sealed record Busy : UploadStart;
+}
+
+/// <summary>What became of an upload's staged rows at the end.</summary>
+internal abstract record UploadCommit
+{
+    private UploadCommit() { }
+
+    /// <summary>Visible now, in one step; <paramref name="StoredRows"/> are the user's rows after it.</summary>
+    public sealed record Committed(long StoredRows) : UploadCommit;
+
+    /// <summary>Refused (and aborted): the user would have had more than the limit of rows.</summary>
+    public sealed record OverRowLimit(long StoredRows, long Limit) : UploadCommit;
+
+    /// <summary>The batch was no longer staging: its lease ran out and another upload took the slot.</summary>
+    public sealed record Lost : UploadCommit;
+}
+
 internal sealed record ModelStats(string Model, string Provider, long Calls, long Errors, long PromptTokens, long CompletionTokens, double Cost, double AvgLatencyMs);
 
 internal sealed record CostGroup(string Key, long Calls, double Cost);

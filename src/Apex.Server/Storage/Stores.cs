@@ -126,9 +126,25 @@ internal interface IWorkloadStore
 {
     /// <summary>Totals, and the distinct models, providers, features and teams of the calls the filter selects.</summary>
     Task<WorkloadSummary> GetWorkloadSummaryAsync(string userId, WorkloadFilter filter, CancellationToken cancellationToken);
-    /// <summary>Imports an upload in one transaction, optionally replacing the user's earlier data in the same transaction.</summary>
-    Task InsertWorkloadCallsAsync(string userId, IReadOnlyList<WorkloadCall> calls, bool replaceExisting, CancellationToken cancellationToken);
-    Task<int> DeleteWorkloadAsync(string userId, CancellationToken cancellationToken);
+    /// <summary>
+    /// Opens a staging batch for an upload, unless another upload of the user is staging (its lease not run out).
+    /// An upload is then written with <see cref="StageWorkloadCallsAsync"/> chunk by chunk (each its own short transaction) and
+    /// made visible with <see cref="CommitUploadAsync"/> in one small one; until then no query sees its rows.
+    /// </summary>
+    Task<UploadStart> BeginUploadAsync(string userId, string batchId, DateTimeOffset now, DateTimeOffset leaseUntil, CancellationToken cancellationToken);
+    /// <summary>Writes one chunk of a staging batch and renews its lease; false (nothing written) if the batch is no longer staging.</summary>
+    Task<bool> StageWorkloadCallsAsync(string userId, string batchId, IReadOnlyList<WorkloadCall> calls, DateTimeOffset leaseUntil, CancellationToken cancellationToken);
+    /// <summary>
+    /// Makes a staging batch visible, hiding the user's earlier batches in the same transaction when
+    /// <paramref name="replaceExisting"/>; refuses (and aborts the batch) if the user would then hold more than <paramref name="maxRowsPerUser"/> rows.
+    /// </summary>
+    Task<UploadCommit> CommitUploadAsync(string userId, string batchId, bool replaceExisting, long maxRowsPerUser, CancellationToken cancellationToken);
+    /// <summary>Marks a staging batch aborted: its rows are never visible, and <see cref="PurgeWorkloadAsync"/> deletes them.</summary>
+    Task AbortUploadAsync(string userId, string batchId, CancellationToken cancellationToken);
+    /// <summary>Deletes the rows of the user's aborted and replaced batches, <paramref name="chunkRows"/> per transaction; the number deleted.</summary>
+    Task<long> PurgeWorkloadAsync(string userId, int chunkRows, CancellationToken cancellationToken);
+    /// <summary>Hides all of the user's stored data in one statement, then deletes it chunk by chunk; the number of rows deleted.</summary>
+    Task<long> DeleteWorkloadAsync(string userId, int chunkRows, CancellationToken cancellationToken);
     Task<IReadOnlyList<ModelStats>> GetModelStatsAsync(string userId, WorkloadFilter filter, CancellationToken cancellationToken);
     /// <summary>Cost per group; <paramref name="groupBy"/> is model, day, feature or team.</summary>
     Task<IReadOnlyList<CostGroup>> GetCostBreakdownAsync(string userId, string groupBy, WorkloadFilter filter, CancellationToken cancellationToken);

@@ -1,9 +1,11 @@
+using System.IO.Pipelines;
+using Apex.Client;
 using Apex.Server.Agents;
 using Apex.Server.Execution;
-using Apex.Client;
 using Apex.Server.Auth;
 using Apex.Server.Api;
 using Apex.Server.Storage;
+using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
 
@@ -11,8 +13,6 @@ namespace Apex.Server.Workloads;
 
 internal static class WorkloadEndpoints
 {
-    private const int ReportedErrors = 100;
-
     public static RouteGroupBuilder MapWorkloadEndpoints(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/api").RequireAuthorization().WithTags("Workloads");
@@ -25,35 +25,53 @@ internal static class WorkloadEndpoints
         return group;
     }
 
-    /// <summary>CSV or JSONL, one model call per row. <c>?strict=true</c> refuses the whole file if any row is bad; <c>?replace=true</c> replaces earlier data.</summary>
+    /// <summary>
+    /// CSV or JSONL, one model call per row, read as a stream. <c>?strict=true</c> refuses the whole file if any row is bad;
+    /// <c>?replace=true</c> replaces earlier data. One upload at a time per user.
+    /// </summary>
     private static async Task<Results<Ok<WorkloadReport>, ProblemHttpResult>> Upload(HttpRequest request, bool? strict, bool? replace, CurrentUser user,
-        IWorkloadStore store, IdGenerator ids, IOptions<WorkloadOptions> options, CancellationToken cancellationToken)
+        WorkloadImporter importer, SecurityLog audit, IOptions<WorkloadOptions> options, CancellationToken cancellationToken)
     {
         var limit = options.Value.MaxUploadBytes;
-        if (request.ContentLength > limit) return TooLarge(limit);
-        using var buffer = new MemoryStream();
-        var chunk = new byte[81920];
-        int read;
-        while ((read = await request.Body.ReadAsync(chunk, cancellationToken)) > 0)
-        {
-            buffer.Write(chunk, 0, read);
-            if (buffer.Length > limit) return TooLarge(limit);
-        }
-        var content = buffer.ToArray();
-        var format = WorkloadParser.DetectFormat(request.ContentType, content);
-        return await ImportAsync(content, format, strict ?? false, replace ?? false, user, store, ids, options.Value, cancellationToken);
+        if (request.ContentLength > limit)
+            return TypedResults.Problem(statusCode: StatusCodes.Status413PayloadTooLarge, title: "File too large", type: "upload_too_large",
+                detail: $"Uploads are limited to {limit} bytes; nothing was imported.");
+        // The importer counts the bytes against the limit and answers 413 itself; Kestrel's own limit (30 MB by default) is set
+        // just above it, so that a configured limit above Kestrel's is honoured and the importer's answer comes first.
+        if (request.HttpContext.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } size) size.MaxRequestBodySize = limit + 2L * BodyLines.MaxLineBytes;
+        var outcome = await importer.ImportAsync(user.Id, request.BodyReader, request.ContentType, strict ?? false, replace ?? false, cancellationToken);
+        await AuditAsync(audit, user, outcome, request.HttpContext, replace == true ? "replace" : "append", cancellationToken);
+        return Answer(outcome);
     }
 
-    private static async Task<Results<Ok<WorkloadReport>, ProblemHttpResult>> Sample(SampleWorkloadRequest? request, CurrentUser user, IWorkloadStore store,
-        IdGenerator ids, TimeProvider time, IOptions<WorkloadOptions> options, CancellationToken cancellationToken)
+    /// <summary>Stored data is part of the audit trail: who uploaded how many rows, from where.</summary>
+    private static async Task AuditAsync(SecurityLog audit, CurrentUser user, ImportOutcome outcome, HttpContext context, string mode, CancellationToken cancellationToken)
+    {
+        if (outcome is ImportOutcome.Imported imported)
+            await audit.RecordAsync(user.Id, SecurityEventKinds.WorkloadUploaded, context.Connection.RemoteIpAddress?.ToString(),
+                $"{imported.Report.RowsAccepted} rows ({mode}), batch {imported.Report.BatchId}", cancellationToken);
+    }
+
+    private static async Task<Results<Ok<WorkloadReport>, ProblemHttpResult>> Sample(SampleWorkloadRequest? request, CurrentUser user, WorkloadImporter importer,
+        SecurityLog audit, HttpContext context, TimeProvider time, IOptions<WorkloadOptions> options, CancellationToken cancellationToken)
     {
         var days = request?.Days ?? 14;
         var perDay = request?.CallsPerDay ?? 300;
         if (days is < 1 or > 90 || perDay is < 1 or > 5000 || (long)days * perDay > options.Value.MaxRows)
             return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "Invalid sample size",
                 detail: $"days must be 1–90 and calls_per_day 1–5000, at most {options.Value.MaxRows} rows in all.");
-        var csv = SampleWorkload.Csv(time.GetUtcNow(), days, perDay, request?.Seed ?? 1);
-        return await ImportAsync(System.Text.Encoding.UTF8.GetBytes(csv), "csv", false, true, user, store, ids, options.Value, cancellationToken);
+        var csv = System.Text.Encoding.UTF8.GetBytes(SampleWorkload.Csv(time.GetUtcNow(), days, perDay, request?.Seed ?? 1));
+        var reader = PipeReader.Create(new MemoryStream(csv));
+        try
+        {
+            var outcome = await importer.ImportAsync(user.Id, reader, "text/csv", false, true, cancellationToken);
+            await AuditAsync(audit, user, outcome, context, "sample", cancellationToken);
+            return Answer(outcome);
+        }
+        finally
+        {
+            await reader.CompleteAsync();
+        }
     }
 
     private static async Task<Ok<WorkloadSummaryDto>> Summary(CurrentUser user, IWorkloadStore store, CancellationToken cancellationToken)
@@ -62,9 +80,11 @@ internal static class WorkloadEndpoints
         return TypedResults.Ok(new WorkloadSummaryDto(s.Calls, s.Errors, s.PromptTokens, s.CompletionTokens, Math.Round(s.Cost, 2), s.First, s.Last, s.Models));
     }
 
-    private static async Task<NoContent> Delete(CurrentUser user, IWorkloadStore store, CancellationToken cancellationToken)
+    private static async Task<NoContent> Delete(CurrentUser user, IWorkloadStore store, SecurityLog audit, HttpContext context, IOptions<WorkloadOptions> options,
+        CancellationToken cancellationToken)
     {
-        await store.DeleteWorkloadAsync(user.Id, cancellationToken);
+        await store.DeleteWorkloadAsync(user.Id, options.Value.UploadChunkRows, cancellationToken);
+        await audit.RecordAsync(user.Id, SecurityEventKinds.WorkloadDeleted, context.Connection.RemoteIpAddress?.ToString(), null, cancellationToken);
         return TypedResults.NoContent();
     }
 
@@ -104,43 +124,11 @@ internal static class WorkloadEndpoints
             byModel, [.. tools.Select(t => new DailyToolUsageDto(t.Day, t.Tool, t.Calls, t.Failed))], budget));
     }
 
-    private static async Task<Results<Ok<WorkloadReport>, ProblemHttpResult>> ImportAsync(byte[] content, string format, bool strict, bool replace,
-        CurrentUser user, IWorkloadStore store, IdGenerator ids, WorkloadOptions options, CancellationToken cancellationToken)
+    private static Results<Ok<WorkloadReport>, ProblemHttpResult> Answer(ImportOutcome outcome) => outcome switch
     {
-        var parsed = WorkloadParser.Parse(content, format, options.MaxRows);
-        var batchId = ids.NewId();
-        var errors = parsed.Errors.Take(ReportedErrors).Select(e => new RowErrorDto(e.Line, e.Reason)).ToList();
-        if (parsed.FileError is not null)
-            return Rejected(StatusCodes.Status400BadRequest, "Invalid workload file", parsed.FileError, new WorkloadReport(batchId, format, 0, parsed.Errors.Count, errors, 0, []));
-
-        var calls = new List<WorkloadCall>(parsed.Rows.Count);
-        var priced = 0;
-        var unpriced = new SortedSet<string>(StringComparer.Ordinal);
-        foreach (var row in parsed.Rows)
-        {
-            var cost = row.Cost;
-            if (cost is null)
-            {
-                cost = options.CostOf(row.Model, row.PromptTokens, row.CompletionTokens);
-                if (cost is null) unpriced.Add(row.Model);
-                else priced++;
-            }
-            calls.Add(new WorkloadCall(ids.NewId(), user.Id, batchId, row.Timestamp, row.Provider, row.Model, row.PromptTokens, row.CompletionTokens,
-                row.LatencyMs, row.Status, cost, row.PromptHash, row.Feature, row.Team));
-        }
-        var report = new WorkloadReport(batchId, format, calls.Count, parsed.Errors.Count, errors, priced, [.. unpriced]);
-        if (calls.Count == 0)
-            return Rejected(StatusCodes.Status422UnprocessableEntity, "No valid rows", "Every row of the file was rejected; nothing was imported.", report with { RowsAccepted = 0 });
-        if (strict && parsed.Errors.Count > 0)
-            return Rejected(StatusCodes.Status422UnprocessableEntity, "Rows rejected", $"{parsed.Errors.Count} row(s) are invalid and strict=true; nothing was imported.", report with { RowsAccepted = 0 });
-
-        await store.InsertWorkloadCallsAsync(user.Id, calls, replace, cancellationToken);
-        return TypedResults.Ok(report);
-    }
-
-    private static ProblemHttpResult TooLarge(long limit) =>
-        TypedResults.Problem(statusCode: StatusCodes.Status413PayloadTooLarge, title: "File too large", detail: $"Uploads are limited to {limit} bytes; nothing was imported.");
-
-    private static ProblemHttpResult Rejected(int status, string title, string detail, WorkloadReport report) =>
-        TypedResults.Problem(statusCode: status, title: title, detail: detail, extensions: new Dictionary<string, object?> { ["report"] = report });
+        ImportOutcome.Imported imported => TypedResults.Ok(imported.Report),
+        ImportOutcome.Refused r => TypedResults.Problem(statusCode: r.Status, title: r.Title, detail: r.Detail, type: r.Code,
+            extensions: r.Report is null ? null : new Dictionary<string, object?> { ["report"] = r.Report }),
+        _ => throw new InvalidOperationException("An import is imported or refused."),
+    };
 }

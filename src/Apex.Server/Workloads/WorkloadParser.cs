@@ -2,6 +2,7 @@ using System.Collections.Immutable;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using Apex.Server.Storage;
 
 namespace Apex.Server.Workloads;
 
@@ -10,138 +11,143 @@ internal sealed record ParsedRow(int Line, DateTimeOffset Timestamp, string Prov
 
 internal sealed record RowError(int Line, string Reason);
 
-internal sealed record ParseResult(IReadOnlyList<ParsedRow> Rows, IReadOnlyList<RowError> Errors, string? FileError);
+/// <summary>What one line of an upload is.</summary>
+internal abstract record LineOutcome
+{
+    private LineOutcome() { }
+
+    /// <summary>A blank line or the CSV header.</summary>
+    public sealed record Skipped : LineOutcome;
+
+    public sealed record Row(ParsedRow Value) : LineOutcome;
+
+    public sealed record Bad(RowError Error) : LineOutcome;
+
+    /// <summary>A problem with the whole file (missing columns, too many rows): nothing of it is imported.</summary>
+    public sealed record FileError(string Reason) : LineOutcome;
+}
 
 /// <summary>
-/// Reads CSV (with a header row) or JSONL, one model call per row. A problem with the whole file
-/// (encoding, missing columns) is a file error; a problem with one row rejects that row with its line.
+/// Reads CSV (with a header row) or JSONL, one model call per row, a line at a time: it keeps the header and counts, never
+/// the rows. A problem with the whole file (encoding, missing columns) is a file error; a problem with one row rejects
+/// that row with its line. Values outside <see cref="WorkloadBounds"/> reject their row.
 /// </summary>
-internal static class WorkloadParser
+internal sealed class WorkloadParser(string? contentType, int maxRows)
 {
     public static readonly ImmutableArray<string> Required = ["timestamp", "provider", "model", "prompt_tokens", "completion_tokens", "latency_ms"];
 
-    public static ParseResult Parse(byte[] content, string format, int maxRows)
+    private List<string>? _header;
+    private int _rows, _errors, _jsonErrors;
+
+    /// <summary><c>csv</c> or <c>jsonl</c>: from the content type, else from the first non-blank line (a <c>{</c> is JSONL).</summary>
+    public string Format { get; private set; } = FormatOf(contentType) ?? "csv";
+
+    private bool _started;
+
+    public LineOutcome Parse(int number, string line)
     {
-        string text;
-        try
+        if (string.IsNullOrWhiteSpace(line)) return new LineOutcome.Skipped();
+        if (!_started)
         {
-            text = new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(content);
+            _started = true;
+            Format = FormatOf(contentType) ?? (line.TrimStart().StartsWith('{') ? "jsonl" : "csv");
+            if (Format == "csv") return Header(line);
         }
-        catch (DecoderFallbackException ex)
-        {
-            return new([], [], $"The file is not valid UTF-8 (bad byte at offset {ex.Index}).");
-        }
-        if (text.Length > 0 && text[0] == '\uFEFF') text = text[1..];
-        if (string.IsNullOrWhiteSpace(text)) return new([], [], "The file is empty.");
-        var lines = text.Split('\n');
-        return format == "jsonl" ? ParseJsonl(lines, maxRows) : ParseCsv(lines, maxRows);
+        if (_rows + _errors >= maxRows) return new LineOutcome.FileError($"The file has more than {maxRows} rows.");
+        var outcome = Format == "jsonl" ? Jsonl(number, line.Trim()) : Csv(number, line);
+        if (outcome is LineOutcome.Row) _rows++;
+        else if (outcome is LineOutcome.Bad) _errors++;
+        return outcome;
     }
 
-    public static string DetectFormat(string? contentType, byte[] content)
-    {
-        if (contentType?.Contains("json", StringComparison.OrdinalIgnoreCase) == true) return "jsonl";
-        if (contentType?.Contains("csv", StringComparison.OrdinalIgnoreCase) == true) return "csv";
-        var first = content.SkipWhile(b => b is (byte)' ' or (byte)'\n' or (byte)'\r' or (byte)'\t' or 0xEF or 0xBB or 0xBF).FirstOrDefault();
-        return first == (byte)'{' ? "jsonl" : "csv";
-    }
+    /// <summary>The file error that only the end of the file shows (empty, no valid JSON line), or null.</summary>
+    public string? Finish() =>
+        !_started ? "The file is empty."
+        : Format == "jsonl" && _rows == 0 && _errors > 0 && _jsonErrors == _errors ? "No line of the file is valid JSON."
+        : null;
 
-    private static ParseResult ParseCsv(string[] lines, int maxRows)
+    private static string? FormatOf(string? contentType) =>
+        contentType?.Contains("json", StringComparison.OrdinalIgnoreCase) == true ? "jsonl"
+        : contentType?.Contains("csv", StringComparison.OrdinalIgnoreCase) == true ? "csv"
+        : null;
+
+    private LineOutcome Header(string line)
     {
-        var header = SplitCsv(lines[0].TrimEnd('\r')).Select(h => h.Trim().ToLowerInvariant()).ToList();
+        var header = SplitCsv(line).Select(h => h.Trim().ToLowerInvariant()).ToList();
         var missing = Required.Where(r => !header.Contains(r)).ToList();
         if (!header.Contains("status") && !header.Contains("error")) missing.Add("status (or error)");
-        if (missing.Count > 0) return new([], [], $"Missing required column(s): {string.Join(", ", missing)}. Found: {string.Join(", ", header)}.");
-
-        var rows = new List<ParsedRow>();
-        var errors = new List<RowError>();
-        for (var i = 1; i < lines.Length; i++)
-        {
-            var line = lines[i].TrimEnd('\r');
-            if (line.Length == 0) continue;
-            if (rows.Count + errors.Count >= maxRows) return new([], [], $"The file has more than {maxRows} rows.");
-            var cells = SplitCsv(line);
-            if (cells.Count != header.Count)
-            {
-                errors.Add(new(i + 1, $"Expected {header.Count} fields, found {cells.Count}."));
-                continue;
-            }
-            var values = header.Zip(cells).ToDictionary(p => p.First, p => p.Second.Trim());
-            AddRow(i + 1, name => values.TryGetValue(name, out var v) && v.Length > 0 ? v : null, rows, errors);
-        }
-        return new(rows, errors, null);
+        if (missing.Count > 0) return new LineOutcome.FileError($"Missing required column(s): {string.Join(", ", missing)}. Found: {string.Join(", ", header)}.");
+        _header = header;
+        return new LineOutcome.Skipped();
     }
 
-    private static ParseResult ParseJsonl(string[] lines, int maxRows)
+    private LineOutcome Csv(int number, string line)
     {
-        var rows = new List<ParsedRow>();
-        var errors = new List<RowError>();
-        for (var i = 0; i < lines.Length; i++)
-        {
-            var line = lines[i].Trim();
-            if (line.Length == 0) continue;
-            if (rows.Count + errors.Count >= maxRows) return new([], [], $"The file has more than {maxRows} rows.");
-            JsonElement row;
-            try
-            {
-                using var document = JsonDocument.Parse(line);
-                row = document.RootElement.Clone();
-            }
-            catch (JsonException ex)
-            {
-                errors.Add(new(i + 1, $"Not valid JSON: {ex.Message}"));
-                continue;
-            }
-            if (row.ValueKind != JsonValueKind.Object)
-            {
-                errors.Add(new(i + 1, "Each line must be a JSON object."));
-                continue;
-            }
-            AddRow(i + 1, name => row.TryGetProperty(name, out var v) && v.ValueKind != JsonValueKind.Null
-                ? v.ValueKind == JsonValueKind.String ? v.GetString() : v.GetRawText() : null, rows, errors);
-        }
-        if (rows.Count == 0 && errors.Count > 0 && errors.All(e => e.Reason.StartsWith("Not valid JSON", StringComparison.Ordinal)))
-            return new([], errors, "No line of the file is valid JSON.");
-        return new(rows, errors, null);
+        var header = _header!;
+        var cells = SplitCsv(line);
+        if (cells.Count != header.Count) return new LineOutcome.Bad(new(number, $"Expected {header.Count} fields, found {cells.Count}."));
+        var values = new Dictionary<string, string>(header.Count, StringComparer.Ordinal);
+        for (var i = 0; i < header.Count; i++) values[header[i]] = cells[i].Trim();
+        return Row(number, name => values.TryGetValue(name, out var v) && v.Length > 0 ? v : null);
     }
 
-    private static void AddRow(int line, Func<string, string?> get, List<ParsedRow> rows, List<RowError> errors)
+    private LineOutcome Jsonl(int number, string line)
+    {
+        JsonDocument document;
+        try
+        {
+            document = JsonDocument.Parse(line);
+        }
+        catch (JsonException ex)
+        {
+            _jsonErrors++;
+            return new LineOutcome.Bad(new(number, $"Not valid JSON: {ex.Message}"));
+        }
+        using (document)
+        {
+            var row = document.RootElement;
+            if (row.ValueKind != JsonValueKind.Object) return new LineOutcome.Bad(new(number, "Each line must be a JSON object."));
+            return Row(number, name => row.TryGetProperty(name, out var v) && v.ValueKind != JsonValueKind.Null
+                ? v.ValueKind == JsonValueKind.String ? v.GetString() : v.GetRawText() : null);
+        }
+    }
+
+    private static LineOutcome Row(int line, Func<string, string?> get)
     {
         var problems = new List<string>();
         foreach (var name in Required) if (get(name) is null) problems.Add($"{name} is missing");
-        if (problems.Count > 0)
-        {
-            errors.Add(new(line, string.Join("; ", problems) + "."));
-            return;
-        }
+        if (problems.Count > 0) return new LineOutcome.Bad(new(line, string.Join("; ", problems) + "."));
         if (!DateTimeOffset.TryParse(get("timestamp"), CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var ts)) problems.Add($"timestamp '{get("timestamp")}' is not a date");
         var prompt = Integer("prompt_tokens");
         var completion = Integer("completion_tokens");
-        var latency = Number("latency_ms");
-        double? cost = get("cost") is null ? null : Number("cost");
-        if (problems.Count > 0)
-        {
-            errors.Add(new(line, string.Join("; ", problems) + "."));
-            return;
-        }
+        var latency = Number("latency_ms", WorkloadBounds.MaxLatencyMs);
+        double? cost = get("cost") is null ? null : Number("cost", WorkloadBounds.MaxCostUsd);
+        if (problems.Count > 0) return new LineOutcome.Bad(new(line, string.Join("; ", problems) + "."));
         var error = get("error");
         var status = get("status") ?? (error is null ? "ok" : "error");
         status = status.ToLowerInvariant() switch { "ok" or "success" or "200" => "ok", var s => s };
-        rows.Add(new ParsedRow(line, ts.ToUniversalTime(), get("provider")!, get("model")!, prompt, completion, latency, status, cost,
+        return new LineOutcome.Row(new ParsedRow(line, ts.ToUniversalTime(), get("provider")!, get("model")!, prompt, completion, latency, status, cost,
             get("prompt_hash"), get("feature"), get("team")));
 
         long Integer(string name)
         {
             var raw = get(name);
-            if (long.TryParse(raw, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) && value >= 0) return value;
-            problems.Add($"{name} '{raw}' is not a non-negative integer");
+            if (!long.TryParse(raw, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) || value < 0)
+                problems.Add($"{name} '{raw}' is not a non-negative integer");
+            else if (value > WorkloadBounds.MaxTokens)
+                problems.Add($"{name} '{raw}' is above the limit of {WorkloadBounds.MaxTokens.ToString(CultureInfo.InvariantCulture)}");
+            else return value;
             return 0;
         }
 
-        double Number(string name)
+        double Number(string name, double max)
         {
             var raw = get(name);
-            if (double.TryParse(raw, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) && value >= 0 && double.IsFinite(value)) return value;
-            problems.Add($"{name} '{raw}' is not a non-negative number");
+            if (!double.TryParse(raw, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) || value < 0 || !double.IsFinite(value))
+                problems.Add($"{name} '{raw}' is not a non-negative number");
+            else if (value > max)
+                problems.Add($"{name} '{raw}' is above the limit of {max.ToString("0", CultureInfo.InvariantCulture)}");
+            else return value;
             return 0;
         }
     }

@@ -87,6 +87,13 @@ public sealed class AdminTests(AdminServer fixture) : IClassFixture<AdminServer>
         var change = Assert.Single(audit.Items, e => e.Kind == SecurityEventKinds.TierChanged);
         Assert.Equal((admin.Tokens!.User.Id, "free -> pro"), (change.ActorId, change.Detail));
         Assert.Contains(audit.Items, e => e.Kind == SecurityEventKinds.Register);
+        // Uploading and deleting data are on the trail too.
+        using (var sample = await user.Http.SendAsync(user.Authorized(HttpMethod.Post, "api/workloads/sample",
+            JsonContent.Create(new SampleWorkloadRequest(Days: 1, CallsPerDay: 10), ApexJsonContext.Default.SampleWorkloadRequest)))) sample.EnsureSuccessStatusCode();
+        using (var delete = await user.Http.SendAsync(user.Authorized(HttpMethod.Delete, "api/workloads"))) delete.EnsureSuccessStatusCode();
+        var kinds = (await user.ListSecurityEventsAsync()).Items.Select(e => e.Kind).ToList();
+        Assert.Contains(SecurityEventKinds.WorkloadUploaded, kinds);
+        Assert.Contains(SecurityEventKinds.WorkloadDeleted, kinds);
         // The user sees the same entry among their own security events.
         Assert.Contains((await user.ListSecurityEventsAsync()).Items, e => e.Kind == SecurityEventKinds.TierChanged);
         // An admin cannot demote themselves.

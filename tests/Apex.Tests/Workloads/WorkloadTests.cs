@@ -169,11 +169,13 @@ public sealed class WorkloadTests(ProServer pro, SharedServer free) : IClassFixt
     public async Task BadEncodingAndTooLargeFilesAreRejected()
     {
         using var client = await pro.Server.NewUserAsync();
-        using (var bytes = client.Authorized(HttpMethod.Post, "api/workloads", new ByteArrayContent([.. "timestamp,provider\n"u8.ToArray(), 0xFF, 0xFE, 0x41])))
+        // Read as a stream, a file's first problem is the one reported: here a bad byte in its first row.
+        byte[] badRow = [.. "timestamp,provider,model,prompt_tokens,completion_tokens,latency_ms,status\n2026-11-01T00:00:00Z,op"u8.ToArray(), 0xFF, 0xFE, 0x41];
+        using (var bytes = client.Authorized(HttpMethod.Post, "api/workloads", new ByteArrayContent(badRow)))
         {
             var response = await client.Http.SendAsync(bytes);
             Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
-            Assert.Contains("not valid UTF-8", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+            Assert.Contains("not valid UTF-8 (bad byte at offset 98)", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
         }
         var large = await UploadAsync(client, Row.Csv(Row.Fixed(3000)));
         Assert.Equal(HttpStatusCode.RequestEntityTooLarge, large.StatusCode);
@@ -200,6 +202,31 @@ public sealed class WorkloadTests(ProServer pro, SharedServer free) : IClassFixt
         Assert.Contains("timestamp 'not a date'", lenient.Errors[1].Reason, StringComparison.Ordinal);
         Assert.Contains("latency_ms 'slow'", lenient.Errors[1].Reason, StringComparison.Ordinal);
         Assert.Equal(4, (await SummaryAsync(client)).Calls);
+    }
+
+    [Fact]
+    public async Task NamesFromAnUploadComeOutOfTheAnswerAsInertMarkdownText()
+    {
+        var ct = Waits.Timeout();
+        using var client = await pro.Server.NewUserAsync();
+        const string link = "**x**](javascript:alert(1))";
+        const string image = "<img src=x onerror=alert(1)>";
+        // Calls to the link-named model fail now and then; the image-named model costs the most.
+        var csv = new StringBuilder("timestamp,provider,model,prompt_tokens,completion_tokens,latency_ms,status,cost\n");
+        for (var i = 0; i < 300; i++)
+            csv.Append(CultureInfo.InvariantCulture, $"2026-11-{1 + i % 10:00}T{i % 24:00}:00:00Z,openai,{(i % 2 == 0 ? link : image)},100,20,300,{(i % 4 == 0 ? "timeout" : "ok")},{(i % 2 == 0 ? 0.01 : 0.5)}\n");
+        Assert.Equal(HttpStatusCode.OK, (await UploadAsync(client, csv.ToString())).StatusCode);
+
+        using var socket = await client.ConnectAsync(ct);
+        var answer = string.Concat((await socket.RunToEndAsync("What is my error rate?", cancellationToken: ct)).OfType<MessageDelta>().Select(d => d.Data.Delta))
+            + string.Concat((await socket.RunToEndAsync("How much did I spend?", cancellationToken: ct)).OfType<MessageDelta>().Select(d => d.Data.Delta));
+        Assert.True(answer.Contains(@"highest on \*\*x\*\*\]\(javascript:alert\(1\)\)", StringComparison.Ordinal), answer);
+        Assert.True(answer.Contains(@"\<img src=x onerror=alert\(1\)\> is the largest share", StringComparison.Ordinal), answer);
+        // Every tag opener and link bracket that came from the data is escaped: none is left bare.
+        Assert.DoesNotMatch(@"(?<!\\)<img", answer);
+        Assert.DoesNotMatch(@"(?<!\\)\]\(", answer);
+        Assert.DoesNotMatch(@"(?<!\\)\*\*x", answer);
+        Assert.DoesNotContain("**x**", answer, StringComparison.Ordinal);
     }
 
     [Fact]

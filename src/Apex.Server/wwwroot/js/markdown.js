@@ -19,10 +19,15 @@ function inline(escaped) {
   const codes = [];
   // Code spans first, so that nothing inside them is formatted.
   let out = escaped.replace(/`([^`]+)`/g, (_, code) => `\u0000${codes.push(code) - 1}\u0000`);
+  // Backslash escapes (CommonMark): the server escapes names from uploaded data this way; the character stays literal.
+  /** @type {string[]} */
+  const literals = [];
+  out = out.replace(/\\(&lt;|&gt;|&amp;|&quot;|&#39;|[!-\/:-@[-`{-~])/g, (_, c) => `\u0001${literals.push(c) - 1}\u0001`);
   out = out.replace(/\[([^\]]+)\]\((https?:\/\/[^\s()]+)\)/g, (_, label, url) => `<a href="${url}" rel="noopener noreferrer nofollow" target="_blank">${label}</a>`);
   out = out.replace(/\*\*([^*]+)\*\*/g, '<strong>$1</strong>');
   out = out.replace(/(^|[^*\w])\*([^*\s][^*]*)\*(?!\w)/g, '$1<em>$2</em>');
   out = out.replace(/(^|[^_\w])_([^_\s][^_]*)_(?!\w)/g, '$1<em>$2</em>');
+  out = out.replace(/\u0001(\d+)\u0001/g, (_, i) => literals[Number(i)]);
   return out.replace(/\u0000(\d+)\u0000/g, (_, i) => `<code>${codes[Number(i)]}</code>`);
 }
 
