@@ -41,6 +41,12 @@ internal abstract class Database : IAsyncDisposable
     /// <remarks>The transaction passed to <paramref name="work"/> is null where the provider runs it in SQL (SQLite): commands simply run inside it.</remarks>
     public abstract Task<T> WriteAsync<T>(Func<DbConnection, DbTransaction?, Task<T>> work, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// A write that is one chunk of a long job (an upload's rows, a chunked delete). Where writes are serialized, at most
+    /// one such chunk waits for the writer at a time, so other users' short writes wait behind one chunk, not several.
+    /// </summary>
+    public virtual Task<T> WriteBulkAsync<T>(Func<DbConnection, DbTransaction?, Task<T>> work, CancellationToken cancellationToken) => WriteAsync(work, cancellationToken);
+
     /// <summary>Tells the other nodes, on commit, that something changed; a no-op where there is only one node.</summary>
     public virtual Task NotifyAsync(DbConnection connection, DbTransaction? transaction, string channel, string payload, CancellationToken cancellationToken) =>
         Task.CompletedTask;

@@ -83,7 +83,7 @@ internal sealed class SqlWorkloadStore(Database db) : SqlStore(db), IWorkloadSto
     public Task<bool> StageWorkloadCallsAsync(string userId, string batchId, IReadOnlyList<WorkloadCall> calls, DateTimeOffset leaseUntil, CancellationToken cancellationToken)
     {
         if (calls.Any(call => call.UserId != userId || call.BatchId != batchId)) throw new ArgumentException("Every row must belong to the importing user and batch.", nameof(calls));
-        return Db.WriteAsync(async (c, t) =>
+        return Db.WriteBulkAsync(async (c, t) =>
         {
             var staging = await c.ExecuteAsync("UPDATE workload_batches SET row_count = row_count + @n, lease_until = @lease WHERE user_id = @u AND id = @b AND state = 'staging'",
                 t, cancellationToken, ("@n", (long)calls.Count), ("@lease", leaseUntil.ToUnixMs()), ("@u", userId), ("@b", batchId));
@@ -137,7 +137,7 @@ internal sealed class SqlWorkloadStore(Database db) : SqlStore(db), IWorkloadSto
         while (true)
         {
             // One chunk per transaction, so that a large purge lets other writes through like an upload does.
-            var (rows, done) = await Db.WriteAsync(async (c, t) =>
+            var (rows, done) = await Db.WriteBulkAsync(async (c, t) =>
             {
                 var rows = await c.ExecuteAsync("""
                     DELETE FROM workload_calls WHERE id IN (SELECT id FROM workload_calls WHERE user_id = @u

@@ -12,6 +12,7 @@ internal sealed class SqliteDatabase : Database
     private readonly string _connectionString;
     private readonly string _path;
     private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private readonly SemaphoreSlim _bulkLock = new(1, 1);
     private SqliteConnection? _writer;
     private SqliteCommand? _begin, _commit, _rollback;
     private readonly Dictionary<string, DbCommand> _prepared = new(StringComparer.Ordinal);
@@ -86,6 +87,19 @@ internal sealed class SqliteDatabase : Database
         var connection = new SqliteConnection(_connectionString);
         await connection.OpenAsync(cancellationToken);
         return connection;
+    }
+
+    public override async Task<T> WriteBulkAsync<T>(Func<DbConnection, DbTransaction?, Task<T>> work, CancellationToken cancellationToken)
+    {
+        await _bulkLock.WaitAsync(cancellationToken);
+        try
+        {
+            return await WriteAsync(work, cancellationToken);
+        }
+        finally
+        {
+            _bulkLock.Release();
+        }
     }
 
     /// <summary>
@@ -181,5 +195,6 @@ internal sealed class SqliteDatabase : Database
         await DisposeWriterAsync();
         SqliteConnection.ClearAllPools();
         _writeLock.Dispose();
+        _bulkLock.Dispose();
     }
 }

@@ -24,7 +24,9 @@ internal sealed class ApexCli(Uri server) : IDisposable
 
     public Running Start(params string[] args)
     {
-        var info = new ProcessStartInfo("dotnet")
+        // Through env --default-signal=INT: a test run started in the background by a non-interactive shell inherits SIGINT
+        // ignored, and a process that starts with SIGINT ignored never sees Ctrl+C; a terminal user's apex does.
+        var info = new ProcessStartInfo("/usr/bin/env")
         {
             RedirectStandardInput = true,
             RedirectStandardOutput = true,
@@ -33,6 +35,8 @@ internal sealed class ApexCli(Uri server) : IDisposable
             StandardOutputEncoding = Encoding.UTF8,
             StandardErrorEncoding = Encoding.UTF8,
         };
+        info.ArgumentList.Add("--default-signal=INT");
+        info.ArgumentList.Add("dotnet");
         info.ArgumentList.Add(BuildOutput.ProjectDll("Apex.Cli", "apex.dll"));
         foreach (var arg in args) info.ArgumentList.Add(arg);
         info.Environment["APEX_CONFIG_DIR"] = ConfigDir;
