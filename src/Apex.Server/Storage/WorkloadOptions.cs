@@ -14,7 +14,7 @@ internal sealed class WorkloadOptions
     [Range(1, 5_000_000)] public long MaxRowsPerUser { get; set; } = 1_000_000;
 
     /// <summary>Rows per write transaction of an upload: between two chunks, other users' writes get the (single SQLite) writer.</summary>
-    [Range(100, 50_000)] public int UploadChunkRows { get; set; } = 500;
+    [Range(100, 50_000)] public int UploadChunkRows { get; set; } = 250;
 
     /// <summary>
     /// How long an upload holds its user's upload slot without writing a chunk. Renewed with every chunk; an upload whose
