@@ -182,3 +182,51 @@ public sealed class StartupTests
         Assert.Contains("MaxFrameBytes", line, StringComparison.Ordinal);
     }
 }
+
+/// <summary>Signing keys from settings, named by <c>kid</c>, rotated with the previous keys (issue 11, defect 7).</summary>
+public sealed class SigningKeyTests
+{
+    [Fact]
+    public async Task AConfiguredKeySignsTokensAndARotatedKeyStaysValidOnlyWhileListedAsPrevious()
+    {
+        var ct = Waits.Timeout();
+        var path = Path.Combine(Path.GetTempPath(), "apex-tests", Guid.NewGuid().ToString("N") + ".db");
+        var first = Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(48));
+        var second = Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(48));
+        try
+        {
+            TokenResponse tokens;
+            await using (var server = await ApexTestServer.StartAsync(new() { ["Apex:Auth:SigningKey"] = first }, databasePath: path))
+            {
+                using var client = await server.NewUserAsync();
+                tokens = client.Tokens!;
+                Assert.StartsWith("k-", new JsonWebToken(tokens.AccessToken).Kid, StringComparison.Ordinal);
+            }
+            // Rotated: the new key signs, the old one is still accepted while listed.
+            await using (var rotated = await ApexTestServer.StartAsync(new() { ["Apex:Auth:SigningKey"] = second, ["Apex:Auth:PreviousSigningKeys:0"] = first }, databasePath: path))
+            {
+                using var client = rotated.CreateClient();
+                client.SignIn(tokens);
+                Assert.Equal(tokens.User.Id, (await client.MeAsync(ct)).Id);
+            }
+            // Dropped from the list: tokens it signed stop; the refresh token (not a JWT) still gets a new one.
+            await using var later = await ApexTestServer.StartAsync(new() { ["Apex:Auth:SigningKey"] = second }, databasePath: path);
+            using var again = later.CreateClient();
+            again.SignIn(tokens);
+            Assert.Equal(HttpStatusCode.Unauthorized, (await Assert.ThrowsAsync<ApexApiException>(() => again.MeAsync(ct))).Status);
+            await again.RefreshAsync(ct);
+            Assert.Equal(tokens.User.Id, (await again.MeAsync(ct)).Id);
+        }
+        finally
+        {
+            ApexTestServer.DeleteDatabase(path);
+        }
+    }
+
+    [Fact]
+    public async Task AKeyShorterThan32BytesIsRefusedAtStartUp() =>
+        await Assert.ThrowsAnyAsync<Exception>(async () =>
+        {
+            await using var server = await ApexTestServer.StartAsync(new() { ["Apex:Auth:SigningKey"] = Convert.ToBase64String(new byte[16]) });
+        });
+}
