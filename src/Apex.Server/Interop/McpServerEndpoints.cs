@@ -6,6 +6,7 @@ using Apex.Server.Storage;
 using Apex.Server.Tools;
 using Microsoft.Extensions.AI;
 using ModelContextProtocol;
+using ModelContextProtocol.Protocol;
 using ModelContextProtocol.Server;
 
 namespace Apex.Server.Interop;
@@ -50,7 +51,7 @@ internal static class McpServerEndpoints
             var doors = services.GetRequiredService<DoorRuns>();
             // thread_id must be one of the caller's: a thread of another user is answered as one that does not exist.
             var submitted = await doors.SubmitAsync(user.Id, thread_id, question, [], cancellationToken);
-            if (submitted is not DoorSubmission.Started { Run: var run }) throw new McpException(((DoorSubmission.Refused)submitted).Message);
+            if (submitted is not DoorSubmission.Started { Run: var run }) return Refused(((DoorSubmission.Refused)submitted).Message);
             var step = 0;
             // Following stops at the run's terminal event; when the MCP client cancels the call first, the run is cancelled too.
             await foreach (var evt in doors.FollowAsync(user.Id, run, cancellationToken))
@@ -61,14 +62,14 @@ internal static class McpServerEndpoints
                         progress.Report(new ProgressNotificationValue { Progress = ++step, Message = Describe(evt) });
                         break;
                     case RunCompleted completed:
-                        return $"{await doors.AnswerAsync(user.Id, completed, cancellationToken)}\n\n(thread {run.ThreadId}, run {run.RunId})";
+                        return new CallToolResult { Content = [new TextContentBlock { Text = $"{await doors.AnswerAsync(user.Id, completed, cancellationToken)}\n\n(thread {run.ThreadId}, run {run.RunId})" }] };
                     case RunFailed failed:
-                        throw new McpException($"The run failed ({failed.Data.Reason}): {failed.Data.Message}");
+                        return Refused($"The run failed ({failed.Data.Reason}): {failed.Data.Message}");
                     case RunCancelled cancelled:
-                        throw new McpException($"The run was cancelled ({cancelled.Data.Reason}).");
+                        return Refused($"The run was cancelled ({cancelled.Data.Reason}).");
                 }
             }
-            throw new McpException("The run's events ended before its terminal event.");
+            return Refused("The run's events ended before its terminal event.");
         },
         new McpServerToolCreateOptions
         {
@@ -76,6 +77,12 @@ internal static class McpServerEndpoints
             Description = "Ask Apex's agent team about your LLM workload (cost, latency, models). Runs the team on your data and returns its answer; thread_id continues a thread.",
             Services = services,
         });
+
+    /// <summary>
+    /// An expected refusal (another user's thread, a plan tier, bad arguments, a failed run) as the tool's error result. Thrown as an
+    /// exception, the SDK would log each one as an unhandled tool exception at Error, with a stack trace.
+    /// </summary>
+    private static CallToolResult Refused(string message) => new() { IsError = true, Content = [new TextContentBlock { Text = message }] };
 
     private static string Describe(ApexEvent evt) => evt switch
     {
@@ -98,9 +105,9 @@ internal static class McpServerEndpoints
         protected override async ValueTask<object?> InvokeCoreAsync(AIFunctionArguments arguments, CancellationToken cancellationToken)
         {
             var user = Caller(services);
-            if (!Tiers.Allows(user.Tier, tool.RequiredTier)) throw new McpException($"'{tool.Name}' needs the {tool.RequiredTier} plan; this account is on {user.Tier}.");
+            if (!Tiers.Allows(user.Tier, tool.RequiredTier)) return Refused($"'{tool.Name}' needs the {tool.RequiredTier} plan; this account is on {user.Tier}.");
             var json = JsonSerializer.SerializeToElement(arguments.ToDictionary(a => a.Key, a => a.Value), AIJsonUtilities.DefaultOptions);
-            if (SchemaValidator.Validate(tool.ParametersSchema, json) is { } problem) throw new McpException(problem);
+            if (SchemaValidator.Validate(tool.ParametersSchema, json) is { } problem) return Refused(problem);
             var ids = services.GetRequiredService<IdGenerator>();
             var context = UserExecutionContext.Create(user.Id, "mcp", ids.NewId(), user.Tier, services.GetRequiredService<TimeProvider>().GetUtcNow());
             try
@@ -109,7 +116,7 @@ internal static class McpServerEndpoints
             }
             catch (ToolException ex)
             {
-                throw new McpException(ex.Message);
+                return Refused(ex.Message);
             }
         }
     }

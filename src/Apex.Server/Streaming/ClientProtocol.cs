@@ -42,6 +42,9 @@ internal sealed class ClientProtocol
         }.ToFrozenDictionary(StringComparer.Ordinal);
     }
 
+    /// <summary>The client frame types this protocol handles: the authorization matrix covers each one.</summary>
+    internal IReadOnlyCollection<string> FrameTypes => _handlers.Keys;
+
     public async Task HandleAsync(WebSocketConnection connection, ReadOnlyMemory<byte> utf8, CancellationToken cancellationToken)
     {
         ClientFrame? frame;
