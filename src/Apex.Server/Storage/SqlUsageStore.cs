@@ -9,19 +9,16 @@ internal sealed class SqlUsageStore(Database db) : SqlStore(db), IUsageStore
             cancellationToken, ("@u", userId), ("@before", beforeId), ("@limit", limit));
 
     public Task RecordModelUsageAsync(IReadOnlyList<ModelUsageRecord> rows, CancellationToken cancellationToken) =>
-        rows.Count == 0 ? Task.CompletedTask : Db.WriteAsync(async (c, t) =>
-        {
-            foreach (var u in rows)
+        // One statement for the run's rows (one per agent and model), not one each.
+        rows.Count == 0 ? Task.CompletedTask : Db.WriteAsync(async (c, t) => await c.ExecuteAsync(
+            "INSERT INTO model_usage (id, user_id, run_id, agent, model, calls, input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost, created_at) VALUES " +
+            string.Join(", ", rows.Select((_, i) => $"(@id{i}, @u{i}, @r{i}, @a{i}, @m{i}, @calls{i}, @in{i}, @out{i}, @cached{i}, @reasoning{i}, CAST(@cost{i} AS DOUBLE PRECISION), @ca{i})")),
+            t, cancellationToken, [.. rows.SelectMany((u, i) => new (string, object?)[]
             {
-                await c.ExecuteAsync("""
-                    INSERT INTO model_usage (id, user_id, run_id, agent, model, calls, input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost, created_at)
-                    VALUES (@id, @u, @r, @a, @m, @calls, @in, @out, @cached, @reasoning, @cost, @ca)
-                    """, t, cancellationToken, ("@id", u.Id), ("@u", u.UserId), ("@r", u.RunId), ("@a", u.Agent), ("@m", u.Model), ("@calls", u.Calls),
-                    ("@in", u.InputTokens), ("@out", u.OutputTokens), ("@cached", u.CachedTokens), ("@reasoning", u.ReasoningTokens),
-                    ("@cost", u.Cost is { } cost ? cost : DBNull.Value), ("@ca", u.CreatedAt.ToUnixMs()));
-            }
-            return rows.Count;
-        }, cancellationToken);
+                ($"@id{i}", u.Id), ($"@u{i}", u.UserId), ($"@r{i}", u.RunId), ($"@a{i}", u.Agent), ($"@m{i}", u.Model), ($"@calls{i}", u.Calls),
+                ($"@in{i}", u.InputTokens), ($"@out{i}", u.OutputTokens), ($"@cached{i}", u.CachedTokens), ($"@reasoning{i}", u.ReasoningTokens),
+                ($"@cost{i}", u.Cost is { } cost ? cost : DBNull.Value), ($"@ca{i}", u.CreatedAt.ToUnixMs()),
+            })]), cancellationToken);
 
     public async Task<IReadOnlyList<DailyModelUsage>> ModelUsageByDayAsync(string userId, DateTimeOffset from, CancellationToken cancellationToken) =>
         await ReadAsync("""

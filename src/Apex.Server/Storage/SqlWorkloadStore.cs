@@ -24,14 +24,15 @@ internal sealed class SqlWorkloadStore(Database db) : SqlStore(db), IWorkloadSto
             FROM workload_calls WHERE {where}
             """, null, r => new WorkloadSummary(r.GetInt64(0), r.GetInt64(1), r.GetInt64(2), r.GetInt64(3), r.GetDouble(4), r.GetDouble(5), r.TimeOrNull(6), r.TimeOrNull(7), []),
             cancellationToken, parameters);
-        // The column names come from this fixed list only.
-        async Task<List<string>> DistinctAsync(string column) =>
-            await connection.QueryAsync($"SELECT DISTINCT {column} FROM workload_calls WHERE {where} AND {column} IS NOT NULL ORDER BY {column}", null, r => r.GetString(0),
-                cancellationToken, parameters);
-        return totals! with
-        {
-            Models = await DistinctAsync("model"), Providers = await DistinctAsync("provider"), Features = await DistinctAsync("feature"), Teams = await DistinctAsync("team"),
-        };
+        // No rows, no names: a user without data (every new one) costs one statement, not five.
+        if (totals!.Calls == 0) return totals;
+        // The four name lists in one round trip; the column names come from this fixed list only.
+        string[] columns = ["model", "provider", "feature", "team"];
+        var names = await connection.QueryAsync(string.Join(" UNION ALL ", columns.Select((column, i) =>
+                $"SELECT {i}, v FROM (SELECT DISTINCT {column} AS v FROM workload_calls WHERE {where} AND {column} IS NOT NULL) d{i}")) + " ORDER BY 1, 2",
+            null, r => (Column: r.GetInt32(0), Name: r.GetString(1)), cancellationToken, parameters);
+        List<string> Of(int column) => [.. names.Where(n => n.Column == column).Select(n => n.Name)];
+        return totals with { Models = Of(0), Providers = Of(1), Features = Of(2), Teams = Of(3) };
     }
 
     /// <summary>The WHERE clause of a filter: fixed fragments, every value a parameter.</summary>
