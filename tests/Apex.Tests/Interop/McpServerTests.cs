@@ -67,20 +67,26 @@ public sealed class McpServerTests(SharedServer shared) : IClassFixture<SharedSe
         var messages = await user.ListMessagesAsync(thread.Id, cancellationToken: ct);
         Assert.Equal(["user", "assistant"], messages.Items.Select(m => m.Role));
         Assert.StartsWith(messages.Items[1].Content.TrimEnd(), text, StringComparison.Ordinal);
+        // Progress notifications were sent before the result, but the client may hand them over after it: wait for them.
+        await steps.Triage.Task.WaitAsync(ct);
         Assert.Contains(steps.Seen(), s => s.StartsWith("triage", StringComparison.Ordinal));
     }
 
     /// <summary>
-    /// Records each progress notification as the client receives it, before the call's result. A <see cref="Progress{T}"/> would
-    /// post it to xunit's synchronization context instead, where it can run after the test looked (seen with the suite's classes in parallel).
+    /// Records each progress notification as the client receives it. A <see cref="Progress{T}"/> would post it to xunit's
+    /// synchronization context instead; and even reported directly, the client can hand one over after the call's result
+    /// (seen in a CI run): <see cref="Triage"/> completes when triage's step arrives.
     /// </summary>
     private sealed class Steps : IProgress<ProgressNotificationValue>
     {
         private readonly List<string> _seen = [];
 
+        public TaskCompletionSource Triage { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
         public void Report(ProgressNotificationValue value)
         {
             lock (_seen) _seen.Add(value.Message ?? "");
+            if (value.Message?.StartsWith("triage", StringComparison.Ordinal) == true) Triage.TrySetResult();
         }
 
         public List<string> Seen()
