@@ -165,6 +165,32 @@ internal static class Migrations
             ALTER TABLE security_events ADD COLUMN actor_id TEXT NULL;
             CREATE INDEX ix_model_usage_created ON model_usage(created_at);
             """),
+        // Version 7 is another change's. Users' agent and team definitions, every version kept (a run names the one it used).
+        (8, "agent and team definitions", """
+            CREATE TABLE agents (
+                id TEXT PRIMARY KEY,
+                user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                kind TEXT NOT NULL,
+                name TEXT NOT NULL,
+                shared INTEGER NOT NULL DEFAULT 0,
+                version INTEGER NOT NULL,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL,
+                UNIQUE (user_id, name));
+            CREATE INDEX ix_agents_shared ON agents(shared, name);
+            CREATE TABLE agent_versions (
+                agent_id TEXT NOT NULL,
+                version INTEGER NOT NULL,
+                user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                kind TEXT NOT NULL,
+                name TEXT NOT NULL,
+                shared INTEGER NOT NULL DEFAULT 0,
+                definition TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                PRIMARY KEY (agent_id, version));
+            ALTER TABLE runs ADD COLUMN agent_id TEXT NULL;
+            ALTER TABLE runs ADD COLUMN agent_version INTEGER NULL
+            """),
     ];
 
     public static int Latest => All[^1].Version;
