@@ -56,7 +56,7 @@ internal sealed partial class BuiltInChatClient(TimeSpan delay, TimeProvider tim
             _ => throw new InvalidOperationException("Every known agent has its rules."),
         };
         var first = true;
-        foreach (var chunk in known ? Chunks(answer) : BuiltInGenericAgent.Words(answer))
+        foreach (var chunk in known ? Chunks(answer) : BuiltInGenericAgent.Tokens(answer))
         {
             if (!first) await PauseAsync(cancellationToken);
             first = false;

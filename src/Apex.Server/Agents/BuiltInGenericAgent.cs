@@ -184,14 +184,18 @@ internal static class BuiltInGenericAgent
         return text.Length <= ExcerptChars ? text : text[..ExcerptChars] + "…";
     }
 
-    /// <summary>Streams word by word, as a model streams tokens.</summary>
-    public static IEnumerable<string> Words(string text)
+    /// <summary>
+    /// Streams in pieces of at most four characters (ending at a space when there is one): a model's tokens, by the same
+    /// four-characters-a-token estimate as the built-in model's usage, so the number of deltas is about the tokens it reports.
+    /// </summary>
+    public static IEnumerable<string> Tokens(string text)
     {
         var start = 0;
         while (start < text.Length)
         {
-            var end = text.IndexOfAny([' ', '\n'], start);
-            end = end < 0 ? text.Length : end + 1;
+            var end = Math.Min(start + 4, text.Length);
+            var space = text.IndexOfAny([' ', '\n'], start, end - start);
+            if (space >= 0) end = space + 1;
             yield return text[start..end];
             start = end;
         }

@@ -90,7 +90,7 @@ public sealed class AgentDefinitionTests(AgentServer shared) : IClassFixture<Age
         Assert.All(events.OfType<ToolExecuting>(), t => Assert.Equal("echoer", t.AgentName));
         Assert.Contains(events.OfType<AgentStarted>(), a => a.AgentName == "echoer");
         Assert.DoesNotContain(events.OfType<AgentStarted>(), a => a.AgentName == "triage");
-        Assert.True(events.OfType<MessageDelta>().Count(d => d.AgentName == "echoer") > 5, "the answer is streamed word by word");
+        Assert.True(events.OfType<MessageDelta>().Count(d => d.AgentName == "echoer") > 5, "the answer is streamed token by token");
         var answer = (await owner.ListMessagesAsync(completed.ThreadId!, cancellationToken: ct)).Items.Single(m => m.Role == "assistant").Content;
         Assert.Contains("Called 2 tools.", answer, StringComparison.Ordinal);
         Assert.Contains("mcp__everything__echo: Echo: hello from a user agent", answer, StringComparison.Ordinal);
@@ -149,6 +149,24 @@ public sealed class AgentDefinitionTests(AgentServer shared) : IClassFixture<Age
         var shipped = await socket.RunToEndAsync("hello", cancellationToken: ct);
         Assert.Contains(shipped.OfType<AgentStarted>(), a => a.AgentName == "triage");
         Assert.IsType<RunCompleted>(shipped[^1]);
+    }
+
+    [Fact]
+    public async Task TheBenchmarksEqualWorkAgentMakesOneToolCallThenStreamsAboutFortyTokens()
+    {
+        var ct = Waits.Timeout();
+        using var user = await Server.NewUserAsync();
+        var definition = await File.ReadAllTextAsync(Path.Combine(BuildOutput.RepositoryRoot(), "bench", "agents", "react.json"), ct);
+        Assert.Equal(1, (await user.CreateAgentAsync(definition, ct)).Version);
+        using var socket = await user.ConnectAsync(ct);
+        var events = await RunOnSocketAsync(socket, "How can I cut my LLM costs?", "react", ct);
+        var completed = Assert.IsType<RunCompleted>(events[^1]);
+        Assert.Equal("workload_summary", Assert.Single(events.OfType<ToolCompleted>()).Data.Tool);
+        var deltas = events.OfType<MessageDelta>().ToList();
+        var answer = string.Concat(deltas.Select(d => d.Data.Delta));
+        Assert.InRange(deltas.Count, 30, 50);
+        Assert.InRange((answer.Length + 3) / 4, 30, 50);
+        Assert.Equal(answer, (await user.ListMessagesAsync(completed.ThreadId!, cancellationToken: ct)).Items.Single(m => m.Role == "assistant").Content);
     }
 
     [Fact]
