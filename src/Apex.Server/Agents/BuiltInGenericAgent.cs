@@ -70,13 +70,7 @@ internal static class BuiltInGenericAgent
         };
     }
 
-    private static JsonElement Element(Action<Utf8JsonWriter> write)
-    {
-        using var buffer = new MemoryStream();
-        using (var writer = new Utf8JsonWriter(buffer)) write(writer);
-        using var document = JsonDocument.Parse(buffer.ToArray());
-        return document.RootElement.Clone();
-    }
+    private static JsonElement Element(Action<Utf8JsonWriter> write) => JsonWritten.Element(write);
 
     private static string Limit(string request, JsonElement property)
     {
@@ -96,12 +90,8 @@ internal static class BuiltInGenericAgent
     }
 
     /// <summary>A result for the agent's schema: a field a tool result has is copied, the others are filled from the answer or by type.</summary>
-    public static string Result(JsonElement schema, IReadOnlyDictionary<string, JsonElement> results, string answer)
-    {
-        using var buffer = new MemoryStream();
-        using (var writer = new Utf8JsonWriter(buffer)) WriteValue(writer, schema, null, results, answer);
-        return Encoding.UTF8.GetString(buffer.ToArray());
-    }
+    public static string Result(JsonElement schema, IReadOnlyDictionary<string, JsonElement> results, string answer) =>
+        JsonWritten.Text(writer => WriteValue(writer, schema, null, results, answer));
 
     private static void WriteValue(Utf8JsonWriter writer, JsonElement schema, string? name, IReadOnlyDictionary<string, JsonElement> results, string answer)
     {

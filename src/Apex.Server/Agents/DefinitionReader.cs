@@ -279,13 +279,7 @@ internal sealed partial class DefinitionReader(Func<string, string?> checkTool, 
     }
 
     /// <summary>The schema without the file's indentation (messages quote parts of it, such as an enum's values).</summary>
-    private static JsonElement Compact(JsonElement schema)
-    {
-        using var buffer = new MemoryStream();
-        using (var writer = new Utf8JsonWriter(buffer)) schema.WriteTo(writer);
-        using var document = JsonDocument.Parse(buffer.ToArray());
-        return document.RootElement.Clone();
-    }
+    private static JsonElement Compact(JsonElement schema) => JsonWritten.Element(schema.WriteTo);
 
     /// <summary>The subset of JSON Schema the server checks results against (<see cref="Tools.SchemaValidator"/>).</summary>
     private static void CheckSchema(JsonElement schema, string at, List<DefinitionError> errors)

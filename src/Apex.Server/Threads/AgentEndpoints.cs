@@ -150,18 +150,13 @@ internal static class AgentEndpoints
         return new(name, shared, definition, null);
     }
 
-    private static string WithoutShared(JsonElement body)
+    private static string WithoutShared(JsonElement body) => JsonWritten.Text(writer =>
     {
-        using var buffer = new MemoryStream();
-        using (var writer = new Utf8JsonWriter(buffer))
-        {
-            writer.WriteStartObject();
-            foreach (var property in body.EnumerateObject())
-                if (property.Name != "shared") property.WriteTo(writer);
-            writer.WriteEndObject();
-        }
-        return System.Text.Encoding.UTF8.GetString(buffer.ToArray());
-    }
+        writer.WriteStartObject();
+        foreach (var property in body.EnumerateObject())
+            if (property.Name != "shared") property.WriteTo(writer);
+        writer.WriteEndObject();
+    });
 
     private static AgentDto ToDto(AgentRecord a, CurrentUser user)
     {

@@ -1,5 +1,4 @@
 using System.ClientModel;
-using System.Diagnostics;
 using System.Net;
 using System.Text;
 using System.Text.Json;
@@ -292,18 +291,9 @@ public sealed class TeamFileStartupTests
         await File.WriteAllTextAsync(team, shipped.Replace("\"anomalies\"", "\"anomalys\"", StringComparison.Ordinal), ct);
         try
         {
-            var info = new ProcessStartInfo("dotnet", [dll, "--urls", "http://127.0.0.1:0", $"--Apex:Agents:TeamFile={team}"])
-            {
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-                UseShellExecute = false,
-            };
-            info.Environment["Apex__Storage__ConnectionString"] = Path.Combine(Path.GetTempPath(), "apex-tests", Guid.NewGuid().ToString("N") + ".db");
-            using var process = Process.Start(info)!;
-            var stderr = process.StandardError.ReadToEndAsync(ct);
-            await process.WaitForExitAsync(ct);
-            Assert.Equal(1, process.ExitCode);
-            var line = Assert.Single((await stderr).Split('\n', StringSplitOptions.RemoveEmptyEntries));
+            var (exitCode, stderr) = await ServerProcess.RunToExitAsync([$"--Apex:Agents:TeamFile={team}"], ct);
+            Assert.Equal(1, exitCode);
+            var line = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
             Assert.StartsWith("apex: invalid settings (AgentOptions):", line, StringComparison.Ordinal);
             Assert.Contains(team, line, StringComparison.Ordinal);
             Assert.Contains("agent 'data', field agents[1].tools[6]: no tool is named 'anomalys'.", line, StringComparison.Ordinal);
