@@ -8,6 +8,8 @@
 #   APEX_BENCH_SERVER_ENV="K=V K=V"  extra environment for the server (e.g. DOTNET_PerfMapEnabled=1)
 #   APEX_BENCH_HOLD=1        after the load, wait for Enter before stopping (to attach a profiler)
 #   APEX_BENCH_NODES=3       (postgres) start that many identical nodes on one database; users are spread over them
+#   APEX_BENCH_AGENT=bench/agents/react.json  an agent definition: each user defines it and every message names it (the
+#                            equal-work ReAct agent: one tool call, then a ~40-token streamed answer); default: the shipped team
 set -euo pipefail
 cd "$(dirname "$0")/.."
 provider=${1:-sqlite}; users=${2:-50}; runs=${3:-3000}; warmup=${4:-100}
@@ -75,10 +77,10 @@ done
 server=${servers[0]}
 [ "${APEX_BENCH_PG_STATS:-0}" = 1 ] && "${psql[@]}" -c "SELECT pg_stat_statements_reset()" >/dev/null
 
-echo "$provider, $nodes node(s), $users users, $runs runs after $warmup warm-up runs; server pids $pids; logs in $out"
+echo "${APEX_BENCH_AGENT:-the shipped team}: $provider, $nodes node(s), $users users, $runs runs after $warmup warm-up runs; server pids $pids; logs in $out"
 status=0
 dotnet bench/Apex.Bench/bin/Release/net10.0/Apex.Bench.dll sse --url "$urls" \
-  --users "$users" --runs "$runs" --warmup "$warmup" --pid "$pids" --seconds 1800 || status=$?
+  --users "$users" --runs "$runs" --warmup "$warmup" --pid "$pids" --seconds 1800 ${APEX_BENCH_AGENT:+--agent-file "$APEX_BENCH_AGENT"} || status=$?
 echo "server CPU seconds in all (registrations and start-up included): $(ps -o times= -p "$pids" | xargs)"
 echo "deadlocks (40P01) in the server log(s): $(cat "$out"/server*.log | grep -c 40P01 || true)"
 echo "server log lines with node_lost: $(cat "$out"/server*.log | grep -c node_lost || true)"

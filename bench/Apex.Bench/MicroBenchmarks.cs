@@ -34,7 +34,7 @@ internal sealed class Rig : IAsyncDisposable
         Log.StartAsync(CancellationToken.None).GetAwaiter().GetResult();
         Tools = new ToolRegistry([new WorkloadSummaryTool(new SqlWorkloadStore(Database))], []);
         Factory = new ExecutionEngineFactory(Accounts, Threads, Runs, new SqlUsageStore(Database), Options.Create(new WorkloadOptions()), Log, Telemetry, Tools,
-            new AgentRegistry(AgentTeam.Default()), ModelPipeline.Build(new BuiltInChatClient(TimeSpan.Zero, TimeProvider.System), new LimitsOptions().MaxModelTurnsPerAgent, NullLoggerFactory.Instance),
+            new AgentCatalog(new AgentRegistry(AgentTeam.Default()), new SqlAgentStore(Database)), ModelPipeline.Build(new BuiltInChatClient(TimeSpan.Zero, TimeProvider.System), new LimitsOptions().MaxModelTurnsPerAgent, NullLoggerFactory.Instance),
             Ids, TimeProvider.System, Options.Create(new LimitsOptions()), new BudgetLedger(new SqlUsageStore(Database), Options.Create(new BudgetOptions())), node, NullLoggerFactory.Instance);
         var now = DateTimeOffset.UtcNow;
         UserId = Ids.NewId();

@@ -7,7 +7,8 @@ namespace Apex.Bench;
 /// <c>Apex.Bench micro [BenchmarkDotNet args]</c>: the micro-benchmarks.
 /// <c>Apex.Bench load --url U --users V --messages M [--idle N] [--pid P] [--seconds S]</c>: the load generator.
 /// <c>Apex.Bench upload-load --url U [--uploads N] [--rows R] [--pid P]</c>: parallel large uploads while another user writes.
-/// <c>Apex.Bench sse --url U[,U2,…] --users V --runs R [--warmup W] [--pid P[,P2,…]] [--seconds S]</c>: the HTTP + SSE load generator (several URLs: one cluster).
+/// <c>Apex.Bench sse --url U[,U2,…] --users V --runs R [--warmup W] [--pid P[,P2,…]] [--seconds S] [--agent-file F]</c>: the HTTP + SSE load generator
+/// (several URLs: one cluster; an agent file: each user defines that agent and every message names it).
 /// </summary>
 internal static class BenchProgram
 {
@@ -26,7 +27,8 @@ internal static class BenchProgram
             var urls = Arg("--url", "http://127.0.0.1:5080/").Split(',').Select(u => new Uri(u)).ToArray();
             var pids = Arg("--pid", "").Split(',', StringSplitOptions.RemoveEmptyEntries).Select(p => int.Parse(p, CultureInfo.InvariantCulture)).ToArray();
             var options = new SseLoadOptions(urls[0], Int("--users", 50), Int("--runs", 3000), Int("--warmup", 100),
-                TimeSpan.FromSeconds(Int("--seconds", 900)), TimeSpan.FromSeconds(Int("--run-seconds", 60)), pids.Length > 0 ? pids[0] : null, urls[1..], pids.Length > 1 ? pids[1..] : null);
+                TimeSpan.FromSeconds(Int("--seconds", 900)), TimeSpan.FromSeconds(Int("--run-seconds", 60)), pids.Length > 0 ? pids[0] : null, urls[1..], pids.Length > 1 ? pids[1..] : null,
+                Arg("--agent-file", "") is { Length: > 0 } agentFile ? await File.ReadAllTextAsync(agentFile) : null);
             var report = await SseLoadGenerator.RunAsync(options, Console.Out);
             Console.WriteLine(report);
             return report.Lost + report.Duplicated + report.Foreign + report.NotCompleted + report.Errors == 0 && !report.TimedOut ? 0 : 1;

@@ -8,7 +8,7 @@ namespace Apex.Bench;
 // OtherServers: more nodes of the same cluster; user i talks to node i mod n (its runs may execute on any node).
 // OtherServerPids: their processes, whose CPU is added to the first one's.
 public sealed record SseLoadOptions(Uri Server, int Users, int Runs, int Warmup, TimeSpan TimeLimit, TimeSpan RunTimeLimit, int? ServerPid = null,
-    IReadOnlyList<Uri>? OtherServers = null, IReadOnlyList<int>? OtherServerPids = null);
+    IReadOnlyList<Uri>? OtherServers = null, IReadOnlyList<int>? OtherServerPids = null, string? AgentDefinition = null);
 
 public sealed record SseLoadReport(int Users, int Runs, int Warmup, int Completed, int NotCompleted, int Errors, double Seconds, double RunsPerSecond,
     long Events, double EventsPerSecond, Percentiles TimeToFirstEventMs, Percentiles TimeToTerminalMs, long Lost, long Duplicated, long Foreign,
@@ -39,7 +39,8 @@ public sealed record SseLoadReport(int Users, int Runs, int Warmup, int Complete
 /// <summary>
 /// Drives a running server the way an HTTP client without a socket does (the shape of issue 14's
 /// side-by-side comparison): each user, in a loop, creates a thread, sends one message and reads the
-/// thread's events over SSE until the run's terminal event, then starts again. The first
+/// thread's events over SSE until the run's terminal event, then starts again (to the shipped team, or to the agent of
+/// <see cref="SseLoadOptions.AgentDefinition"/>, which each user defines first). The first
 /// <see cref="SseLoadOptions.Warmup"/> runs are not measured; the clock and the server's CPU counter
 /// start when the last of them ends. Every event is checked for per-thread seq continuity (each
 /// thread is new, so its events are 1, 2, 3, …) and for belonging to the user and the thread.
@@ -65,11 +66,14 @@ public static class SseLoadGenerator
             var handler = new SocketsHttpHandler { ResponseDrainTimeout = TimeSpan.Zero, PooledConnectionLifetime = Timeout.InfiniteTimeSpan };
             var client = new ApexClient(new HttpClient(handler) { BaseAddress = servers[i % servers.Length], Timeout = Timeout.InfiniteTimeSpan });
             await client.RegisterAsync($"sse-{Guid.NewGuid():N}@example.com", Password, ct);
+            // With an agent definition, each user defines it as their own and every message names it.
+            if (options.AgentDefinition is { } definition) await client.CreateAgentAsync(definition, ct);
             return client;
         }));
         progress?.WriteLine($"{clients.Length} users registered; {options.Warmup} warm-up runs, then {options.Runs} measured runs");
 
         var total = options.Warmup + options.Runs;
+        var agent = options.AgentDefinition is { } json ? System.Text.Json.JsonDocument.Parse(json).RootElement.GetProperty("name").GetString() : null;
         long tickets = 0, finished = 0, events = 0, lost = 0, duplicated = 0, foreign = 0, completed = 0, notCompleted = 0, errors = 0;
         var firstEvent = new ConcurrentBag<double>();
         var terminal = new ConcurrentBag<double>();
@@ -120,7 +124,7 @@ public static class SseLoadGenerator
                     runLimit.CancelAfter(options.RunTimeLimit);
                     try
                     {
-                        var run = await OneRunAsync(client, userId, runLimit.Token);
+                        var run = await OneRunAsync(client, userId, agent, runLimit.Token);
                         if (measured)
                         {
                             Interlocked.Add(ref events, run.Events);
@@ -180,11 +184,11 @@ public static class SseLoadGenerator
 
     private sealed record RunResult(string End, double? FirstEventMs, double TerminalMs, long Events, long Lost, long Duplicated, long Foreign);
 
-    private static async Task<RunResult> OneRunAsync(ApexClient client, string userId, CancellationToken ct)
+    private static async Task<RunResult> OneRunAsync(ApexClient client, string userId, string? agent, CancellationToken ct)
     {
         var thread = await client.CreateThreadAsync(cancellationToken: ct);
         var sent = Stopwatch.GetTimestamp();
-        var accepted = await client.SendMessageAsync(thread.Id, "How can I cut my LLM costs?", cancellationToken: ct);
+        var accepted = await client.SendMessageAsync(thread.Id, "How can I cut my LLM costs?", null, agent, ct);
         double? first = null;
         long cursor = 0, events = 0, lost = 0, duplicated = 0, foreign = 0;
         await foreach (var evt in client.StreamEventsAsync(thread.Id, cancellationToken: ct))

@@ -113,6 +113,20 @@ public sealed class ApexClient(HttpClient http) : IDisposable
         PostAsync($"api/threads/{Uri.EscapeDataString(threadId)}/messages", new SendMessageRequest(content, strategy),
             ApexJsonContext.Default.SendMessageRequest, ApexJsonContext.Default.SendMessageResponse, cancellationToken);
 
+    /// <summary>Sends a message over REST to the agent or team <paramref name="agent"/> (id or name; null: the shipped team).</summary>
+    public Task<SendMessageResponse> SendMessageAsync(string threadId, string content, string? strategy, string? agent, CancellationToken cancellationToken = default) =>
+        PostAsync($"api/threads/{Uri.EscapeDataString(threadId)}/messages", new SendMessageRequest(content, strategy, agent),
+            ApexJsonContext.Default.SendMessageRequest, ApexJsonContext.Default.SendMessageResponse, cancellationToken);
+
+    /// <summary>Defines an agent of the user's own (the JSON of <c>POST /api/agents</c>).</summary>
+    public async Task<AgentDto> CreateAgentAsync(string definitionJson, CancellationToken cancellationToken = default)
+    {
+        using var body = new StringContent(definitionJson, System.Text.Encoding.UTF8, "application/json");
+        using var response = await Http.SendAsync(Authorized(HttpMethod.Post, "api/agents", body), cancellationToken);
+        await EnsureSuccessAsync(response, cancellationToken);
+        return (await response.Content.ReadFromJsonAsync(ApexJsonContext.Default.AgentDto, cancellationToken))!;
+    }
+
     /// <summary>Issues a single-use ticket for <c>/ws</c>.</summary>
     public async Task<string> GetWsTicketAsync(CancellationToken cancellationToken = default)
     {

@@ -41,6 +41,8 @@ namespace Apex.Client;
 [JsonSerializable(typeof(Page<ThreadDto>))]
 [JsonSerializable(typeof(Page<MessageDto>))]
 [JsonSerializable(typeof(Page<RunDto>))]
+[JsonSerializable(typeof(AgentDto))]
+[JsonSerializable(typeof(Page<AgentDto>))]
 [JsonSerializable(typeof(WorkloadReport))]
 [JsonSerializable(typeof(WorkloadProblem))]
 [JsonSerializable(typeof(WorkloadSummaryDto))]

@@ -36,9 +36,14 @@ public sealed record ThreadDto(string Id, string Title, string Strategy, long La
 public sealed record MessageDto(string Id, string ThreadId, string? RunId, string Role, string Content, DateTimeOffset CreatedAt);
 /// <summary>A run; status is queued, running, completed, failed or cancelled. <c>Results</c> holds each agent's structured result once it ended.</summary>
 public sealed record RunDto(string Id, string ThreadId, string Status, string Strategy, string MessageId, DateTimeOffset CreatedAt,
-    DateTimeOffset? StartedAt, DateTimeOffset? EndedAt, string? Error, JsonElement? Results = null);
-/// <summary>Body of <c>POST /api/threads/{id}/messages</c>.</summary>
-public sealed record SendMessageRequest(string Content, string? Strategy = null);
+    DateTimeOffset? StartedAt, DateTimeOffset? EndedAt, string? Error, JsonElement? Results = null, string? AgentId = null, int? AgentVersion = null);
+/// <summary>Body of <c>POST /api/threads/{id}/messages</c>; <c>Agent</c> names the agent or team that answers (id or name; null: the shipped team).</summary>
+public sealed record SendMessageRequest(string Content, string? Strategy = null, string? Agent = null);
+/// <summary>
+/// A user's agent or team definition (<c>/api/agents</c>, <c>/api/teams</c>) at its latest version. <c>Mine</c>: the caller's own;
+/// a shared one (published by an admin) is visible to every user. <c>Definition</c> is the JSON that was sent, without <c>shared</c>.
+/// </summary>
+public sealed record AgentDto(string Id, string Kind, string Name, int Version, bool Shared, bool Mine, JsonElement Definition, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt);
 /// <summary>Answer to a message sent over REST.</summary>
 public sealed record SendMessageResponse(RunDto Run, MessageDto Message);
 /// <summary>One page of a list; pass <c>NextCursor</c> as <c>cursor</c> to read on.</summary>
@@ -47,7 +52,7 @@ public sealed record Page<T>(IReadOnlyList<T> Items, string? NextCursor);
 /// <summary>A client-to-server frame on <c>/ws</c>.</summary>
 public sealed record ClientFrame(string Type, JsonElement? Payload = null);
 /// <summary>Payload of <c>user_message</c> and <c>start_agent</c>.</summary>
-public sealed record UserMessagePayload(string Content, string? ThreadId = null, string? Strategy = null);
+public sealed record UserMessagePayload(string Content, string? ThreadId = null, string? Strategy = null, string? Agent = null);
 /// <summary>Payload of <c>stop_agent</c>.</summary>
 public sealed record StopAgentPayload(string RunId);
 /// <summary>Payload of <c>resume</c>.</summary>

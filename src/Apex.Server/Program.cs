@@ -32,6 +32,7 @@ try
     app.MapAdminEndpoints();
     app.MapThreadEndpoints();
     app.MapRunEndpoints();
+    app.MapAgentEndpoints();
     app.MapWorkloadEndpoints();
     app.MapWorkloadChartEndpoints();
     app.MapStreamingEndpoints();

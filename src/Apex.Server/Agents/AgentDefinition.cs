@@ -9,6 +9,18 @@ namespace Apex.Server.Agents;
 internal sealed record AgentDefinition(string Name, string Purpose, string Instructions, ImmutableArray<string> Tools, System.Text.Json.JsonElement? OutputSchema)
 {
     public bool WritesAnswer => OutputSchema is null;
+
+    /// <summary>How long the agent may take; null: the server's <c>Apex:Limits:AgentTimeout</c>.</summary>
+    public TimeSpan? Timeout { get; init; }
+
+    /// <summary>How many rounds of tool calls the agent may make; null: the server's <c>Apex:Limits:MaxModelTurnsPerAgent</c>.</summary>
+    public int? MaxTurns { get; init; }
+
+    /// <summary>
+    /// Whether the agent is also offered the MCP tools that <c>Apex:Mcp:Servers:*:Agents</c> lists for its name: true for the
+    /// shipped team (the deployment names its agents there), false for a user's own agents, which get exactly their <see cref="Tools"/>.
+    /// </summary>
+    public bool OffersConfiguredTools { get; init; }
 }
 
 internal static class AgentNames
@@ -42,35 +54,13 @@ internal static class Intents
     public const string Advice = "advice";
 }
 
-/// <summary>One rule of the supervisor's routing: a triage intent and data sufficiency (null matches any) and the agents that follow.</summary>
-internal sealed record Route(string? Intent, string? Sufficiency, ImmutableArray<string> Pipeline);
-
 /// <summary>
-/// The supervisor's routing from the triage result to the agents after it, as data (DESIGN §3): the first rule that
-/// matches wins. A greeting is answered alone; a focused question goes to the data agent; advice runs the whole team;
-/// missing or thin data brings in the data helper whatever was asked.
+/// The built-in model's reading of triage's intent (the shipped team's router reads the same field, with the same default,
+/// from its definition file).
 /// </summary>
 internal static class Routing
 {
-    public static readonly ImmutableArray<Route> Default =
-    [
-        new(Intents.Greeting, null, [AgentNames.Reporting]),
-        new(Intents.Question, DataSufficiency.Sufficient, [AgentNames.Data, AgentNames.Reporting]),
-        new(null, DataSufficiency.Sufficient, [AgentNames.Data, AgentNames.Optimization, AgentNames.Actions, AgentNames.Reporting]),
-        new(null, DataSufficiency.Partial, [AgentNames.DataHelper, AgentNames.Data, AgentNames.Reporting]),
-        new(null, null, [AgentNames.DataHelper, AgentNames.Reporting]),
-    ];
-
     /// <summary>The intent a triage result stands for: an unknown or missing one reads as advice, the whole team.</summary>
     public static string IntentOf(Apex.Client.TriageResult? triage) =>
         triage?.Intent is Intents.Greeting or Intents.Question ? triage.Intent : Intents.Advice;
-
-    public static ImmutableArray<string> PipelineFor(Apex.Client.TriageResult? triage, ImmutableArray<Route> routes)
-    {
-        var intent = IntentOf(triage);
-        var sufficiency = triage?.DataSufficiency ?? DataSufficiency.Insufficient;
-        foreach (var route in routes)
-            if ((route.Intent is null || route.Intent == intent) && (route.Sufficiency is null || route.Sufficiency == sufficiency)) return route.Pipeline;
-        return [AgentNames.Reporting];
-    }
 }

@@ -39,6 +39,25 @@ internal static class AgentResults
     }
 }
 
+/// <summary>JSON written with a <see cref="Utf8JsonWriter"/>, as an element or as text (compact: no indentation).</summary>
+internal static class JsonWritten
+{
+    public static JsonElement Element(Action<Utf8JsonWriter> write)
+    {
+        using var document = JsonDocument.Parse(Bytes(write));
+        return document.RootElement.Clone();
+    }
+
+    public static string Text(Action<Utf8JsonWriter> write) => System.Text.Encoding.UTF8.GetString(Bytes(write));
+
+    private static byte[] Bytes(Action<Utf8JsonWriter> write)
+    {
+        using var buffer = new MemoryStream();
+        using (var writer = new Utf8JsonWriter(buffer)) write(writer);
+        return buffer.ToArray();
+    }
+}
+
 /// <summary>How figures are written in answers.</summary>
 internal static class Figures
 {

@@ -25,7 +25,7 @@ internal sealed partial class AgentRunner(IChatClient chat, ToolRegistry tools, 
         using var span = telemetry.Source.StartActivity("apex.agent " + agent.Name);
         span?.SetTag("apex.agent", agent.Name);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(limits.AgentTimeout);
+        timeout.CancelAfter(agent.Timeout ?? limits.AgentTimeout);
         var context = parent.CreateChild("agent:" + agent.Name);
         await events.AgentStartedAsync(agent.Name, context.Depth, AgentNames.Supervisor);
         await events.AgentThinkingAsync(agent.Name, agent.Purpose + ".");
@@ -54,7 +54,7 @@ internal sealed partial class AgentRunner(IChatClient chat, ToolRegistry tools, 
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested)
         {
-            var message = $"The {agent.Name} agent did not finish within {limits.AgentTimeout.TotalSeconds:0.#} s.";
+            var message = $"The {agent.Name} agent did not finish within {(agent.Timeout ?? limits.AgentTimeout).TotalSeconds:0.#} s.";
             await events.AgentErrorAsync(agent.Name, "timeout", message);
             await events.AgentCompletedAsync(agent.Name, "error", null);
             return new AgentOutcome("timeout", null, message);
@@ -62,6 +62,12 @@ internal sealed partial class AgentRunner(IChatClient chat, ToolRegistry tools, 
         catch (BudgetExceededException)
         {
             throw; // the run ends here (run_failed budget_exceeded); the engine closes this agent
+        }
+        catch (TurnsExceededException ex)
+        {
+            await events.AgentErrorAsync(agent.Name, "max_turns", $"The {agent.Name} agent wanted more than its {ex.MaxTurns} rounds of tool calls (max_turns).");
+            await events.AgentCompletedAsync(agent.Name, "error", null);
+            return new AgentOutcome("max_turns", null, ex.Message);
         }
         catch (Llm.ModelCallException ex)
         {
@@ -87,15 +93,18 @@ internal sealed partial class AgentRunner(IChatClient chat, ToolRegistry tools, 
     private async Task<string> ConverseAsync(AgentDefinition agent, UserExecutionContext context, string brief, string? answerMessageId, CancellationToken cancellationToken)
     {
         List<ChatMessage> messages = [new(ChatRole.System, agent.Instructions), new(ChatRole.User, brief)];
+        // An agent with no tools of its own is offered none (not even a configured MCP server's).
+        IList<AITool> functions = agent.Tools.IsEmpty ? [] : tools.Functions(agent.Tools, dispatcher, context, agent.Name, agent.OffersConfiguredTools);
         var options = new ChatOptions
         {
-            Tools = agent.Tools.IsEmpty ? null : tools.Functions(agent.Tools, dispatcher, context, agent.Name),
-            ToolMode = agent.Tools.IsEmpty ? null : ChatToolMode.Auto,
+            Tools = functions.Count == 0 ? null : functions,
+            ToolMode = functions.Count == 0 ? null : ChatToolMode.Auto,
             ResponseFormat = agent.OutputSchema is { } schema ? ChatResponseFormat.ForJsonSchema(schema, agent.Name) : null,
         };
         if (budget is not null) (options.AdditionalProperties ??= [])[Llm.BudgetChatClient.OptionKey] = budget;
         var turn = new StringBuilder();
         var turnCalledTools = false;
+        var rounds = 0;
         await foreach (var update in chat.GetStreamingResponseAsync(messages, options, cancellationToken))
         {
             foreach (var content in update.Contents)
@@ -104,12 +113,14 @@ internal sealed partial class AgentRunner(IChatClient chat, ToolRegistry tools, 
                 {
                     case TextContent { Text.Length: > 0 } t:
                         turn.Append(t.Text);
-                        if (agent.WritesAnswer && answerMessageId is not null) await events.MessageDeltaAsync(agent.Name, answerMessageId, t.Text);
+                        if (answerMessageId is not null) await events.MessageDeltaAsync(agent.Name, answerMessageId, t.Text);
                         break;
                     case TextReasoningContent { Text.Length: > 0 } r:
                         await events.AgentThinkingAsync(agent.Name, r.Text);
                         break;
                     case FunctionCallContent:
+                        // A definition's max_turns: the round of calls past it is not run (the server-wide cap is the pipeline's).
+                        if (!turnCalledTools && ++rounds > (agent.MaxTurns ?? int.MaxValue)) throw new TurnsExceededException(agent.MaxTurns!.Value);
                         turnCalledTools = true;
                         break;
                     case FunctionResultContent:
@@ -146,6 +157,11 @@ internal sealed partial class AgentRunner(IChatClient chat, ToolRegistry tools, 
             }
         }
         return JsonSerializer.SerializeToElement(new TextResult(text), ApexJsonContext.Default.TextResult);
+    }
+
+    private sealed class TurnsExceededException(int maxTurns) : Exception($"More than {maxTurns} rounds of tool calls.")
+    {
+        public int MaxTurns => maxTurns;
     }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Agent {Agent} failed in run {RunId}")]

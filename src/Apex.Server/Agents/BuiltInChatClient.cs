@@ -33,7 +33,10 @@ internal sealed partial class BuiltInChatClient(TimeSpan delay, TimeProvider tim
         var offered = options?.Tools?.OfType<AIFunctionDeclaration>().Select(t => t.Name).ToList() ?? [];
 
         await PauseAsync(cancellationToken);
-        var planned = calls.Count == 0 ? BuiltInAgents.PlanToolCalls(agent, offered, brief) : [];
+        // An agent these rules do not know (a user's own) gets the generic ones: call what it can fill, report what came back.
+        var known = agent is AgentNames.Triage or AgentNames.Data or AgentNames.DataHelper or AgentNames.Optimization or AgentNames.Actions or AgentNames.Reporting;
+        var declarations = options?.Tools?.OfType<AIFunctionDeclaration>().Select(t => (t.Name, t.JsonSchema)).ToList() ?? [];
+        var planned = calls.Count > 0 ? [] : known ? BuiltInAgents.PlanToolCalls(agent, offered, brief) : BuiltInGenericAgent.PlanToolCalls(declarations, brief.Request);
         if (planned.Count > 0)
         {
             var requested = planned.Select((call, i) => (AIContent)new FunctionCallContent($"call_{agent}_{i}", call.Tool, call.Arguments)).ToList();
@@ -42,7 +45,7 @@ internal sealed partial class BuiltInChatClient(TimeSpan delay, TimeProvider tim
             yield break;
         }
 
-        var answer = agent switch
+        var answer = !known ? GenericAnswer(options, results, declarations.Count) : agent switch
         {
             AgentNames.Triage => BuiltInAgents.Triage(brief, results, time.GetUtcNow()),
             AgentNames.Data => BuiltInAgents.Data(brief, results),
@@ -50,16 +53,23 @@ internal sealed partial class BuiltInChatClient(TimeSpan delay, TimeProvider tim
             AgentNames.Optimization => BuiltInAgents.Optimization(brief, results),
             AgentNames.Actions => BuiltInAgents.Actions(brief),
             AgentNames.Reporting => ReportWriter.Write(brief.Results),
-            _ => "I can analyse your LLM workload: upload usage data and ask about cost, latency or model choice.",
+            _ => throw new InvalidOperationException("Every known agent has its rules."),
         };
         var first = true;
-        foreach (var chunk in Chunks(answer))
+        foreach (var chunk in known ? Chunks(answer) : BuiltInGenericAgent.Tokens(answer))
         {
             if (!first) await PauseAsync(cancellationToken);
             first = false;
             yield return new ChatResponseUpdate(ChatRole.Assistant, chunk) { ModelId = ModelId };
         }
         yield return new ChatResponseUpdate(ChatRole.Assistant, [Usage(conversation, answer.Length)]) { ModelId = ModelId, FinishReason = ChatFinishReason.Stop };
+    }
+
+    /// <summary>The generic answer, or the agent's result schema filled from the tool results.</summary>
+    private static string GenericAnswer(ChatOptions? options, Dictionary<string, JsonElement> results, int offered)
+    {
+        var answer = BuiltInGenericAgent.Answer(results, offered);
+        return options?.ResponseFormat is ChatResponseFormatJson { Schema: { } schema } ? BuiltInGenericAgent.Result(schema, results, answer) : answer;
     }
 
     /// <summary>

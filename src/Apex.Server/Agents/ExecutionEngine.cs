@@ -1,3 +1,4 @@
+using System.Collections.Immutable;
 using System.Diagnostics;
 using System.Text.Json;
 using Apex.Client;
@@ -8,15 +9,19 @@ using Apex.Server.Storage;
 namespace Apex.Server.Agents;
 
 /// <summary>
-/// Runs one run: the supervisor runs triage, picks the agents that follow from its intent and data sufficiency
-/// (<see cref="Routing"/>), runs each agent, stores the answer and ends the run with exactly one terminal event.
+/// Runs one run with the team the run names (the shipped one by default): the supervisor follows the team's policy (a sequence,
+/// or a router that runs triage and picks the agents that follow from fields of its result), runs each agent, stores the answer
+/// and ends the run with exactly one terminal event.
 /// </summary>
 internal sealed partial class ExecutionEngine(RunRecord run, UserExecutionContext context, RunControl control, RunEvents events, AgentRunner runner, UsageRecorder usage, ApexTelemetry telemetry,
-    AgentRegistry agents, IThreadStore threads, IRunStore runs, IdGenerator ids, TimeProvider time, string nodeId, ILogger logger) : IDisposable
+    AgentCatalog catalog, IThreadStore threads, IRunStore runs, IdGenerator ids, TimeProvider time, string nodeId, ILogger logger) : IDisposable
 {
     private const int HistoryMessages = 12;
     /// <summary>The <c>run_failed</c> reason of a run whose user's monthly budget ran out before one of its model calls.</summary>
     public const string BudgetExceeded = "budget_exceeded";
+
+    /// <summary>The <c>run_failed</c> reason of a run whose agent or team was deleted before it started.</summary>
+    public const string AgentNotFound = "agent_not_found";
 
     public string RunId => run.Id;
 
@@ -38,41 +43,68 @@ internal sealed partial class ExecutionEngine(RunRecord run, UserExecutionContex
             IReadOnlyList<MessageRecord> history = [.. await threads.HistoryForAsync(context.UserId, context.ThreadId, run.MessageId, HistoryMessages, control.Token), message];
             var request = message.Content;
 
+            var team = await catalog.ResolveAsync(run, control.Token);
+            if (team is null)
+            {
+                await usage.RecordAsync(run);
+                await events.FailedAsync(AgentNotFound, "The agent or team this message named no longer exists.");
+                return;
+            }
             await events.AgentStartedAsync(AgentNames.Supervisor, context.Depth, null);
-            await events.AgentThinkingAsync(AgentNames.Supervisor, "Running triage first; what it reads in the request and the data decides who answers.");
 
             var previous = await PreviousTurnAsync(history);
             var results = new Dictionary<string, JsonElement>();
-            var triage = await runner.RunAsync(agents.Get(AgentNames.Triage), context, Brief(request, history, results, previous), null, control.Token);
-            if (triage.Result is { } triageResult) results[AgentNames.Triage] = triageResult;
-            var triaged = AgentResults.Agent(results, AgentNames.Triage, ApexJsonContext.Default.TriageResult);
-            var sufficiency = triaged?.DataSufficiency ?? DataSufficiency.Insufficient;
-            var intent = Routing.IntentOf(triaged);
-            var pipeline = Routing.PipelineFor(triaged, Routing.Default);
-            await events.AgentThinkingAsync(AgentNames.Supervisor, $"Intent {intent}, data sufficiency {sufficiency}: {string.Join(" -> ", pipeline)}.");
+            ImmutableArray<string> pipeline;
+            string? sufficiency = null, intent = null;
+            switch (team.Supervisor)
+            {
+                case SupervisorPolicy.Router router:
+                    await events.AgentThinkingAsync(AgentNames.Supervisor, $"Running {router.Triage} first; what it reads in the request and the data decides who answers.");
+                    var triage = await runner.RunAsync(team.Get(router.Triage), context, Brief(request, history, results, previous), null, control.Token);
+                    if (triage.Result is { } triageResult) results[router.Triage] = triageResult;
+                    var values = router.Read(triage.Result);
+                    pipeline = router.PipelineFor(values);
+                    sufficiency = values.FirstOrDefault(v => v.Field.Name == "data_sufficiency").Value;
+                    intent = values.FirstOrDefault(v => v.Field.Name == "intent").Value;
+                    var read = string.Join(", ", values.Select(v => $"{v.Field.Label} {v.Value}"));
+                    await events.AgentThinkingAsync(AgentNames.Supervisor, $"{(read.Length > 0 ? char.ToUpperInvariant(read[0]) + read[1..] : "No fields")}: {string.Join(" -> ", pipeline)}.");
+                    break;
+                case SupervisorPolicy.Sequence sequence:
+                    pipeline = sequence.Agents;
+                    await events.AgentThinkingAsync(AgentNames.Supervisor, $"Running {string.Join(" -> ", pipeline)}.");
+                    break;
+                default:
+                    throw new InvalidOperationException("SupervisorPolicy is a closed type.");
+            }
 
             var answerId = ids.NewId();
             var answer = "";
             string? note = null;
-            foreach (var name in pipeline)
+            var hasWriter = pipeline.Any(n => team.Get(n).WritesAnswer);
+            for (var i = 0; i < pipeline.Length; i++)
             {
-                var agent = agents.Get(name);
-                var outcome = await runner.RunAsync(agent, context, Brief(request, history, results, previous), agent.WritesAnswer ? answerId : null, control.Token);
+                var name = pipeline[i];
+                var agent = team.Get(name);
+                // The agent that writes the answer (the one without a result schema) streams it; in a pipeline without one, the last
+                // agent's result is the answer.
+                var last = i == pipeline.Length - 1 && !hasWriter;
+                var outcome = await runner.RunAsync(agent, context, Brief(request, history, results, previous), agent.WritesAnswer || last ? answerId : null, control.Token);
                 if (agent.WritesAnswer)
                 {
                     if (outcome.Succeeded && outcome.Text.Length > 0) answer = outcome.Text;
                     else (answer, note) = (await FallbackReportAsync(answerId, results, outcome), $"The model could not write the report ({outcome.Status}); Apex's built-in report writer wrote it from the agents' results.");
                 }
-                else if (outcome.Result is { } result)
+                else
                 {
-                    results[name] = result;
+                    if (outcome.Result is { } result) results[name] = result;
+                    if (last && answer.Length == 0) answer = outcome.Succeeded ? outcome.Text : $"The {name} agent could not answer ({outcome.Status}).";
                 }
             }
 
             await runs.SaveAnswerAsync(new MessageRecord(answerId, context.ThreadId, context.UserId, run.Id, "assistant", answer, time.GetUtcNow()),
                 JsonSerializer.Serialize(results, ApexJsonContext.Default.DictionaryStringJsonElement), CancellationToken.None);
             await events.AgentCompletedAsync(AgentNames.Supervisor, "ok",
-                JsonSerializer.SerializeToElement(new SupervisorResult(sufficiency, pipeline, intent), ApexJsonContext.Default.SupervisorResult));
+                JsonSerializer.SerializeToElement(new SupervisorResult(sufficiency ?? "", pipeline, intent), ApexJsonContext.Default.SupervisorResult));
             await events.CompletedAsync(answerId, Stopwatch.GetElapsedTime(started).TotalMilliseconds, await usage.RecordAsync(run), note);
         }
         catch (OperationCanceledException) when (control.Token.IsCancellationRequested)

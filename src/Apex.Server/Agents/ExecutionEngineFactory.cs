@@ -12,7 +12,7 @@ namespace Apex.Server.Agents;
 /// per-user active-run limit is enforced in the claim itself (so it holds across nodes), and
 /// wires that run's context, event writer, tool dispatcher and agents.
 /// </summary>
-internal sealed class ExecutionEngineFactory(IAccountStore accounts, IThreadStore threads, IRunStore runs, IUsageStore usageStore, IOptions<WorkloadOptions> prices, EventLog log, ApexTelemetry telemetry, ToolRegistry tools, AgentRegistry agents, IChatClient chat,
+internal sealed class ExecutionEngineFactory(IAccountStore accounts, IThreadStore threads, IRunStore runs, IUsageStore usageStore, IOptions<WorkloadOptions> prices, EventLog log, ApexTelemetry telemetry, ToolRegistry tools, AgentCatalog catalog, IChatClient chat,
     IdGenerator ids, TimeProvider time, IOptions<LimitsOptions> limits, BudgetLedger budgets, NodeIdentity node, ILoggerFactory loggers)
 {
     public async Task<ExecutionEngine?> ClaimNextAsync(CancellationToken cancellationToken)
@@ -40,6 +40,6 @@ internal sealed class ExecutionEngineFactory(IAccountStore accounts, IThreadStor
         var budget = standing is { MonthlyTokens: null, MonthlyCostUsd: null } or null ? null
             : new RunBudget(standing, usage, (model, input, output) => model == BuiltInChatClient.ModelId ? 0 : prices.Value.CostOf(model, input, output) ?? 0);
         var runner = new AgentRunner(chat, tools, dispatcher, events, usage, budget, telemetry, options, loggers.CreateLogger<AgentRunner>());
-        return new ExecutionEngine(run, context, control, events, runner, recorder, telemetry, agents, threads, runs, ids, time, node.Id, loggers.CreateLogger<ExecutionEngine>());
+        return new ExecutionEngine(run, context, control, events, runner, recorder, telemetry, catalog, threads, runs, ids, time, node.Id, loggers.CreateLogger<ExecutionEngine>());
     }
 }

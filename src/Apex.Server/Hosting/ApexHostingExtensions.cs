@@ -92,6 +92,7 @@ internal static partial class ApexHostingExtensions
         services.TryAddSingleton<IWorkloadStore, SqlWorkloadStore>();
         services.TryAddSingleton<WorkloadImporter>();
         services.TryAddSingleton<IUsageStore, SqlUsageStore>();
+        services.TryAddSingleton<IAgentStore, SqlAgentStore>();
         services.TryAddSingleton<EventRetention>();
         services.AddHostedService(sp => sp.GetRequiredService<EventRetention>());
         services.AddHostedService<PostgresListener>();
@@ -170,8 +171,13 @@ internal static partial class ApexHostingExtensions
         services.TryAddSingleton<EventBus>();
         services.TryAddSingleton<EventLog>();
         services.AddHostedService(sp => sp.GetRequiredService<EventLog>());
-        services.TryAddSingleton(sp => new AgentRegistry(AgentTeam.Default()));
         services.TryAddSingleton<ToolRegistry>();
+        // The shipped team from its definition file, validated at start (an invalid file stops the server with one line).
+        services.AddOptions<AgentOptions>().BindConfiguration(AgentOptions.Section).ValidateOnStart();
+        services.TryAddSingleton<DefinitionChecks>();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<AgentOptions>, AgentOptionsValidator>());
+        services.TryAddSingleton(sp => new AgentRegistry(AgentTeam.Load(sp.GetRequiredService<IOptions<AgentOptions>>().Value.TeamFilePath)));
+        services.TryAddSingleton<AgentCatalog>();
         services.AddOptions<McpOptions>().BindConfiguration(McpOptions.Section).ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<McpOptions>, McpOptionsValidator>());
         services.TryAddSingleton<McpToolSource>();

@@ -10,7 +10,8 @@ namespace Apex.Server.Interop;
 /// <summary>
 /// The AG-UI door at <c>POST /api/agui</c>: AG-UI's <c>RunAgentInput</c> in, the run's events out as AG-UI events over SSE.
 /// <c>threadId</c> names an Apex thread of the caller's; one the caller does not have (unknown, or another user's) starts a new
-/// thread, whose id <c>RUN_STARTED</c> carries. The last user message is the request.
+/// thread, whose id <c>RUN_STARTED</c> carries. The last user message is the request; <c>forwardedProps.agent</c> names the agent or
+/// team that answers (id or name; none: the shipped team).
 /// </summary>
 internal static class AgUiEndpoints
 {
@@ -29,7 +30,9 @@ internal static class AgUiEndpoints
             .Select(m => new EarlierTurn(m.Role, DoorRuns.TextOf(m.Content))).Where(t => t.Text.Length > 0).ToList();
         var threadId = input.ThreadId is { Length: > 0 } id && await doors.OwnsThreadAsync(user.Id, id, cancellationToken) ? id : null;
 
-        return await doors.SubmitAsync(user.Id, threadId, DoorRuns.TextOf(last.Message.Content), earlier, cancellationToken) switch
+        // forwardedProps.agent names the agent or team (AG-UI leaves forwardedProps to the server).
+        var agent = input.ForwardedProps is { ValueKind: JsonValueKind.Object } props && props.TryGetProperty("agent", out var a) && a.ValueKind == JsonValueKind.String ? a.GetString() : null;
+        return await doors.SubmitAsync(user.Id, threadId, DoorRuns.TextOf(last.Message.Content), earlier, agent, cancellationToken) switch
         {
             DoorSubmission.Started started => TypedResults.ServerSentEvents(Translate(started.Run, doors.FollowAsync(user.Id, started.Run, cancellationToken))),
             DoorSubmission.Refused refused => TypedResults.Problem(statusCode: DoorRuns.StatusFor(refused.Code), title: refused.Code, detail: refused.Message),

@@ -28,13 +28,14 @@ internal sealed class DoorRuns(RunCoordinator coordinator, ThreadFollower follow
     /// Submits <paramref name="request"/> to the user's thread <paramref name="threadId"/> (null: a new thread). A new thread gets
     /// the client's earlier turns, newest first as far as the message limit allows, written after the request as context: Apex
     /// stores only what it was sent, so a conversation held by the client reaches the agents in the message itself. A thread that
-    /// goes on keeps its own stored history and the earlier turns are not repeated.
+    /// goes on keeps its own stored history and the earlier turns are not repeated. <paramref name="agent"/> names the agent or team (null: the shipped team).
     /// </summary>
-    public async Task<DoorSubmission> SubmitAsync(string userId, string? threadId, string request, IReadOnlyList<EarlierTurn> earlier, CancellationToken cancellationToken)
+    public async Task<DoorSubmission> SubmitAsync(string userId, string? threadId, string request, IReadOnlyList<EarlierTurn> earlier, string? agent,
+        CancellationToken cancellationToken)
     {
         long from = 0;
         var content = threadId is null ? WithContext(request, earlier, limits.Value.MaxMessageChars) : request;
-        var submitted = await coordinator.SubmitAsync(userId, threadId, content, null, (thread, _) =>
+        var submitted = await coordinator.SubmitAsync(userId, threadId, content, null, agent, (thread, _) =>
         {
             from = thread.LastSeq;
             return ValueTask.CompletedTask;

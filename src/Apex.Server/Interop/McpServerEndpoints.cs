@@ -50,7 +50,7 @@ internal static class McpServerEndpoints
             var user = Caller(services);
             var doors = services.GetRequiredService<DoorRuns>();
             // thread_id must be one of the caller's: a thread of another user is answered as one that does not exist.
-            var submitted = await doors.SubmitAsync(user.Id, thread_id, question, [], cancellationToken);
+            var submitted = await doors.SubmitAsync(user.Id, thread_id, question, [], null, cancellationToken);
             if (submitted is not DoorSubmission.Started { Run: var run }) return Refused(((DoorSubmission.Refused)submitted).Message);
             var step = 0;
             // Following stops at the run's terminal event; when the MCP client cancels the call first, the run is cancelled too.

@@ -4,13 +4,15 @@ using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
 using Apex.Client;
 using Apex.Server.Auth;
+using Apex.Server.Storage;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Http.HttpResults;
 
 namespace Apex.Server.Interop;
 
 /// <summary>
-/// The OpenAI-compatible door under <c>/v1</c>: the team is one model, <c>apex</c>; a chat completion or a response is an
+/// The OpenAI-compatible door under <c>/v1</c>: the shipped team is the model <c>apex</c>, and each of the user's agents and teams
+/// (and the shared ones) is a model by its name; a chat completion or a response is an
 /// ordinary run. Each request starts a new thread, with the conversation's earlier messages as context, unless the header
 /// <c>x-apex-thread-id</c> names a thread of the caller's to go on with (whose own stored history the agents then see).
 /// Every answer names its thread and run in the <c>x-apex-thread-id</c> and <c>x-apex-run-id</c> headers. Errors, including
@@ -45,46 +47,55 @@ internal static class OpenAiEndpoints
         return await next(context);
     }
 
-    private static Ok<OpenAiModelList> ListModels() => TypedResults.Ok(new OpenAiModelList([new OpenAiModel(ModelId, ModelCreated, "apex")]));
+    /// <summary>The shipped team (<c>apex</c>), then the user's own and the shared agents and teams, each by name.</summary>
+    private static async Task<Ok<OpenAiModelList>> ListModels(HttpContext http, IAgentStore agents, CancellationToken cancellationToken)
+    {
+        var user = CurrentUser.From(http.User)!;
+        var models = new List<OpenAiModel> { new(ModelId, ModelCreated, "apex") };
+        foreach (var kind in new[] { AgentKinds.Agent, AgentKinds.Team })
+            models.AddRange((await agents.ListAsync(user.Id, kind, cancellationToken)).Where(a => a.Name != ModelId)
+                .Select(a => new OpenAiModel(a.Name, a.CreatedAt.ToUnixTimeSeconds(), a.UserId == user.Id ? "you" : "shared")));
+        return TypedResults.Ok(new OpenAiModelList(models));
+    }
 
     private static async Task<Results<ServerSentEventsResult<string>, JsonHttpResult<OpenAiChatCompletion>, JsonHttpResult<OpenAiErrorBody>>> ChatCompletionsAsync(HttpContext http, DoorRuns doors, TimeProvider time, CancellationToken cancellationToken)
     {
         var user = CurrentUser.From(http.User)!;
         if (await ReadAsync(http.Request, ApexJsonContext.Default.OpenAiChatRequest, cancellationToken) is not { } request) return BadBody();
-        if (CheckModel(request.Model) is { } wrongModel) return wrongModel;
+        var model = ModelOf(request.Model);
         var messages = (request.Messages ?? []).Select(m => new EarlierTurn(m.Role, DoorRuns.TextOf(m.Content))).ToList();
-        var started = await StartAsync(http, doors, user, messages, "messages", cancellationToken);
+        var started = await StartAsync(http, doors, user, messages, "messages", model, cancellationToken);
         if (started is Start.Refused refused) return refused.Error;
         var run = ((Start.Running)started).Run;
         var id = "chatcmpl-" + run.RunId;
         var created = time.GetUtcNow().ToUnixTimeSeconds();
         var events = doors.FollowAsync(user.Id, run, cancellationToken);
         if (request.Stream == true)
-            return TypedResults.ServerSentEvents(ChatChunksAsync(id, created, events, request.StreamOptions?.IncludeUsage == true, cancellationToken));
+            return TypedResults.ServerSentEvents(ChatChunksAsync(id, created, model, events, request.StreamOptions?.IncludeUsage == true, cancellationToken));
 
         var terminal = await TerminalAsync(events);
         if (terminal is not RunCompleted completed) return RunError(http, terminal);
         var answer = await doors.AnswerAsync(user.Id, completed, cancellationToken);
-        return TypedResults.Json(new OpenAiChatCompletion(id, created, ModelId, [new OpenAiChoice(0, new OpenAiAnswer("assistant", answer), "stop")],
+        return TypedResults.Json(new OpenAiChatCompletion(id, created, model, [new OpenAiChoice(0, new OpenAiAnswer("assistant", answer), "stop")],
             ChatUsage(completed.Data.Usage)), ApexJsonContext.Default.OpenAiChatCompletion);
     }
 
-    private static async IAsyncEnumerable<SseItem<string>> ChatChunksAsync(string id, long created, IAsyncEnumerable<ApexEvent> events, bool includeUsage,
+    private static async IAsyncEnumerable<SseItem<string>> ChatChunksAsync(string id, long created, string model, IAsyncEnumerable<ApexEvent> events, bool includeUsage,
         [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        yield return Data(new OpenAiChatChunk(id, created, ModelId, [new OpenAiChunkChoice(0, new OpenAiDelta("assistant", ""), null)]), ApexJsonContext.Default.OpenAiChatChunk);
+        yield return Data(new OpenAiChatChunk(id, created, model, [new OpenAiChunkChoice(0, new OpenAiDelta("assistant", ""), null)]), ApexJsonContext.Default.OpenAiChatChunk);
         await foreach (var evt in events.WithCancellation(cancellationToken))
         {
             switch (evt)
             {
                 case MessageDelta { Data.Delta.Length: > 0 } delta:
-                    yield return Data(new OpenAiChatChunk(id, created, ModelId, [new OpenAiChunkChoice(0, new OpenAiDelta(Content: delta.Data.Delta), null)]),
+                    yield return Data(new OpenAiChatChunk(id, created, model, [new OpenAiChunkChoice(0, new OpenAiDelta(Content: delta.Data.Delta), null)]),
                         ApexJsonContext.Default.OpenAiChatChunk);
                     break;
                 case RunCompleted completed:
-                    yield return Data(new OpenAiChatChunk(id, created, ModelId, [new OpenAiChunkChoice(0, new OpenAiDelta(), "stop")]), ApexJsonContext.Default.OpenAiChatChunk);
+                    yield return Data(new OpenAiChatChunk(id, created, model, [new OpenAiChunkChoice(0, new OpenAiDelta(), "stop")]), ApexJsonContext.Default.OpenAiChatChunk);
                     if (includeUsage)
-                        yield return Data(new OpenAiChatChunk(id, created, ModelId, [], ChatUsage(completed.Data.Usage) ?? new OpenAiUsage(0, 0, 0)), ApexJsonContext.Default.OpenAiChatChunk);
+                        yield return Data(new OpenAiChatChunk(id, created, model, [], ChatUsage(completed.Data.Usage) ?? new OpenAiUsage(0, 0, 0)), ApexJsonContext.Default.OpenAiChatChunk);
                     yield return new SseItem<string>("[DONE]");
                     break;
                 case RunFailed or RunCancelled:
@@ -98,13 +109,13 @@ internal static class OpenAiEndpoints
     {
         var user = CurrentUser.From(http.User)!;
         if (await ReadAsync(http.Request, ApexJsonContext.Default.OpenAiResponseRequest, cancellationToken) is not { } request) return BadBody();
-        if (CheckModel(request.Model) is { } wrongModel) return wrongModel;
+        var model = ModelOf(request.Model);
         List<EarlierTurn> turns = request.Instructions is { Length: > 0 } instructions ? [new EarlierTurn("system", instructions)] : [];
         turns.AddRange(InputTurns(request.Input));
-        var started = await StartAsync(http, doors, user, turns, "input", cancellationToken);
+        var started = await StartAsync(http, doors, user, turns, "input", model, cancellationToken);
         if (started is Start.Refused refused) return refused.Error;
         var run = ((Start.Running)started).Run;
-        var response = new OpenAiResponse("resp_" + run.RunId, time.GetUtcNow().ToUnixTimeSeconds(), "in_progress", ModelId, []);
+        var response = new OpenAiResponse("resp_" + run.RunId, time.GetUtcNow().ToUnixTimeSeconds(), "in_progress", model, []);
         var events = doors.FollowAsync(user.Id, run, cancellationToken);
         if (request.Stream == true) return TypedResults.ServerSentEvents(ResponseEventsAsync(response, events, user.Id, doors, cancellationToken));
 
@@ -176,7 +187,7 @@ internal static class OpenAiEndpoints
     }
 
     /// <summary>Submits the conversation's last user message with the turns before it, and names the run in the response headers.</summary>
-    private static async Task<Start> StartAsync(HttpContext http, DoorRuns doors, CurrentUser user, List<EarlierTurn> turns, string param,
+    private static async Task<Start> StartAsync(HttpContext http, DoorRuns doors, CurrentUser user, List<EarlierTurn> turns, string param, string model,
         CancellationToken cancellationToken)
     {
         var last = turns.FindLastIndex(t => t.Role == "user" && t.Text.Length > 0);
@@ -189,12 +200,15 @@ internal static class OpenAiEndpoints
             threadId = requested;
         }
         var earlier = turns.Take(last).Where(t => t.Role is "user" or "assistant" or "system" or "developer" && t.Text.Length > 0).ToList();
-        switch (await doors.SubmitAsync(user.Id, threadId, turns[last].Text, earlier, cancellationToken))
+        switch (await doors.SubmitAsync(user.Id, threadId, turns[last].Text, earlier, model, cancellationToken))
         {
             case DoorSubmission.Started started:
                 http.Response.Headers[ThreadHeader] = started.Run.ThreadId;
                 http.Response.Headers[RunHeader] = started.Run.RunId;
                 return new Start.Running(started.Run);
+            case DoorSubmission.Refused { Code: "not_found" } when model != ModelId:
+                // Another user's agent is a model that does not exist.
+                return new Start.Refused(Error(StatusCodes.Status404NotFound, $"The model '{model}' does not exist; GET /v1/models lists the ones you may use.", "model_not_found", "model"));
             case DoorSubmission.Refused refused:
                 return new Start.Refused(Error(DoorRuns.StatusFor(refused.Code), refused.Message, refused.Code));
             default:
@@ -202,8 +216,8 @@ internal static class OpenAiEndpoints
         }
     }
 
-    private static JsonHttpResult<OpenAiErrorBody>? CheckModel(string? model) => model is null or "" or ModelId ? null
-        : Error(StatusCodes.Status404NotFound, $"The model '{model}' does not exist; this server offers '{ModelId}' (GET /v1/models).", "model_not_found", "model");
+    /// <summary>The model a request names: an agent or team of the user's (or a shared one) by name or id; none is the shipped team.</summary>
+    private static string ModelOf(string? model) => model is { Length: > 0 } ? model : ModelId;
 
     private static OpenAiUsage? ChatUsage(RunUsageSummary? usage) =>
         usage is null ? null : new OpenAiUsage(usage.InputTokens, usage.OutputTokens, usage.InputTokens + usage.OutputTokens);

@@ -1,4 +1,5 @@
 using Apex.Client;
+using Apex.Server.Agents;
 using Apex.Server.Events;
 using Apex.Server.Execution;
 using Apex.Server.Storage;
@@ -39,14 +40,16 @@ internal abstract record CancelResult
 /// limit before anything is created, creates or loads the thread, queues the run with the thread's strategy for a
 /// busy thread, and cancels runs wherever they are.
 /// </summary>
-internal sealed class RunCoordinator(IThreadStore threads, IRunStore runs, EventLog log, EventBus bus, RunWorker worker, MessageRateLimiter rateLimiter,
+internal sealed class RunCoordinator(IThreadStore threads, IRunStore runs, IAgentStore agents, AgentCatalog catalog, EventLog log, EventBus bus, RunWorker worker, MessageRateLimiter rateLimiter,
     IdGenerator ids, TimeProvider time, IOptions<LimitsOptions> limits)
 {
     /// <summary>
     /// Submits a message to a thread (null: a new thread titled after the message). <paramref name="beforeQueue"/> is called
     /// with the thread before the run is queued: a socket follows the thread there, so it sees <c>run_queued</c>.
+    /// <paramref name="agent"/> names the agent or team that answers (its id or name; null or the shipped team's name: the shipped
+    /// team); the run records its current version.
     /// </summary>
-    public async Task<Submission> SubmitAsync(string userId, string? threadId, string? content, string? strategy,
+    public async Task<Submission> SubmitAsync(string userId, string? threadId, string? content, string? strategy, string? agent,
         Func<ThreadRecord, CancellationToken, ValueTask>? beforeQueue, CancellationToken cancellationToken)
     {
         var options = limits.Value;
@@ -55,6 +58,14 @@ internal sealed class RunCoordinator(IThreadStore threads, IRunStore runs, Event
         if (text.Length > options.MaxMessageChars) return new Submission.Refused("invalid_payload", $"The message is longer than {options.MaxMessageChars} characters.");
         if (strategy is not null && !QueueStrategies.IsValid(strategy)) return new Submission.Refused("invalid_payload", "strategy must be enqueue, reject or interrupt.");
         if (!rateLimiter.TryAcquire(userId)) return new Submission.Refused("rate_limited", $"At most {options.MessagesPerMinutePerUser} messages a minute; wait a little.");
+
+        AgentRecord? named = null;
+        if (agent is { Length: > 0 } && agent != catalog.Shipped.Name)
+        {
+            // Another user's private agent is one that does not exist.
+            named = await agents.FindAsync(userId, agent, cancellationToken);
+            if (named is null) return new Submission.Refused("not_found", $"No agent or team is named '{agent}'.");
+        }
 
         var now = time.GetUtcNow();
         ThreadRecord thread;
@@ -75,7 +86,8 @@ internal sealed class RunCoordinator(IThreadStore threads, IRunStore runs, Event
         if (beforeQueue is not null) await beforeQueue(thread, cancellationToken);
 
         var message = new MessageRecord(ids.NewId(), thread.Id, userId, null, "user", text, now);
-        var run = new RunRecord(ids.NewId(), thread.Id, userId, RunStatus.Queued, strategy ?? thread.Strategy, message.Id, now, null, null, null, null, false);
+        var run = new RunRecord(ids.NewId(), thread.Id, userId, RunStatus.Queued, strategy ?? thread.Strategy, message.Id, now, null, null, null, null, false,
+            AgentId: named?.Id, AgentVersion: named?.Version);
         message = message with { RunId = run.Id };
         var result = await runs.SubmitRunAsync(message, run, position => new RunQueued(new RunQueuedData(message.Id, run.Strategy, position))
             { EventId = ids.NewId(), ThreadId = thread.Id, RunId = run.Id, UserId = userId, Timestamp = now }, options.MaxPendingRunsPerThread, cancellationToken);

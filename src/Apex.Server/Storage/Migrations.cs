@@ -182,6 +182,32 @@ internal static class Migrations
                 SELECT user_id, batch_id, 'committed', COUNT(*), MIN(ts), NULL FROM workload_calls GROUP BY user_id, batch_id;
             CREATE INDEX ix_workload_user_batch ON workload_calls(user_id, batch_id);
             """),
+        // Users' agent and team definitions, every version kept (a run names the one it used).
+        (8, "agent and team definitions", """
+            CREATE TABLE agents (
+                id TEXT PRIMARY KEY,
+                user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                kind TEXT NOT NULL,
+                name TEXT NOT NULL,
+                shared INTEGER NOT NULL DEFAULT 0,
+                version INTEGER NOT NULL,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL,
+                UNIQUE (user_id, name));
+            CREATE INDEX ix_agents_shared ON agents(shared, name);
+            CREATE TABLE agent_versions (
+                agent_id TEXT NOT NULL,
+                version INTEGER NOT NULL,
+                user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                kind TEXT NOT NULL,
+                name TEXT NOT NULL,
+                shared INTEGER NOT NULL DEFAULT 0,
+                definition TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                PRIMARY KEY (agent_id, version));
+            ALTER TABLE runs ADD COLUMN agent_id TEXT NULL;
+            ALTER TABLE runs ADD COLUMN agent_version INTEGER NULL
+            """),
     ];
 
     public static int Latest => All[^1].Version;

@@ -10,7 +10,7 @@ internal static class RecordMappings
     public static MessageDto ToDto(this MessageRecord m) => new(m.Id, m.ThreadId, m.RunId, m.Role, m.Content, m.CreatedAt);
 
     public static RunDto ToDto(this RunRecord r) => new(r.Id, r.ThreadId, r.Status, r.Strategy, r.MessageId, r.CreatedAt, r.StartedAt, r.EndedAt, r.Error,
-        r.Results is null ? null : System.Text.Json.JsonDocument.Parse(r.Results).RootElement.Clone());
+        r.Results is null ? null : System.Text.Json.JsonDocument.Parse(r.Results).RootElement.Clone(), r.AgentId, r.AgentVersion);
 
     public static UserDto ToDto(this UserRecord user) => new(user.Id, user.Email, user.DisplayName, user.Tier, user.CreatedAt);
 }

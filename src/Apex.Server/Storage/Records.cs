@@ -89,7 +89,23 @@ internal sealed record ThreadRecord(string Id, string UserId, string Title, stri
 internal sealed record MessageRecord(string Id, string ThreadId, string UserId, string? RunId, string Role, string Content, DateTimeOffset CreatedAt);
 
 internal sealed record RunRecord(string Id, string ThreadId, string UserId, string Status, string Strategy, string MessageId,
-    DateTimeOffset CreatedAt, DateTimeOffset? StartedAt, DateTimeOffset? EndedAt, string? Error, string? NodeId, bool CancelRequested, string? Results = null);
+    DateTimeOffset CreatedAt, DateTimeOffset? StartedAt, DateTimeOffset? EndedAt, string? Error, string? NodeId, bool CancelRequested, string? Results = null,
+    string? AgentId = null, int? AgentVersion = null);
+
+/// <summary>
+/// A user's agent or team definition, one version of it. <c>Definition</c> is its JSON as validated when it was written.
+/// A shared one (published by an admin) is visible to every user and changed only by admins.
+/// </summary>
+internal sealed record AgentRecord(string Id, string UserId, string Kind, string Name, int Version, bool Shared, string Definition, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt);
+
+internal static class AgentKinds
+{
+    public const string Agent = "agent";
+    public const string Team = "team";
+}
+
+/// <summary>What became of a write of an agent or team definition.</summary>
+internal enum AgentWriteOutcome { Saved, NotFound, Forbidden, NameTaken, LimitReached }
 
 internal static class RunStatus
 {

@@ -22,8 +22,9 @@ internal sealed class SqlRunStore(Database db, NodeIdentity node) : SqlStore(db)
             if (active.Count > 0 && run.Strategy == QueueStrategies.Reject) return new SubmitResult(SubmitOutcome.ThreadBusy, active.Count, ids, null);
             if (active.Count(a => a.Status == RunStatus.Queued) >= maxPending) return new SubmitResult(SubmitOutcome.QueueFull, active.Count, ids, null);
             await InsertMessageAsync(c, t, message, cancellationToken);
-            await c.ExecuteAsync($"INSERT INTO runs ({RunColumns}) VALUES (@id, @t, @u, 'queued', @s, @m, @ca, NULL, NULL, NULL, NULL, 0)", t, cancellationToken,
-                ("@id", run.Id), ("@t", run.ThreadId), ("@u", run.UserId), ("@s", run.Strategy), ("@m", run.MessageId), ("@ca", run.CreatedAt.ToUnixMs()));
+            await c.ExecuteAsync($"INSERT INTO runs ({RunColumns}) VALUES (@id, @t, @u, 'queued', @s, @m, @ca, NULL, NULL, NULL, NULL, 0, @ag, @av)", t, cancellationToken,
+                ("@id", run.Id), ("@t", run.ThreadId), ("@u", run.UserId), ("@s", run.Strategy), ("@m", run.MessageId), ("@ca", run.CreatedAt.ToUnixMs()),
+                ("@ag", run.AgentId), ("@av", run.AgentVersion is { } version ? version : DBNull.Value));
             await Db.NotifyAsync(c, t, StoreSignals.RunsChannel, _node.Id, cancellationToken);
             // The run and its first event commit together: there is never a run without its run_queued.
             var queued = await _appender.AppendAsync(c, t, [new EventAppend(queuedEvent(active.Count))], cancellationToken);

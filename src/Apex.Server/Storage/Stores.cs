@@ -167,3 +167,24 @@ internal interface IUsageStore
     /// <summary>Admin: tokens and cost per user since <paramref name="from"/>, biggest spenders first. Across users by design.</summary>
     Task<IReadOnlyList<UserUsageTotal>> TotalsByUserAsync(DateTimeOffset from, int limit, CancellationToken cancellationToken);
 }
+
+/// <summary>
+/// Users' agent and team definitions, versioned. A user sees their own and the shared ones (published by admins); every
+/// read names the user in the query, and another user's private definition behaves exactly like a missing one.
+/// </summary>
+internal interface IAgentStore
+{
+    /// <summary>Creates version 1; refused when the user already has <paramref name="maxPerUser"/> definitions or one of this name.</summary>
+    Task<AgentWriteOutcome> CreateAsync(AgentRecord record, int maxPerUser, CancellationToken cancellationToken);
+    /// <summary>The latest version of one of the user's own or a shared definition of this kind.</summary>
+    Task<AgentRecord?> GetAsync(string userId, string kind, string id, CancellationToken cancellationToken);
+    /// <summary>An agent or team by id, else by name (the user's own before a shared one): what a message names.</summary>
+    Task<AgentRecord?> FindAsync(string userId, string idOrName, CancellationToken cancellationToken);
+    /// <summary>One version, even of a definition deleted since (a queued run still runs what it named).</summary>
+    Task<AgentRecord?> GetVersionAsync(string userId, string id, int version, CancellationToken cancellationToken);
+    Task<IReadOnlyList<AgentRecord>> ListAsync(string userId, string kind, CancellationToken cancellationToken);
+    /// <summary>Writes a new version; a shared definition, or making one shared, needs <paramref name="isAdmin"/>.</summary>
+    Task<(AgentWriteOutcome Outcome, AgentRecord? Saved)> UpdateAsync(string userId, bool isAdmin, string kind, string id, string name, bool shared, string definition,
+        DateTimeOffset now, CancellationToken cancellationToken);
+    Task<AgentWriteOutcome> DeleteAsync(string userId, bool isAdmin, string kind, string id, CancellationToken cancellationToken);
+}

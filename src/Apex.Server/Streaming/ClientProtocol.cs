@@ -87,7 +87,7 @@ internal sealed class ClientProtocol
             return;
         }
         // Follow before the run is queued, from the thread's current end: run_queued and everything after it arrive here.
-        var result = await _coordinator.SubmitAsync(connection.User.Id, payload.ThreadId, payload.Content, payload.Strategy,
+        var result = await _coordinator.SubmitAsync(connection.User.Id, payload.ThreadId, payload.Content, payload.Strategy, payload.Agent,
             async (thread, ct) => { if (!connection.IsFollowing(thread.Id)) await connection.FollowAsync(thread.Id, thread.LastSeq, ct); }, cancellationToken);
         if (result is Submission.Refused refused) await connection.ErrorAsync(refused.Code, refused.Message, cancellationToken);
     }

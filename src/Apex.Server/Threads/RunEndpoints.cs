@@ -33,7 +33,7 @@ internal static class RunEndpoints
     private static async Task<Results<Accepted<SendMessageResponse>, NotFound, ProblemHttpResult>> SendMessage(string threadId, SendMessageRequest request,
         CurrentUser user, RunCoordinator coordinator, CancellationToken cancellationToken)
     {
-        return await coordinator.SubmitAsync(user.Id, threadId, request.Content, request.Strategy, null, cancellationToken) switch
+        return await coordinator.SubmitAsync(user.Id, threadId, request.Content, request.Strategy, request.Agent, null, cancellationToken) switch
         {
             Submission.Accepted accepted => TypedResults.Accepted($"/api/runs/{accepted.Run.Id}", new SendMessageResponse(accepted.Run.ToDto(), accepted.Message.ToDto())),
             Submission.Refused { Code: "not_found" } => TypedResults.NotFound(),

@@ -26,10 +26,10 @@ internal sealed class ToolRegistry
     public IEnumerable<string> Names => _tools.Keys;
 
     /// <summary>
-    /// The agent's tools (the named ones, and what the tool sources offer it) as functions one agent of one run may call,
-    /// each through that run's dispatcher; unknown names are skipped.
+    /// The agent's tools (the named ones, and, when <paramref name="offerSourceTools"/>, what the tool sources offer it by name) as
+    /// functions one agent of one run may call, each through that run's dispatcher; unknown names are skipped.
     /// </summary>
-    public IList<AITool> Functions(IEnumerable<string> names, ToolDispatcher dispatcher, Execution.UserExecutionContext context, string agent) =>
-        [.. names.Concat(_sources.SelectMany(s => s.NamesFor(agent))).Distinct(StringComparer.Ordinal).Select(Find).OfType<IApexTool>()
+    public IList<AITool> Functions(IEnumerable<string> names, ToolDispatcher dispatcher, Execution.UserExecutionContext context, string agent, bool offerSourceTools) =>
+        [.. names.Concat(offerSourceTools ? _sources.SelectMany(s => s.NamesFor(agent)) : []).Distinct(StringComparer.Ordinal).Select(Find).OfType<IApexTool>()
             .Select(t => new DispatchedTool(t, dispatcher, context, agent))];
 }

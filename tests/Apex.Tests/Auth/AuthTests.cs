@@ -105,6 +105,15 @@ public sealed class AuthTests(SharedServer shared) : IClassFixture<SharedServer>
         // The routes added with the web app, token accounting and MCP.
         foreach (var path in new[] { "api/usage", "api/usage/tools", "api/workloads/charts" })
             Assert.Equal(HttpStatusCode.Unauthorized, (await http.GetAsync(new Uri(path, UriKind.Relative))).StatusCode);
+        // Users' agents and teams (issue 15).
+        foreach (var (method, path) in new[] { (HttpMethod.Get, "api/agents"), (HttpMethod.Post, "api/agents"), (HttpMethod.Get, "api/agents/x"), (HttpMethod.Put, "api/agents/x"),
+            (HttpMethod.Delete, "api/agents/x"), (HttpMethod.Get, "api/teams"), (HttpMethod.Post, "api/teams"), (HttpMethod.Get, "api/teams/x"), (HttpMethod.Put, "api/teams/x"),
+            (HttpMethod.Delete, "api/teams/x") })
+        {
+            using var request = new HttpRequestMessage(method, path);
+            if (method == HttpMethod.Post || method == HttpMethod.Put) request.Content = new StringContent("""{"name":"a","instructions":"i"}""", System.Text.Encoding.UTF8, "application/json");
+            Assert.Equal(HttpStatusCode.Unauthorized, (await http.SendAsync(request)).StatusCode);
+        }
         using var mcp = new StringContent("""{"jsonrpc":"2.0","id":1,"method":"tools/list"}""", System.Text.Encoding.UTF8, "application/json");
         Assert.Equal(HttpStatusCode.Unauthorized, (await http.PostAsync(new Uri("mcp", UriKind.Relative), mcp)).StatusCode);
         // The AG-UI and OpenAI-compatible doors; /v1 answers in OpenAI's error shape.

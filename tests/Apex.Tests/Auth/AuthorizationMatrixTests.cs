@@ -36,7 +36,14 @@ public sealed class AuthorizationMatrixTests(LoggedServer shared, ITestOutputHel
         ["threadId"] = ids => ids.ThreadId,
         ["runId"] = ids => ids.RunId,
         ["keyId"] = ids => ids.KeyId,
+        ["agentId"] = ids => ids.AgentId,
+        ["teamId"] = ids => ids.TeamId,
     };
+
+    private const string AgentDefinition = """{"name":"matrix-agent","instructions":"Read the workload.","tools":["workload_summary"]}""";
+    private const string TeamDefinition = """
+        {"name":"matrix-team","agents":[{"name":"reader","instructions":"Read the workload.","tools":["workload_summary"]}],"supervisor":{"policy":"sequence"}}
+        """;
 
     /// <summary>Route parameters that name no one's resource.</summary>
     /// <remarks><c>userId</c> appears only in admin routes, which answer 403 to every non-admin whatever it names (the admin's own column is AdminTests').</remarks>
@@ -57,6 +64,12 @@ public sealed class AuthorizationMatrixTests(LoggedServer shared, ITestOutputHel
         ["DELETE /api/workloads"] = new(Phase: Phase.Deletes),
         ["POST /api/auth/logout"] = new(Phase: Phase.EndsSession),
         ["POST /api/keys"] = new(_ => Json("""{"name":"matrix"}""")),
+        ["POST /api/agents"] = new(_ => Json(AgentDefinition.Replace("matrix-agent", "matrix-agent-2", StringComparison.Ordinal))),
+        ["PUT /api/agents/{agentId}"] = new(_ => Json(AgentDefinition)),
+        ["DELETE /api/agents/{agentId}"] = new(Phase: Phase.Deletes),
+        ["POST /api/teams"] = new(_ => Json(TeamDefinition.Replace("matrix-team", "matrix-team-2", StringComparison.Ordinal))),
+        ["PUT /api/teams/{teamId}"] = new(_ => Json(TeamDefinition)),
+        ["DELETE /api/teams/{teamId}"] = new(Phase: Phase.Deletes),
         ["POST /api/threads/{threadId}/messages"] = new(_ => Json("""{"content":"a message from the matrix"}""")),
         ["POST /api/workloads"] = new(_ => new StringContent(UsageCsv("matrix-model"), Encoding.UTF8, "text/csv")),
         ["POST /api/workloads/sample"] = new(_ => Json("""{"days":1,"calls_per_day":5}""")),
@@ -410,18 +423,25 @@ public sealed class AuthorizationMatrixTests(LoggedServer shared, ITestOutputHel
         var model = "owner-model-" + Guid.NewGuid().ToString("N");
         var upload = await client.UploadWorkloadAsync(new MemoryStream(Encoding.UTF8.GetBytes(UsageCsv(model))), "text/csv", cancellationToken: ct);
         Assert.IsType<WorkloadUploadResult.Imported>(upload);
-        return new Owner(client, me.Id, thread.Id, sent.Run.Id, key.Id, key.Key, title,
-            [me.Id, email, thread.Id, sent.Run.Id, sent.Message.Id, key.Id, key.Key, key.Prefix, title, content, model]);
+        var agent = await client.CreateAgentAsync(AgentDefinition, ct);
+        using var teamBody = new StringContent(TeamDefinition, Encoding.UTF8, "application/json");
+        using var teamAnswer = await client.Http.SendAsync(client.Authorized(HttpMethod.Post, "api/teams", teamBody), ct);
+        Assert.Equal(System.Net.HttpStatusCode.Created, teamAnswer.StatusCode);
+        var team = (await System.Net.Http.Json.HttpContentJsonExtensions.ReadFromJsonAsync(teamAnswer.Content, ApexJsonContext.Default.AgentDto, ct))!;
+        return new Owner(client, me.Id, thread.Id, sent.Run.Id, key.Id, key.Key, title, agent.Id, team.Id,
+            [me.Id, email, thread.Id, sent.Run.Id, sent.Message.Id, key.Id, key.Key, key.Prefix, title, content, model, agent.Id, team.Id]);
     }
 
-    private sealed record Owner(ApexClient Client, string UserId, string ThreadId, string RunId, string KeyId, string ApiKey, string Title, string[] Secrets)
+    private sealed record Owner(ApexClient Client, string UserId, string ThreadId, string RunId, string KeyId, string ApiKey, string Title, string AgentId, string TeamId,
+        string[] Secrets)
     {
-        public Ids Ids { get; } = new(ThreadId, RunId, KeyId, Client.Tokens!.AccessToken);
+        public Ids Ids { get; } = new(ThreadId, RunId, KeyId, Client.Tokens!.AccessToken, AgentId, TeamId);
 
-        public static Ids RandomIds() => new(Guid.CreateVersion7().ToString(), "nope-" + Guid.NewGuid().ToString("N"), Guid.CreateVersion7().ToString(), "apex_" + Guid.NewGuid().ToString("N"));
+        public static Ids RandomIds() => new(Guid.CreateVersion7().ToString(), "nope-" + Guid.NewGuid().ToString("N"), Guid.CreateVersion7().ToString(), "apex_" + Guid.NewGuid().ToString("N"),
+            Guid.CreateVersion7().ToString(), Guid.CreateVersion7().ToString());
     }
 
-    private sealed record Ids(string ThreadId, string RunId, string KeyId, string Token);
+    private sealed record Ids(string ThreadId, string RunId, string KeyId, string Token, string AgentId, string TeamId);
 
     private sealed record Route(string Method, string Pattern, RoutePattern Parsed, Rule Rule, Spec Spec)
     {

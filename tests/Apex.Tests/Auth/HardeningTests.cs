@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Net;
 using System.Net.WebSockets;
 using Apex.Client;
@@ -165,18 +164,9 @@ public sealed class StartupTests
     public async Task AnInvalidSettingEndsTheProcessWithOneLineNamingItAndExitCodeOne()
     {
         var ct = Waits.Timeout();
-        var info = new ProcessStartInfo("dotnet", [BuildOutput.ProjectDll("Apex.Server", "Apex.Server.dll"), "--urls", "http://127.0.0.1:0", "--Apex:Limits:MaxFrameBytes=1"])
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        info.Environment["Apex__Storage__ConnectionString"] = Path.Combine(Path.GetTempPath(), "apex-tests", Guid.NewGuid().ToString("N") + ".db");
-        using var process = Process.Start(info)!;
-        var stderr = process.StandardError.ReadToEndAsync(ct);
-        await process.WaitForExitAsync(ct);
-        Assert.Equal(1, process.ExitCode);
-        var lines = (await stderr).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        var (exitCode, stderr) = await ServerProcess.RunToExitAsync(["--Apex:Limits:MaxFrameBytes=1"], ct);
+        Assert.Equal(1, exitCode);
+        var lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         var line = Assert.Single(lines);
         Assert.StartsWith("apex: invalid settings (LimitsOptions):", line, StringComparison.Ordinal);
         Assert.Contains("MaxFrameBytes", line, StringComparison.Ordinal);

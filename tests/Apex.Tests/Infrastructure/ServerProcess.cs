@@ -66,6 +66,22 @@ public sealed class ServerProcess : IAsyncDisposable
         }
     }
 
+    /// <summary>Runs the server with these command-line settings, on a new database, until it exits (a start that must fail): its exit code and standard error.</summary>
+    public static async Task<(int ExitCode, string Stderr)> RunToExitAsync(IEnumerable<string> settings, CancellationToken cancellationToken)
+    {
+        var info = new ProcessStartInfo("dotnet", [BuildOutput.ProjectDll("Apex.Server", "Apex.Server.dll"), "--urls", "http://127.0.0.1:0", .. settings])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        info.Environment["Apex__Storage__ConnectionString"] = Path.Combine(Path.GetTempPath(), "apex-tests", Guid.NewGuid().ToString("N") + ".db");
+        using var process = Process.Start(info)!;
+        var stderr = process.StandardError.ReadToEndAsync(cancellationToken);
+        await process.WaitForExitAsync(cancellationToken);
+        return (process.ExitCode, await stderr);
+    }
+
     public ApexClient CreateClient() => new(new HttpClient { BaseAddress = BaseAddress, Timeout = TimeSpan.FromSeconds(60) });
 
     /// <summary>SIGKILL: no shutdown code runs.</summary>
