@@ -36,8 +36,8 @@ internal static class AgentTeam
 {
     public static string DefaultPath => Path.Combine(AppContext.BaseDirectory, "Agents", "team.json");
 
-    /// <summary>The triage agent's result schema, as the shipped file defines it.</summary>
-    public static readonly JsonElement TriageSchema = Load(DefaultPath).Get(AgentNames.Triage).OutputSchema!.Value;
+    /// <summary>The triage agent's result schema, as the shipped file defines it (read when asked: a server given another file never reads this one).</summary>
+    public static JsonElement TriageSchema => Load(DefaultPath).Get(AgentNames.Triage).OutputSchema!.Value;
 
     /// <summary>The shipped team's agents.</summary>
     public static IEnumerable<AgentDefinition> Default() => Load(DefaultPath).Agents;

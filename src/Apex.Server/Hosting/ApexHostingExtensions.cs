@@ -273,6 +273,8 @@ internal static partial class ApexHostingExtensions
             return next(context);
         });
         var limits = app.Services.GetRequiredService<IOptions<LimitsOptions>>().Value;
+        // The shipped team's file, read and validated now: an invalid one stops the start with its one line, before the host logs anything.
+        app.Services.GetRequiredService<AgentRegistry>();
         app.UseWebSockets(new WebSocketOptions { KeepAliveInterval = limits.SocketKeepAliveInterval, KeepAliveTimeout = limits.SocketIdleTimeout });
         app.UseAuthentication();
         app.UseAuthorization();

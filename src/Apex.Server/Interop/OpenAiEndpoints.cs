@@ -200,7 +200,8 @@ internal static class OpenAiEndpoints
             threadId = requested;
         }
         var earlier = turns.Take(last).Where(t => t.Role is "user" or "assistant" or "system" or "developer" && t.Text.Length > 0).ToList();
-        switch (await doors.SubmitAsync(user.Id, threadId, turns[last].Text, earlier, model, cancellationToken))
+        // The model apex is the shipped team whatever its definition file calls it.
+        switch (await doors.SubmitAsync(user.Id, threadId, turns[last].Text, earlier, model == ModelId ? null : model, cancellationToken))
         {
             case DoorSubmission.Started started:
                 http.Response.Headers[ThreadHeader] = started.Run.ThreadId;

@@ -26,7 +26,9 @@ public sealed class AgentServer : IAsyncLifetime
         Server = await ApexTestServer.StartAsync(new()
         {
             ["Apex:Mcp:Servers:everything:Command"] = "node",
-            ["Apex:Mcp:Servers:everything:Args:0"] = everything,
+            // The same script by another spelling of its path: McpToolTests finds (and kills) its own MCP process by the path as
+            // APEX_TEST_MCP_EVERYTHING spells it, and this class's must not be taken for it when the two classes run at once.
+            ["Apex:Mcp:Servers:everything:Args:0"] = Path.Combine(Path.GetDirectoryName(everything)!, ".", Path.GetFileName(everything)),
             ["Apex:Mcp:Servers:everything:Args:1"] = "stdio",
             ["Apex:Mcp:Servers:everything:Agents:0"] = "triage",
             ["Apex:Auth:Admins:0"] = AdminEmail,
