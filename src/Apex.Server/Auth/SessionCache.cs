@@ -14,20 +14,22 @@ internal sealed class SessionCache
     public static readonly TimeSpan Lifetime = TimeSpan.FromSeconds(5);
     private const int MaxEntries = 100_000;
     private readonly ConcurrentDictionary<string, (SessionOwner Owner, long At)> _live = new(StringComparer.Ordinal);
+    private readonly IAccountStore _store;
     private readonly TimeProvider _time;
 
-    public SessionCache(StoreSignals signals, TimeProvider time)
+    public SessionCache(IAccountStore store, StoreSignals signals, TimeProvider time)
     {
+        _store = store;
         _time = time;
         signals.SessionRevoked += sessionId => _live.TryRemove(sessionId, out _);
         signals.Resync += _live.Clear;
     }
 
-    public async Task<SessionOwner?> GetAsync(IAccountStore store, string userId, string sessionId, CancellationToken cancellationToken)
+    public async Task<SessionOwner?> GetAsync(string userId, string sessionId, CancellationToken cancellationToken)
     {
         var now = _time.GetTimestamp();
         if (_live.TryGetValue(sessionId, out var hit) && hit.Owner.Session.UserId == userId && _time.GetElapsedTime(hit.At, now) < Lifetime) return hit.Owner;
-        var owner = await store.GetSessionOwnerAsync(userId, sessionId, cancellationToken);
+        var owner = await _store.GetSessionOwnerAsync(userId, sessionId, cancellationToken);
         if (owner is { Session.RevokedAt: null })
         {
             // A flood of distinct sessions must not grow the cache without bound: past the cap it starts over.

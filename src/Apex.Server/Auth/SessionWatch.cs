@@ -48,11 +48,6 @@ internal sealed partial class SessionWatch
         return watcher;
     }
 
-    public int Count
-    {
-        get { lock (_gate) return _bySession.Values.Sum(l => l.Count); }
-    }
-
     private void End(string sessionId, string reason)
     {
         List<Watcher>? ended;

@@ -208,7 +208,7 @@ internal sealed class TokenService
         if (sub is null || sid is null || UnixSeconds(identity, JwtRegisteredClaimNames.Exp) is not { } expires || UnixSeconds(identity, JwtRegisteredClaimNames.Iat) is not { } issued)
             return (null, "malformed token");
         if (expires - issued > _options.Value.AccessTokenLifetime + LifetimeSlack || issued > _time.GetUtcNow() + LifetimeSlack) return (null, "token lifetime not issued by this server");
-        var owner = await _sessions.GetAsync(_store, sub, sid, cancellationToken);
+        var owner = await _sessions.GetAsync(sub, sid, cancellationToken);
         if (owner is null || owner.Session.RevokedAt is not null || owner.Session.IsApiKey) return (null, "session revoked");
         return (new CurrentUser(sub, sid, owner.Tier, expires, Role: owner.Role), null);
     }
