@@ -8,6 +8,8 @@
 #   APEX_BENCH_SERVER_ENV="K=V K=V"  extra environment for the server (e.g. DOTNET_PerfMapEnabled=1)
 #   APEX_BENCH_HOLD=1        after the load, wait for Enter before stopping (to attach a profiler)
 #   APEX_BENCH_NODES=3       (postgres) start that many identical nodes on one database; users are spread over them
+#   APEX_BENCH_SIZE=1        after the load, print the database's bytes per run and per event, table by table (SQLite:
+#                            dbstat over the file; PostgreSQL: pg_total_relation_size, indexes and TOAST included)
 #   APEX_BENCH_AGENT=bench/agents/react.json  an agent definition: each user defines it and every message names it (the
 #                            equal-work ReAct agent: one tool call, then a ~40-token streamed answer); default: the shipped team
 set -euo pipefail
@@ -32,6 +34,29 @@ cleanup() {
   rm -rf "$dir"
 }
 trap cleanup EXIT
+
+# Bytes per finished run and per event, table by table with its indexes (SQLite: pages in use by dbstat, the WAL included;
+# PostgreSQL: pg_total_relation_size after VACUUM, TOAST and indexes included).
+storage_size() {
+  local q runs events rows total
+  if [ "$provider" = sqlite ]; then
+    q() { sqlite3 -readonly "$dir/apex.db" "$1"; }
+    rows=$(q "SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC")
+    total=$(q "SELECT SUM(pgsize) FROM dbstat")
+  else
+    q() { "${psql[@]}" -F '|' -c "$1"; }
+    "${psql[@]}" -c "VACUUM ANALYZE" >/dev/null
+    rows=$(q "SELECT c.relname, pg_relation_size(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = 'public' AND c.relkind IN ('r', 'i', 't') ORDER BY 2 DESC")
+    total=$(q "SELECT SUM(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind = 'r'")
+  fi
+  runs=$(q "SELECT count(*) FROM runs WHERE status IN ('completed', 'failed', 'cancelled')")
+  events=$(q "SELECT count(*) FROM events")
+  echo "stored: $runs finished runs, $events events ($(awk -v e="$events" -v r="$runs" 'BEGIN{printf "%.1f", e/r}') a run), by table and index:"
+  echo "$rows" | tr '|' ' ' | awk -v r="$runs" '$2 > 0 {printf "  %-36s %12d bytes %8.0f bytes a run\n", $1, $2, $2 / r}'
+  awk -v t="$total" -v r="$runs" -v e="$events" 'BEGIN{printf "in all %d bytes: %.0f bytes (%.2f KB) a run, %.0f bytes an event (everything stored / events)\n", t, t/r, t/r/1024, t/e}'
+  awk -v t="$total" -v r="$runs" 'BEGIN{printf "a year at 10,000 runs a day: %.1f GB\n", t/r*10000*365/1e9}'
+}
 
 dotnet build Apex.slnx -c Release --nologo -v quiet >/dev/null
 
@@ -94,5 +119,6 @@ if [ "$provider" = postgres ]; then
       | tee "$out/statements.txt"
   fi
 fi
+if [ "${APEX_BENCH_SIZE:-0}" = 1 ]; then storage_size | tee "$out/size.txt"; fi
 if [ "${APEX_BENCH_HOLD:-0}" = 1 ]; then read -r -p "holding the server (pid $server); Enter stops it " _; fi
 exit "$status"

@@ -33,7 +33,7 @@ internal sealed class ExecutionEngineFactory(IAccountStore accounts, IThreadStor
         var control = new RunControl(options.RunTimeout, time);
         var context = UserExecutionContext.Create(run.UserId, run.ThreadId, run.Id, tier, now);
         // A run whose own events cannot be stored stops at once (its event writer has already ended it with storage_error).
-        var events = new RunEvents(run.UserId, run.ThreadId, run.Id, log, () => control.Cancel(RunEvents.StorageError));
+        var events = new RunEvents(run.UserId, run.ThreadId, run.Id, log, () => control.Cancel(RunEvents.StorageError), options.MessageDeltaWindow, time);
         var dispatcher = new ToolDispatcher(tools, events, control, telemetry, options, loggers.CreateLogger<ToolDispatcher>());
         var usage = new RunUsage();
         var recorder = new UsageRecorder(usage, usageStore, prices.Value, ids, time, loggers.CreateLogger<UsageRecorder>());

@@ -10,9 +10,22 @@ namespace Apex.Server.Events;
 /// and split its batch), the run ends at once, honestly, with <c>run_failed</c> reason <c>storage_error</c>, and
 /// <paramref name="storageFailed"/> stops the run's work; nothing the run writes after that is stored.
 /// </summary>
-internal sealed class RunEvents(string userId, string threadId, string runId, EventLog log, Action? storageFailed = null)
+/// <remarks>
+/// Answer pieces are coalesced over <paramref name="deltaWindow"/>: the first piece of an answer (or the first after a pause
+/// as long as the window) is queued at once; pieces that follow within the window are joined and queued when it ends, or as
+/// soon as any other event of the run comes, so the order of events never changes. A model streaming hundreds of tokens then
+/// costs a few rows and frames a second, not one per token. <see cref="TimeSpan.Zero"/> queues every piece as it comes.
+/// </remarks>
+internal sealed class RunEvents(string userId, string threadId, string runId, EventLog log, Action? storageFailed = null, TimeSpan deltaWindow = default,
+    TimeProvider? time = null)
 {
     public const string StorageError = "storage_error";
+
+    private readonly TimeProvider _time = time ?? TimeProvider.System;
+    private (string Agent, string MessageId, System.Text.StringBuilder Text)? _pendingDelta;
+    private string? _lastDeltaMessage;
+    private long _lastDeltaQueued;
+    private ITimer? _deltaTimer;
 
     private readonly Lock _gate = new();
     private readonly List<(string CallId, string Tool, string Agent, long StartedTicks)> _openTools = [];
@@ -65,7 +78,50 @@ internal sealed class RunEvents(string userId, string threadId, string runId, Ev
             return () => _openTools.AddRange(closed);
         });
 
-    public Task MessageDeltaAsync(string agent, string messageId, string delta) => AppendAsync(new MessageDelta(new MessageDeltaData(messageId, delta)), agent);
+    public Task MessageDeltaAsync(string agent, string messageId, string delta)
+    {
+        if (deltaWindow <= TimeSpan.Zero) return AppendAsync(new MessageDelta(new MessageDeltaData(messageId, delta)), agent);
+        lock (_gate)
+        {
+            if (_terminated) return Task.CompletedTask;
+            if (_pendingDelta is { } pending && pending.MessageId == messageId && pending.Agent == agent)
+            {
+                pending.Text.Append(delta);
+                return Task.CompletedTask;
+            }
+            QueuePendingDelta();
+            var now = _time.GetTimestamp();
+            if (_lastDeltaMessage != messageId || _time.GetElapsedTime(_lastDeltaQueued, now) >= deltaWindow)
+            {
+                // The first piece never waits.
+                _lastDeltaMessage = messageId;
+                _lastDeltaQueued = now;
+                Queue(new MessageDelta(new MessageDeltaData(messageId, delta)), agent, null);
+                return Task.CompletedTask;
+            }
+            _pendingDelta = (agent, messageId, new System.Text.StringBuilder(delta));
+            _deltaTimer ??= _time.CreateTimer(static state => ((RunEvents)state!).OnDeltaWindowEnded(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+            _deltaTimer.Change(deltaWindow - _time.GetElapsedTime(_lastDeltaQueued, now), Timeout.InfiniteTimeSpan);
+        }
+        return Task.CompletedTask;
+    }
+
+    private void OnDeltaWindowEnded()
+    {
+        lock (_gate)
+        {
+            if (!_terminated) QueuePendingDelta();
+        }
+    }
+
+    /// <summary>Queues the joined pieces waiting for the end of their window (under the gate): before any other event of the run.</summary>
+    private void QueuePendingDelta()
+    {
+        if (_pendingDelta is not { } pending) return;
+        _pendingDelta = null;
+        _lastDeltaQueued = _time.GetTimestamp();
+        Queue(new MessageDelta(new MessageDeltaData(pending.MessageId, pending.Text.ToString())), pending.Agent, null);
+    }
 
     public Task CompletedAsync(string messageId, double durationMs, RunUsageSummary? usage = null, string? note = null) =>
         TerminateAsync(new RunCompleted(new RunCompletedData(messageId, durationMs, usage, note)), "error");
@@ -83,6 +139,8 @@ internal sealed class RunEvents(string userId, string threadId, string runId, Ev
         lock (_gate)
         {
             if (_terminated) return _termination;
+            QueuePendingDelta();
+            _deltaTimer?.Dispose();
             _terminated = true;
             (Task, Action?)[] inFlight = [.. _inFlight];
             _inFlight.Clear();
@@ -141,15 +199,22 @@ internal sealed class RunEvents(string userId, string threadId, string runId, Ev
         lock (_gate)
         {
             if (_terminated) return Task.CompletedTask;
+            QueuePendingDelta();
             var reopen = change?.Invoke();
-            // Appends are not tied to the run's token: the events that report a cancellation must still be written.
-            var append = log.AppendAsync(Stamp(make(), agent), CancellationToken.None);
-            if (_inFlight.Count > 64) _inFlight.RemoveAll(t => t.Append.IsCompletedSuccessfully);
-            _inFlight.Add((append, reopen));
-            append.ContinueWith(static (task, state) => ((RunEvents)state!).OnAppendFailed(task.Exception!.GetBaseException()), this,
-                CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            Queue(make(), agent, reopen);
         }
         return Task.CompletedTask;
+    }
+
+    /// <summary>Queues one event (under the gate).</summary>
+    private void Queue(ApexEvent evt, string? agent, Action? reopen)
+    {
+        // Appends are not tied to the run's token: the events that report a cancellation must still be written.
+        var append = log.AppendAsync(Stamp(evt, agent), CancellationToken.None);
+        if (_inFlight.Count > 64) _inFlight.RemoveAll(t => t.Append.IsCompletedSuccessfully);
+        _inFlight.Add((append, reopen));
+        append.ContinueWith(static (task, state) => ((RunEvents)state!).OnAppendFailed(task.Exception!.GetBaseException()), this,
+            CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
     private Task ForceAppendAsync(ApexEvent evt, string? agent) => log.AppendAsync(Stamp(evt, agent), CancellationToken.None);

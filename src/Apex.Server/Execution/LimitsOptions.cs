@@ -41,6 +41,12 @@ internal sealed class LimitsOptions
     public TimeSpan RunLease { get; set; } = TimeSpan.FromSeconds(15);
     public TimeSpan HeartbeatInterval { get; set; } = TimeSpan.FromSeconds(3);
 
+    /// <summary>
+    /// Answer pieces (<c>message_delta</c>) that follow each other within this window are joined into one event; the first piece
+    /// of an answer is sent at once. Zero sends every piece as the model streams it.
+    /// </summary>
+    public TimeSpan MessageDeltaWindow { get; set; } = TimeSpan.FromMilliseconds(100);
+
     /// <summary>On shutdown, how long active runs may go on before they are cancelled.</summary>
     public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(10);
 }
@@ -58,6 +64,7 @@ internal sealed class LimitsOptionsValidator : IValidateOptions<LimitsOptions>
         if (o.HeartbeatInterval * 2 >= o.RunLease) failures.Add("RunLease must be more than twice HeartbeatInterval, so one late heartbeat does not lose a run.");
         if (o.MaxMessageChars > o.MaxFrameBytes) failures.Add("MaxMessageChars must fit in MaxFrameBytes.");
         if (o.DrainTimeout < TimeSpan.Zero) failures.Add("DrainTimeout must not be negative.");
+        if (o.MessageDeltaWindow < TimeSpan.Zero || o.MessageDeltaWindow > TimeSpan.FromSeconds(5)) failures.Add("MessageDeltaWindow must be between 0 and 5 seconds.");
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
 }

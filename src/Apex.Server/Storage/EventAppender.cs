@@ -1,5 +1,4 @@
 using System.Data.Common;
-using System.Text.Json;
 using Apex.Client;
 using Npgsql;
 
@@ -39,7 +38,8 @@ internal sealed class EventAppender(Database db, NodeIdentity node)
         _ => throw new ArgumentException($"{terminal.Type} is not terminal."),
     };
 
-    private static string Serialize(ApexEvent stamped) => JsonSerializer.Serialize(stamped, ApexJsonContext.Default.ApexEvent);
+    /// <summary>The event as stored and sent: its seq, and its time in UTC (as it is rebuilt on read, so a replay is byte-identical).</summary>
+    private static ApexEvent Stamp(ApexEvent evt, long seq) => evt with { Seq = seq, Timestamp = evt.Timestamp.ToUniversalTime() };
 
     private string EventsNotice(string thread, long seq) => $"{node.Id}|{thread}|{seq}";
 
@@ -56,13 +56,14 @@ internal sealed class EventAppender(Database db, NodeIdentity node)
         var lastSeq = new List<(string Thread, long Seq)>();
         // The two hottest statements of the server: rented, so that the provider can keep them prepared.
         var next = db.RentCommand(c, t, "UPDATE threads SET last_seq = last_seq + 1 WHERE id = @t AND user_id = @u RETURNING last_seq", "@t", "@u");
-        var insert = db.RentCommand(c, t, "INSERT INTO events (thread_id, seq, user_id, run_id, type, payload, created_at) VALUES (@t, @s, @u, @r, @ty, @p, @ca)",
-            "@t", "@s", "@u", "@r", "@ty", "@p", "@ca");
+        var insert = db.RentCommand(c, t, "INSERT INTO events (thread_id, seq, run_id, event_id, type, agent, at, data) VALUES (@t, @s, @r, @e, @ty, @a, @at, @d)",
+            "@t", "@s", "@r", "@e", "@ty", "@a", "@at", "@d");
         try
         {
             foreach (var thread in ByThread(events.Select(e => e.Event).Where(e => !dropped.Contains(e.EventId!))))
             {
                 long? last = null;
+                byte[]? threadKey = null;
                 foreach (var evt in thread)
                 {
                     // The thread row is the per-thread sequence: incrementing it in the same transaction as the insert keeps seq gapless.
@@ -70,8 +71,9 @@ internal sealed class EventAppender(Database db, NodeIdentity node)
                     next.Parameters[1].Value = evt.UserId;
                     var seq = await next.ExecuteScalarAsync(cancellationToken);
                     if (seq is null or DBNull) break; // the thread was deleted under a running run: nothing left to append to
-                    var stamped = evt with { Seq = Convert.ToInt64(seq, System.Globalization.CultureInfo.InvariantCulture) };
-                    object?[] values = [stamped.ThreadId, stamped.Seq, stamped.UserId, stamped.RunId, stamped.Type, Serialize(stamped), stamped.Timestamp.ToUnixMs()];
+                    var stamped = Stamp(evt, Convert.ToInt64(seq, System.Globalization.CultureInfo.InvariantCulture));
+                    object?[] values = [threadKey ??= EventCodec.Id(stamped.ThreadId!), stamped.Seq, EventCodec.IdOrNull(stamped.RunId), EventCodec.Id(stamped.EventId!),
+                        EventCodec.TypeCode(stamped.Type), stamped.AgentName, EventCodec.Ticks(stamped.Timestamp), EventCodec.Data(stamped)];
                     for (var i = 0; i < values.Length; i++) insert.Parameters[i].Value = values[i] ?? DBNull.Value;
                     await insert.ExecuteNonQueryAsync(cancellationToken);
                     if (stamped is ToolCompleted tool) await RecordToolUsageAsync(c, t, tool, cancellationToken);
@@ -141,7 +143,7 @@ internal sealed class EventAppender(Database db, NodeIdentity node)
             // A thread deleted under a running run: nothing left to append to.
             if (!lastSeq.TryGetValue(thread.Key, out var last)) continue;
             var seq = last - thread.Count();
-            foreach (var evt in thread) stored.Add(evt with { Seq = ++seq });
+            foreach (var evt in thread) stored.Add(Stamp(evt, ++seq));
             notices.Add((StoreSignals.EventsChannel, EventsNotice(thread.Key.Thread, last)));
         }
         if (stored.Count == 0) return stored;
@@ -151,11 +153,11 @@ internal sealed class EventAppender(Database db, NodeIdentity node)
         await using (var batch = new NpgsqlBatch(c, t))
         {
             batch.BatchCommands.Add(Command("""
-                INSERT INTO events (thread_id, seq, user_id, run_id, type, payload, created_at)
-                SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[])
-                """, stored.Select(e => e.ThreadId!).ToArray(), stored.Select(e => e.Seq).ToArray(), stored.Select(e => e.UserId!).ToArray(),
-                stored.Select(e => e.RunId).ToArray(), stored.Select(e => e.Type).ToArray(), stored.Select(Serialize).ToArray(),
-                stored.Select(e => e.Timestamp.ToUnixMs()).ToArray()));
+                INSERT INTO events (thread_id, seq, run_id, event_id, type, agent, at, data)
+                SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bytea[], $4::bytea[], $5::smallint[], $6::text[], $7::bigint[], $8::text[])
+                """, stored.Select(e => EventCodec.Id(e.ThreadId!)).ToArray(), stored.Select(e => e.Seq).ToArray(), stored.Select(e => EventCodec.IdOrNull(e.RunId)).ToArray(),
+                stored.Select(e => EventCodec.Id(e.EventId!)).ToArray(), stored.Select(e => EventCodec.TypeCode(e.Type)).ToArray(), stored.Select(e => e.AgentName).ToArray(),
+                stored.Select(e => EventCodec.Ticks(e.Timestamp)).ToArray(), stored.Select(EventCodec.Data).ToArray()));
             var tools = stored.OfType<ToolCompleted>().ToList();
             if (tools.Count > 0)
             {

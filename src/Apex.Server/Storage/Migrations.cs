@@ -208,17 +208,72 @@ internal static class Migrations
             ALTER TABLE runs ADD COLUMN agent_id TEXT NULL;
             ALTER TABLE runs ADD COLUMN agent_version INTEGER NULL
             """),
+        // Events as their columns and their data alone (the envelope is rebuilt on read): 16-byte ids, a type code, the time
+        // in ticks; no user column (the thread's owner, checked through the thread row), no index by run (only recovery reads
+        // a run's events, from its thread), no foreign key (a thread's events are deleted with it). Converts the rows in place.
+        (9, "compact events", """
+            CREATE TABLE events_v2 (
+                thread_id BLOB NOT NULL,
+                seq INTEGER NOT NULL,
+                run_id BLOB NULL,
+                event_id BLOB NOT NULL,
+                type INTEGER NOT NULL,
+                agent TEXT NULL,
+                at INTEGER NOT NULL,
+                data TEXT NOT NULL,
+                PRIMARY KEY (thread_id, seq)) WITHOUT ROWID;
+            INSERT INTO events_v2 (thread_id, seq, run_id, event_id, type, agent, at, data)
+                SELECT CASE WHEN length(thread_id) = 36 AND thread_id = lower(thread_id) AND substr(thread_id, 9, 1) = '-' AND substr(thread_id, 14, 1) = '-' AND substr(thread_id, 19, 1) = '-' AND substr(thread_id, 24, 1) = '-' AND unhex(replace(thread_id, '-', '')) IS NOT NULL THEN unhex(replace(thread_id, '-', '')) ELSE unhex('00' || hex(thread_id)) END, seq,
+                    CASE WHEN run_id IS NULL THEN NULL ELSE CASE WHEN length(run_id) = 36 AND run_id = lower(run_id) AND substr(run_id, 9, 1) = '-' AND substr(run_id, 14, 1) = '-' AND substr(run_id, 19, 1) = '-' AND substr(run_id, 24, 1) = '-' AND unhex(replace(run_id, '-', '')) IS NOT NULL THEN unhex(replace(run_id, '-', '')) ELSE unhex('00' || hex(run_id)) END END,
+                    CASE WHEN length(eid) = 36 AND eid = lower(eid) AND substr(eid, 9, 1) = '-' AND substr(eid, 14, 1) = '-' AND substr(eid, 19, 1) = '-' AND substr(eid, 24, 1) = '-' AND unhex(replace(eid, '-', '')) IS NOT NULL THEN unhex(replace(eid, '-', '')) ELSE unhex('00' || hex(eid)) END,
+                    CASE type WHEN 'run_queued' THEN 1 WHEN 'run_started' THEN 2 WHEN 'agent_started' THEN 3 WHEN 'agent_thinking' THEN 4 WHEN 'tool_executing' THEN 5 WHEN 'tool_completed' THEN 6 WHEN 'message_delta' THEN 7 WHEN 'agent_completed' THEN 8 WHEN 'agent_error' THEN 9 WHEN 'run_completed' THEN 10 WHEN 'run_failed' THEN 11 WHEN 'run_cancelled' THEN 12 END, agent, unixepoch(substr(ts, 1, 19) || substr(ts, -6)) * 10000000 + CASE WHEN substr(ts, 20, 1) = '.' THEN CAST(substr(substr(ts, 21, length(ts) - 26) || '000000', 1, 7) AS INTEGER) ELSE 0 END, data
+                FROM (SELECT thread_id, seq, run_id, type, json_extract(payload, '$.event_id') AS eid, json_extract(payload, '$.agent_name') AS agent,
+                    json_extract(payload, '$.timestamp') AS ts, json_extract(payload, '$.data') AS data FROM events);
+            DROP TABLE events;
+            ALTER TABLE events_v2 RENAME TO events
+            """),
     ];
+
+    /// <summary>The PostgreSQL text of a migration whose SQL is not the common subset.</summary>
+    private static ImmutableDictionary<int, string> PostgresVariants { get; } = new Dictionary<int, string>
+    {
+        [9] = """
+            CREATE TABLE events_v2 (
+                thread_id BYTEA NOT NULL,
+                seq BIGINT NOT NULL,
+                run_id BYTEA NULL,
+                event_id BYTEA NOT NULL,
+                type SMALLINT NOT NULL,
+                agent TEXT NULL,
+                at BIGINT NOT NULL,
+                data TEXT NOT NULL,
+                PRIMARY KEY (thread_id, seq));
+            INSERT INTO events_v2 (thread_id, seq, run_id, event_id, type, agent, at, data)
+                SELECT CASE WHEN thread_id ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN decode(replace(thread_id, '-', ''), 'hex') ELSE decode('00', 'hex') || convert_to(thread_id, 'UTF8') END, seq,
+                    CASE WHEN run_id IS NULL THEN NULL ELSE CASE WHEN run_id ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN decode(replace(run_id, '-', ''), 'hex') ELSE decode('00', 'hex') || convert_to(run_id, 'UTF8') END END,
+                    CASE WHEN eid ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN decode(replace(eid, '-', ''), 'hex') ELSE decode('00', 'hex') || convert_to(eid, 'UTF8') END,
+                    CASE type WHEN 'run_queued' THEN 1 WHEN 'run_started' THEN 2 WHEN 'agent_started' THEN 3 WHEN 'agent_thinking' THEN 4 WHEN 'tool_executing' THEN 5 WHEN 'tool_completed' THEN 6 WHEN 'message_delta' THEN 7 WHEN 'agent_completed' THEN 8 WHEN 'agent_error' THEN 9 WHEN 'run_completed' THEN 10 WHEN 'run_failed' THEN 11 WHEN 'run_cancelled' THEN 12 END, agent, extract(epoch from (substr(ts, 1, 19) || right(ts, 6))::timestamptz)::bigint * 10000000 + CASE WHEN substr(ts, 20, 1) = '.' THEN rpad(substr(ts, 21, length(ts) - 26), 7, '0')::bigint ELSE 0 END, data
+                FROM (SELECT thread_id, seq, run_id, type, p->>'event_id' AS eid, p->>'agent_name' AS agent, p->>'timestamp' AS ts, (p->'data')::text AS data
+                    FROM (SELECT thread_id, seq, run_id, type, payload::json AS p FROM events) raw) e;
+            DROP TABLE events;
+            ALTER TABLE events_v2 RENAME TO events;
+            ALTER INDEX events_v2_pkey RENAME TO events_pkey
+            """,
+    }.ToImmutableDictionary();
 
     public static int Latest => All[^1].Version;
 
-    public static async Task<int> ApplyAsync(Database database, TimeProvider time, CancellationToken cancellationToken)
+    public static Task<int> ApplyAsync(Database database, TimeProvider time, CancellationToken cancellationToken) => ApplyAsync(database, time, Latest, cancellationToken);
+
+    /// <summary>Applies the migrations not applied yet, up to <paramref name="upTo"/> (a test builds an older schema with it).</summary>
+    public static async Task<int> ApplyAsync(Database database, TimeProvider time, int upTo, CancellationToken cancellationToken)
     {
         await database.WriteAsync(async (connection, transaction) =>
             await connection.ExecuteAsync("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)", transaction, cancellationToken), cancellationToken);
         var applied = 0;
-        foreach (var (version, name, sql) in All)
+        foreach (var (version, name, common) in All.Where(m => m.Version <= upTo))
         {
+            var sql = database is PostgresDatabase && PostgresVariants.TryGetValue(version, out var postgres) ? postgres : common;
             var done = await database.WriteAsync(async (connection, transaction) =>
             {
                 await database.LockMigrationsAsync(connection, transaction, cancellationToken);

@@ -1,6 +1,4 @@
 using System.Data.Common;
-using System.Text.Json;
-using Apex.Client;
 
 namespace Apex.Server.Storage;
 
@@ -53,7 +51,4 @@ internal abstract class SqlStore(Database db)
         new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetString(4), r.GetString(5), r.Time(6),
             r.TimeOrNull(7), r.TimeOrNull(8), r.StringOrNull(9), r.StringOrNull(10), r.GetInt64(11) != 0, r.FieldCount > 14 ? r.StringOrNull(14) : null,
             r.StringOrNull(12), r.IsDBNull(13) ? null : r.GetInt32(13));
-
-    public static ApexEvent ReadEvent(DbDataReader r) =>
-        JsonSerializer.Deserialize(r.GetString(0), ApexJsonContext.Default.ApexEvent)!;
 }

@@ -41,6 +41,9 @@ internal sealed class SqlThreadStore(Database db) : SqlStore(db), IThreadStore
                 await c.ExecuteAsync("SELECT id FROM runs WHERE thread_id = @id AND user_id = @u ORDER BY id FOR UPDATE", t, cancellationToken, ("@id", threadId), ("@u", userId));
             await c.ExecuteAsync("DELETE FROM tool_usage WHERE user_id = @u AND run_id IN (SELECT id FROM runs WHERE thread_id = @id AND user_id = @u)", t, cancellationToken,
                 ("@id", threadId), ("@u", userId));
+            // Events have no foreign key to cascade from (see EventCodec): they go first, from this user's thread only.
+            await c.ExecuteAsync("DELETE FROM events WHERE thread_id = @tk AND EXISTS (SELECT 1 FROM threads WHERE id = @id AND user_id = @u)", t, cancellationToken,
+                ("@tk", EventCodec.Id(threadId)), ("@id", threadId), ("@u", userId));
             return await c.ExecuteAsync("DELETE FROM threads WHERE id = @id AND user_id = @u", t, cancellationToken, ("@id", threadId), ("@u", userId)) == 1;
         }, cancellationToken);
 

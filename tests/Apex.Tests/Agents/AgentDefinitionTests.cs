@@ -32,6 +32,8 @@ public sealed class AgentServer : IAsyncLifetime
             ["Apex:Mcp:Servers:everything:Args:1"] = "stdio",
             ["Apex:Mcp:Servers:everything:Agents:0"] = "triage",
             ["Apex:Auth:Admins:0"] = AdminEmail,
+            // Every piece of an answer as its own event, as the benchmark's equal-work agent is measured (40 streamed tokens).
+            ["Apex:Limits:MessageDeltaWindow"] = "00:00:00",
         });
         await Server.Services.GetRequiredService<McpToolSource>().Listed.WaitAsync(Waits.Timeout());
     }

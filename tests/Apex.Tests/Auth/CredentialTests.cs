@@ -328,6 +328,20 @@ internal static class Sse
         return await client.Http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, ct);
     }
 
+    /// <summary>The data of each event as the server wrote it, up to and with the run's terminal event.</summary>
+    public static async Task<List<string>> ReadRawToTerminalAsync(HttpResponseMessage response, CancellationToken ct)
+    {
+        var data = new List<string>();
+        await using var body = await response.Content.ReadAsStreamAsync(ct);
+        await foreach (var item in System.Net.ServerSentEvents.SseParser.Create(body).EnumerateAsync(ct))
+        {
+            if (item.Data.Length == 0) continue;
+            data.Add(item.Data);
+            if (System.Text.Json.JsonSerializer.Deserialize(item.Data, ApexJsonContext.Default.ApexEvent)!.IsTerminal) break;
+        }
+        return data;
+    }
+
     public static async Task<List<ApexEvent>> ReadToEndAsync(HttpResponseMessage response, CancellationToken ct)
     {
         var events = new List<ApexEvent>();

@@ -100,6 +100,26 @@ public sealed class ResumeTests(ScriptedServer scripted) : IClassFixture<Scripte
     }
 
     [Fact]
+    public async Task AnEventReplayedFromAnyCursorIsByteForByteTheOneSentLive()
+    {
+        var ct = Waits.Timeout();
+        using var client = await Server.NewUserAsync();
+        var thread = await client.CreateThreadAsync(cancellationToken: ct);
+        using var live = await Apex.Tests.Auth.Sse.OpenAsync(client, thread.Id, 0, ct);
+        var reading = Apex.Tests.Auth.Sse.ReadRawToTerminalAsync(live, ct);
+        await client.SendMessageAsync(thread.Id, "what do I spend on \"gpt-4o\" — and é, 日本, 🚀?", cancellationToken: ct);
+        var sent = await reading;
+        Assert.True(sent.Count > 20, $"a whole team's run: {sent.Count} events");
+        Assert.Contains(sent, d => d.Contains("\"tool_completed\"", StringComparison.Ordinal));
+
+        foreach (var cursor in new long[] { 0, 1, sent.Count / 2, sent.Count - 1 })
+        {
+            using var replay = await Apex.Tests.Auth.Sse.OpenAsync(client, thread.Id, cursor, ct);
+            Assert.Equal(sent.Skip((int)cursor), await Apex.Tests.Auth.Sse.ReadRawToTerminalAsync(replay, ct));
+        }
+    }
+
+    [Fact]
     public async Task AnSseStreamEndsWhenItsServerShutsDownSoTheClientCanResumeElsewhere()
     {
         var ct = Waits.Timeout();

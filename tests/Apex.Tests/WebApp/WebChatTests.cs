@@ -87,7 +87,8 @@ public sealed class WebChatTests(WebAppFixture fixture)
         var expectedSeqs = events.Where(e => e is not MessageDelta).Select(e => e.Seq.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToList();
         var renderedSeqs = await me.Page.Locator(".timeline li[data-seq]").EvaluateAllAsync<string[]>("els => els.map(e => e.dataset.seq)");
         Assert.Equal(expectedSeqs, renderedSeqs);
-        Assert.True(events.OfType<MessageDelta>().Count() > 10);
+        // Pieces 30 ms apart are joined over the 100 ms delta window, so the answer came in several pieces, not one per line.
+        Assert.True(events.OfType<MessageDelta>().Count() > 1);
 
         await me.ScreenshotAsync("reload-mid-run");
         Assert.Empty(me.PageErrors);
