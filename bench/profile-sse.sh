@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 provider=${1:-postgres}; users=${2:-1}; runs=${3:-1000}; seconds=${4:-15}
 out=${APEX_BENCH_OUT:-$(mktemp -d /tmp/apex-profile.XXXXXX)}
 mkdir -p "$out"
-APEX_BENCH_OUT=$out APEX_BENCH_SERVER_ENV="DOTNET_PerfMapEnabled=1 ${APEX_BENCH_SERVER_ENV:-}" \
+APEX_BENCH_OUT=$out APEX_BENCH_SERVER_ENV="DOTNET_PerfMapEnabled=1 DOTNET_EnableWriteXorExecute=0 ${APEX_BENCH_SERVER_ENV:-}" \
   bash bench/run-sse-load.sh "$provider" "$users" "$runs" > "$out/load.txt" 2>&1 &
 load=$!
 until grep -q "warm-up runs, then" "$out/load.txt" 2>/dev/null; do
@@ -25,5 +25,5 @@ perf report -i "$out/perf.data" --no-children --sort dso --stdio 2>/dev/null | g
 echo "--- CPU by symbol (self)"
 perf report -i "$out/perf.data" --no-children --sort dso,symbol --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -40
 echo "--- CPU by symbol (inclusive: share of samples with the method on the stack)"
-perf report -i "$out/perf.data" --children --sort symbol --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -60
+timeout 300 perf report -i "$out/perf.data" --children --sort symbol --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -60
 echo "perf data in $out/perf.data"
