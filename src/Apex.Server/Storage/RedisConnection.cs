@@ -66,7 +66,7 @@ internal sealed partial class RedisConnection(IOptions<RedisOptions> options, IL
         configuration.BacklogPolicy = BacklogPolicy.FailFast;
         configuration.ClientName ??= "apex";
         var multiplexer = await ConnectionMultiplexer.ConnectAsync(configuration);
-        multiplexer.ConnectionFailed += (_, e) => OnFailed(e.EndPoint, e.ConnectionType, e.FailureType, e.Exception);
+        multiplexer.ConnectionFailed += (_, e) => OnFailed(e.EndPoint, e.ConnectionType, e.FailureType);
         multiplexer.ConnectionRestored += (_, e) => OnRestored(e.EndPoint, e.ConnectionType);
         _multiplexer = multiplexer;
         lock (_gate)
@@ -81,7 +81,7 @@ internal sealed partial class RedisConnection(IOptions<RedisOptions> options, IL
         else LogUnavailableAtStart(logger);
     }
 
-    private void OnFailed(EndPoint? endPoint, ConnectionType type, ConnectionFailureType failure, Exception? exception)
+    private void OnFailed(EndPoint? endPoint, ConnectionType type, ConnectionFailureType failure)
     {
         bool lost;
         lock (_gate)
@@ -91,7 +91,7 @@ internal sealed partial class RedisConnection(IOptions<RedisOptions> options, IL
             _available = false;
         }
         if (!lost) return;
-        LogLost(logger, failure.ToString(), exception?.Message ?? "");
+        LogLost(logger, failure.ToString(), $"{Describe(endPoint)} ({type})");
         Lost?.Invoke();
     }
 
@@ -129,8 +129,8 @@ internal sealed partial class RedisConnection(IOptions<RedisOptions> options, IL
     [LoggerMessage(Level = LogLevel.Warning, Message = "Redis is unreachable at start-up: wake-ups use NOTIFY and limits hold per node until it connects")]
     private static partial void LogUnavailableAtStart(ILogger logger);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Redis connection lost ({Failure}: {Reason}): wake-ups fall back to NOTIFY and limits to per node until it is back")]
-    private static partial void LogLost(ILogger logger, string failure, string reason);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Redis connection lost ({Failure} on {Connection}): wake-ups fall back to NOTIFY and limits to per node until it is back")]
+    private static partial void LogLost(ILogger logger, string failure, string connection);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Redis connection restored: back to cluster-wide limits and Redis wake-ups")]
     private static partial void LogRestored(ILogger logger);
