@@ -29,6 +29,42 @@ public sealed class RedisClusterTests(ITestOutputHelper output)
     public Task CancelOverRedisOnOneNodeStopsTheRunExecutingOnAnother() => ClusterTests.CancelOnOneNodeAsync(output, Shared);
 
     [RedisFact]
+    public async Task WithRedisARunOnAnotherNodeReachesTheClientWithoutASingleNotify()
+    {
+        await using var database = await PostgresTestDatabase.CreateAsync();
+        var ct = Waits.Timeout(120);
+        // Node 0 serves the client and executes nothing; node 1 executes the run: every wake-up crosses nodes.
+        var nodes = await ClusterTests.StartNodesAsync(database, "00:00:00.005", Shared, ct, new() { ["Apex__Limits__MaxConcurrentRunsPerNode"] = "0" }, null);
+        try
+        {
+            await using var listener = new NpgsqlConnection(database.ConnectionString);
+            await listener.OpenAsync(ct);
+            var heard = new List<string>();
+            listener.Notification += (_, e) => heard.Add(e.Channel);
+            await using (var listen = new NpgsqlCommand("LISTEN apex_events; LISTEN apex_runs; LISTEN apex_cancel; LISTEN apex_sessions;", listener))
+                await listen.ExecuteNonQueryAsync(ct);
+
+            using var client = nodes[0].CreateClient();
+            await client.RegisterAsync($"quiet-{Guid.NewGuid():N}@example.com", "correct horse battery", ct);
+            using var socket = await client.ConnectAsync(ct);
+            var events = await socket.RunToEndAsync("How can I cut my LLM cost?", cancellationToken: ct);
+            Assert.IsType<RunCompleted>(events[^1]);
+            Assert.Contains($"-{nodes[1].ProcessId}-", events.OfType<RunStarted>().Single().Data.NodeId, StringComparison.Ordinal);
+            Assert.Equal(Enumerable.Range(1, events.Count).Select(i => (long)i), events.Select(e => e.Seq));
+
+            // A notification sent during the run would have been delivered by now (on commit, before the client saw the event).
+            while (await listener.WaitAsync(TimeSpan.FromMilliseconds(300), ct))
+            {
+            }
+            Assert.Empty(heard);
+        }
+        finally
+        {
+            foreach (var node in nodes) await node.DisposeAsync();
+        }
+    }
+
+    [RedisFact]
     public async Task AUsersThirdSocketIsRefusedOnADifferentNodeWhenTheCapIsTwo()
     {
         await using var database = await PostgresTestDatabase.CreateAsync();
