@@ -65,6 +65,8 @@ internal sealed partial class RedisConnection(IOptions<RedisOptions> options, IL
         configuration.AbortOnConnectFail = false;
         configuration.BacklogPolicy = BacklogPolicy.FailFast;
         configuration.ClientName ??= "apex";
+        // Back within a second of Redis being back, however long it was away (the default backs off exponentially).
+        configuration.ReconnectRetryPolicy ??= new LinearRetry(1000);
         var multiplexer = await ConnectionMultiplexer.ConnectAsync(configuration);
         multiplexer.ConnectionFailed += (_, e) => OnFailed(e.EndPoint, e.ConnectionType, e.FailureType);
         multiplexer.ConnectionRestored += (_, e) => OnRestored(e.EndPoint, e.ConnectionType);

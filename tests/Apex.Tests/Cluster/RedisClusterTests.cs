@@ -213,6 +213,52 @@ public sealed class RedisClusterTests(ITestOutputHelper output)
         }
     }
 
+    [RedisFact]
+    public async Task NodesStartedWhileRedisIsDownRunOnNotifyAndMoveToRedisWhenItStarts()
+    {
+        await using var database = await PostgresTestDatabase.CreateAsync();
+        var ct = Waits.Timeout(180);
+        await using var redis = await RedisTestServer.StartPrivateAsync(ct);
+        redis.Stop();
+        var nodes = await ClusterTests.StartNodesAsync(database, "00:00:00.005", RedisTestServer.NodeSettings(redis.Configuration), ct,
+            new() { ["Apex__Limits__MaxConcurrentRunsPerNode"] = "0" }, null);
+        try
+        {
+            foreach (var node in nodes)
+            {
+                var ready = await ReadyAsync(node, ct);
+                Assert.Equal(("unreachable", "notify", "node"), (ready["redis"], ready["signals"], ready["limits"]));
+            }
+            using var client = nodes[0].CreateClient();
+            await client.RegisterAsync($"late-{Guid.NewGuid():N}@example.com", "correct horse battery", ct);
+            // Node 1 executes; node 0 serves the socket: the wake-ups cross nodes over NOTIFY.
+            using (var socket = await client.ConnectAsync(ct))
+                Assert.IsType<RunCompleted>((await socket.RunToEndAsync("How can I cut my LLM cost?", cancellationToken: ct))[^1]);
+
+            await redis.StartAsync(ct);
+            var clock = Stopwatch.StartNew();
+            await SignalsAsync(nodes, "redis", ct);
+            output.WriteLine($"every node on Redis {clock.Elapsed.TotalMilliseconds:0} ms after it started");
+            using (var socket = await client.ConnectAsync(ct))
+            {
+                var events = await socket.RunToEndAsync("And my latency?", cancellationToken: ct);
+                Assert.IsType<RunCompleted>(events[^1]);
+                Assert.Equal(Enumerable.Range(1, events.Count).Select(i => (long)i), events.Select(e => e.Seq));
+            }
+            foreach (var node in nodes) Assert.Equal(("connected", "cluster"), ((await ReadyAsync(node, ct))["redis"], (await ReadyAsync(node, ct))["limits"]));
+            // Both sockets opened with their ticket: the first from the database (issued while Redis was down), the second from Redis.
+            await using var connection = new NpgsqlConnection(database.ConnectionString);
+            await connection.OpenAsync(ct);
+            await using var count = new NpgsqlCommand("SELECT count(*) FROM security_events WHERE kind = 'ticket_used'", connection);
+            Assert.Equal(2L, (long)(await count.ExecuteScalarAsync(ct))!);
+            Assert.Contains(nodes.SelectMany(n => n.Output), l => l.Contains("Redis is unreachable at start-up", StringComparison.Ordinal));
+        }
+        finally
+        {
+            foreach (var node in nodes) await node.DisposeAsync();
+        }
+    }
+
     private static async Task<Dictionary<string, string>> ReadyAsync(ServerProcess node, CancellationToken ct)
     {
         using var http = new HttpClient { BaseAddress = node.BaseAddress };
