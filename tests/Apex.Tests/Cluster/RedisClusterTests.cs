@@ -259,6 +259,40 @@ public sealed class RedisClusterTests(ITestOutputHelper output)
         }
     }
 
+    [RedisFact]
+    public async Task ANodeCutOffFromRedisAloneStillHearsEveryWakeUp()
+    {
+        await using var database = await PostgresTestDatabase.CreateAsync();
+        var ct = Waits.Timeout(120);
+        // Node 0 cannot reach its Redis (nothing listens there) and executes nothing; node 1 has Redis and executes every run.
+        await using var nowhere = await RedisTestServer.StartPrivateAsync(ct);
+        nowhere.Stop();
+        var cluster = Shared;
+        var nodes = await ClusterTests.StartNodesAsync(database, "00:00:00.005", cluster, ct,
+            new() { ["Apex__Limits__MaxConcurrentRunsPerNode"] = "0", ["Apex__Redis__Configuration"] = nowhere.Configuration }, null);
+        try
+        {
+            Assert.Equal("unreachable", (await ReadyAsync(nodes[0], ct))["redis"]);
+            // Node 1 hears node 0 say so over NOTIFY, and sends its wake-ups as NOTIFY while it does.
+            await SignalsAsync(nodes, "notify", ct);
+            Assert.Equal("connected", (await ReadyAsync(nodes[1], ct))["redis"]);
+
+            using var client = nodes[0].CreateClient();
+            await client.RegisterAsync($"alone-{Guid.NewGuid():N}@example.com", "correct horse battery", ct);
+            using var socket = await client.ConnectAsync(ct);
+            for (var i = 0; i < 3; i++)
+            {
+                var events = await socket.RunToEndAsync($"question {i}", cancellationToken: ct);
+                Assert.IsType<RunCompleted>(events[^1]);
+                Assert.Contains($"-{nodes[1].ProcessId}-", events.OfType<RunStarted>().Single().Data.NodeId, StringComparison.Ordinal);
+            }
+        }
+        finally
+        {
+            foreach (var node in nodes) await node.DisposeAsync();
+        }
+    }
+
     private static async Task<Dictionary<string, string>> ReadyAsync(ServerProcess node, CancellationToken ct)
     {
         using var http = new HttpClient { BaseAddress = node.BaseAddress };
