@@ -8,6 +8,8 @@
 #   APEX_BENCH_SERVER_ENV="K=V K=V"  extra environment for the server (e.g. DOTNET_PerfMapEnabled=1)
 #   APEX_BENCH_HOLD=1        after the load, wait for Enter before stopping (to attach a profiler)
 #   APEX_BENCH_NODES=3       (postgres) start that many identical nodes on one database; users are spread over them
+#   APEX_BENCH_REDIS=1       (postgres) also start a throwaway redis-server (scripts/redis.sh) and give every node
+#                            Apex:Redis:Configuration: wake-ups over Redis pub/sub instead of NOTIFY, limits cluster-wide
 #   APEX_BENCH_SIZE=1        after the load, print the database's bytes per run and per event, table by table (SQLite:
 #                            dbstat over the file; PostgreSQL: pg_total_relation_size, indexes and TOAST included)
 #   APEX_BENCH_KEEP=1        (sqlite) keep the database file: it is copied to the output dir before clean-up
@@ -32,6 +34,7 @@ cleanup() {
     [ -n "${APEX_PG_DIR:-}" ] && cp "$APEX_PG_DIR/log" "$out/postgres.log" 2>/dev/null || true
     if declare -f apex_pg_stop >/dev/null; then apex_pg_stop; fi
   fi
+  if declare -f apex_redis_stop >/dev/null; then apex_redis_stop; fi
   if [ "${APEX_BENCH_KEEP:-0}" = 1 ] && [ -f "$dir/apex.db" ]; then
     sqlite3 "$dir/apex.db" "PRAGMA wal_checkpoint(TRUNCATE)" >/dev/null 2>&1 || true
     cp "$dir/apex.db" "$out/apex.db"
@@ -81,6 +84,12 @@ if [ "$provider" = postgres ]; then
     "${psql[@]}" -c "SELECT pg_reload_conf()" >/dev/null
   fi
   storage=(Apex__Storage__Provider=postgres "Apex__Storage__ConnectionString=$APEX_TEST_POSTGRES")
+  if [ "${APEX_BENCH_REDIS:-0}" = 1 ]; then
+    # shellcheck source=../scripts/redis.sh
+    source scripts/redis.sh
+    apex_redis_start
+    storage+=("Apex__Redis__Configuration=$APEX_TEST_REDIS")
+  fi
 else
   storage=(Apex__Storage__Provider=sqlite "Apex__Storage__ConnectionString=$dir/apex.db")
 fi
@@ -107,7 +116,8 @@ done
 server=${servers[0]}
 [ "${APEX_BENCH_PG_STATS:-0}" = 1 ] && "${psql[@]}" -c "SELECT pg_stat_statements_reset()" >/dev/null
 
-echo "${APEX_BENCH_AGENT:-the shipped team}: $provider, $nodes node(s), $users users, $runs runs after $warmup warm-up runs; server pids $pids; logs in $out"
+signals=$(curl -sf "http://127.0.0.1:$port/readyz" | sed -n 's/.*"signals":"\([a-z]*\)".*/\1/p')
+echo "${APEX_BENCH_AGENT:-the shipped team}: $provider, $nodes node(s), wake-ups over ${signals:-notify}, $users users, $runs runs after $warmup warm-up runs; server pids $pids; logs in $out"
 status=0
 dotnet bench/Apex.Bench/bin/Release/net10.0/Apex.Bench.dll sse --url "$urls" \
   --users "$users" --runs "$runs" --warmup "$warmup" --pid "$pids" --seconds 1800 ${APEX_BENCH_AGENT:+--agent-file "$APEX_BENCH_AGENT"} || status=$?

@@ -38,8 +38,11 @@ export APEX_TEST_MCP_EVERYTHING="$everything" APEX_TEST_NODE_MODULES="$node_dir/
 
 # A throwaway PostgreSQL cluster for the store conformance and multi-node tests (installed when missing).
 source scripts/postgres.sh
-trap apex_pg_stop EXIT
+# ... and a throwaway Redis for the tests of Apex:Redis (tests/Apex.Tests/Cluster/Redis*; installed when missing).
+source scripts/redis.sh
+trap 'apex_pg_stop; apex_redis_stop' EXIT
 apex_pg_start
+apex_redis_start
 
 dotnet build Apex.slnx -c Release --nologo -v quiet
 set +e

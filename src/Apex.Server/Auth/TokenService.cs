@@ -6,6 +6,7 @@ using System.Text;
 using Apex.Client;
 using Apex.Server.Storage;
 using Microsoft.Extensions.Options;
+using StackExchange.Redis;
 using Microsoft.IdentityModel.JsonWebTokens;
 using Microsoft.IdentityModel.Tokens;
 
@@ -88,10 +89,13 @@ internal sealed class TokenService
     private readonly TimeProvider _time;
     private readonly IOptions<AuthOptions> _options;
     private readonly SigningKey _key;
+    private readonly RedisConnection _redis;
     private readonly JsonWebTokenHandler _handler = new() { SetDefaultTimesOnTokenCreation = false, MapInboundClaims = false };
 
-    public TokenService(IAccountStore store, SecurityLog security, SessionCache sessions, IdGenerator ids, TimeProvider time, IOptions<AuthOptions> options, SigningKey key)
+    public TokenService(IAccountStore store, SecurityLog security, SessionCache sessions, IdGenerator ids, TimeProvider time, IOptions<AuthOptions> options, SigningKey key,
+        RedisConnection redis)
     {
+        _redis = redis;
         _sessions = sessions;
         _store = store;
         _security = security;
@@ -231,13 +235,26 @@ internal sealed class TokenService
     public async Task<string> IssueTicketAsync(CurrentUser user, CancellationToken cancellationToken)
     {
         var ticket = NewSecret();
-        await _store.CreateTicketAsync(Hash(ticket), user.Id, user.SessionId, _time.GetUtcNow() + _options.Value.WsTicketLifetime, cancellationToken);
+        var lifetime = _options.Value.WsTicketLifetime;
+        if (_redis.IsAvailable)
+        {
+            try
+            {
+                // In Redis, the ticket expires by itself and is taken with GETDEL: single-use across nodes with no database round trip.
+                if (await _redis.Database.StringSetAsync(TicketKey(ticket), $"{user.Id}|{user.SessionId}", lifetime, When.NotExists).WaitAsync(cancellationToken)) return ticket;
+            }
+            catch (Exception ex) when (RedisConnection.IsFailure(ex))
+            {
+                _redis.ReportFailure(ex);
+            }
+        }
+        await _store.CreateTicketAsync(Hash(ticket), user.Id, user.SessionId, _time.GetUtcNow() + lifetime, cancellationToken);
         return ticket;
     }
 
     public async Task<CurrentUser?> RedeemTicketAsync(string ticket, CancellationToken cancellationToken)
     {
-        if (await _store.ConsumeTicketAsync(Hash(ticket), _time.GetUtcNow(), cancellationToken) is not { } o) return null;
+        if (await ConsumeTicketAsync(ticket, cancellationToken) is not { } o) return null;
         if (await _store.GetSessionOwnerAsync(o.UserId, o.SessionId, cancellationToken) is not { Session: { RevokedAt: null } session } owner) return null;
         // A ticket stands for the credential it was asked with: a socket opened with it re-authenticates (reauth) within an
         // access token's lifetime, or at its API key's expiry.
@@ -245,6 +262,26 @@ internal sealed class TokenService
         if (session.IsApiKey) return new CurrentUser(o.UserId, session.Id, owner.Tier, session.ExpiresAt >= SessionRecord.Never ? null : session.ExpiresAt, ViaApiKey: true, owner.Role);
         return new CurrentUser(o.UserId, session.Id, owner.Tier, _time.GetUtcNow() + _options.Value.AccessTokenLifetime, Role: owner.Role);
     }
+
+    /// <summary>A ticket from Redis (where it was issued while Redis was in use), else from the database (issued without Redis).</summary>
+    private async Task<(string UserId, string SessionId)?> ConsumeTicketAsync(string ticket, CancellationToken cancellationToken)
+    {
+        if (_redis.IsAvailable)
+        {
+            try
+            {
+                if ((string?)await _redis.Database.StringGetDeleteAsync(TicketKey(ticket)).WaitAsync(cancellationToken) is { } owner && owner.Split('|') is [var userId, var sessionId])
+                    return (userId, sessionId);
+            }
+            catch (Exception ex) when (RedisConnection.IsFailure(ex))
+            {
+                _redis.ReportFailure(ex);
+            }
+        }
+        return await _store.ConsumeTicketAsync(Hash(ticket), _time.GetUtcNow(), cancellationToken);
+    }
+
+    private RedisKey TicketKey(string ticket) => _redis.Key("ticket", Hash(ticket));
 
     public static string Hash(string secret) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(secret)));
 

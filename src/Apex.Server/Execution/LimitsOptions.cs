@@ -16,7 +16,10 @@ internal sealed class LimitsOptions
     [Range(0, 10_000)] public int MaxConcurrentRunsPerNode { get; set; } = 256;
     [Range(1, 1000)] public int MaxPendingRunsPerThread { get; set; } = 20;
     [Range(1, 100_000)] public int MaxConnectionsPerUser { get; set; } = 20;
-    /// <summary>Open SSE streams (<c>/api/threads/{id}/events</c>) per user per node, counted apart from sockets.</summary>
+    /// <summary>
+    /// Open SSE streams (<c>/api/threads/{id}/events</c>) per user per node, counted apart from sockets. With Redis configured this,
+    /// <see cref="MaxConnectionsPerUser"/> and the rate limits hold across the cluster instead (per node while Redis is unreachable).
+    /// </summary>
     [Range(1, 100_000)] public int MaxSseStreamsPerUser { get; set; } = 20;
     /// <summary>Threads one socket follows at once (each <c>resume</c>, <c>switch_thread</c> or new thread's message follows one).</summary>
     [Range(1, 10_000)] public int MaxFollowsPerConnection { get; set; } = 100;

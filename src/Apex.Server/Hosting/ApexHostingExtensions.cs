@@ -71,6 +71,18 @@ internal static partial class ApexHostingExtensions
         services.TryAddSingleton<IdGenerator>();
         services.TryAddSingleton<NodeIdentity>();
         services.TryAddSingleton<StoreSignals>();
+        // Redis first among the hosted services, so that it is connected (or known unreachable) before anything asks.
+        services.AddOptions<RedisOptions>().BindConfiguration(RedisOptions.Section)
+            .Validate(o => o.FallbackInterval > TimeSpan.Zero && o.StreamLease >= TimeSpan.FromSeconds(3) && !string.IsNullOrWhiteSpace(o.Prefix),
+                "Apex:Redis: FallbackInterval must be positive, StreamLease at least 3 s, Prefix not empty.")
+            .ValidateOnStart();
+        services.TryAddSingleton<RedisConnection>();
+        services.AddHostedService(sp => sp.GetRequiredService<RedisConnection>());
+        services.TryAddSingleton<RedisSignalBus>();
+        services.AddHostedService(sp => sp.GetRequiredService<RedisSignalBus>());
+        // The cluster's signal bus, chosen at start-up: NOTIFY alone unless Redis is configured.
+        services.TryAddSingleton<SignalBus>(sp => sp.GetRequiredService<IOptions<RedisOptions>>().Value.IsConfigured
+            ? sp.GetRequiredService<RedisSignalBus>() : new NotifySignalBus());
         services.AddOptions<WorkloadOptions>().BindConfiguration(WorkloadOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddOptions<StorageOptions>().BindConfiguration(StorageOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.TryAddSingleton<Database>(sp =>
@@ -81,7 +93,7 @@ internal static partial class ApexHostingExtensions
                 "sqlite" => new SqliteDatabase(options.ConnectionString),
                 "postgres" => new PostgresDatabase(options.ConnectionString
                     ?? throw new InvalidOperationException("Apex:Storage:ConnectionString is required for the postgres provider."),
-                    sp.GetRequiredService<ILogger<PostgresDatabase>>()),
+                    sp.GetRequiredService<ILogger<PostgresDatabase>>(), sp.GetRequiredService<SignalBus>()),
                 _ => throw new InvalidOperationException($"Unknown storage provider '{options.Provider}'."),
             };
         });
@@ -146,13 +158,21 @@ internal static partial class ApexHostingExtensions
         services.AddRateLimiter(o =>
         {
             o.RejectionStatusCode = StatusCodes.Status429TooManyRequests;
-            o.AddPolicy(AuthEndpoints.RateLimitPolicy, context => System.Threading.RateLimiting.RateLimitPartition.GetFixedWindowLimiter(
-                context.Connection.RemoteIpAddress?.ToString() ?? "unknown",
-                _ => new System.Threading.RateLimiting.FixedWindowRateLimiterOptions
-                {
-                    PermitLimit = context.RequestServices.GetRequiredService<IOptions<LimitsOptions>>().Value.AuthRequestsPerMinutePerAddress,
-                    Window = TimeSpan.FromMinutes(1),
-                }));
+            o.AddPolicy(AuthEndpoints.RateLimitPolicy, context =>
+            {
+                var address = context.Connection.RemoteIpAddress?.ToString() ?? "unknown";
+                var services = context.RequestServices;
+                var permits = services.GetRequiredService<IOptions<LimitsOptions>>().Value.AuthRequestsPerMinutePerAddress;
+                var redis = services.GetRequiredService<RedisConnection>();
+                // With Redis configured the window is the cluster's (falling back to this node's while Redis is unreachable).
+                return redis.IsConfigured
+                    ? System.Threading.RateLimiting.RateLimitPartition.Get(address, key => new ClusterWindowLimiter(redis, services.GetRequiredService<TimeProvider>(), key, permits, TimeSpan.FromMinutes(1)))
+                    : System.Threading.RateLimiting.RateLimitPartition.GetFixedWindowLimiter(address, _ => new System.Threading.RateLimiting.FixedWindowRateLimiterOptions
+                    {
+                        PermitLimit = permits,
+                        Window = TimeSpan.FromMinutes(1),
+                    });
+            });
         });
         return builder;
     }
@@ -315,11 +335,26 @@ internal static partial class ApexHostingExtensions
         return app;
     }
 
-    private static async Task<Results<Ok<Dictionary<string, string>>, ProblemHttpResult>> Ready(Database database, CancellationToken cancellationToken)
+    /// <summary>
+    /// Ready when the database is reachable and its schema current. With Redis configured it also says how Redis is doing
+    /// (<c>redis</c>: <c>connected</c> or <c>unreachable</c>) and what carries the wake-ups now (<c>signals</c>: <c>redis</c> or
+    /// <c>notify</c>); Redis being unreachable does not make the node unready: it falls back.
+    /// </summary>
+    private static async Task<Results<Ok<Dictionary<string, string>>, ProblemHttpResult>> Ready(Database database, RedisConnection redis, SignalBus bus, CancellationToken cancellationToken)
     {
         try
         {
-            if (await Migrations.IsCurrentAsync(database, cancellationToken)) return TypedResults.Ok(new Dictionary<string, string> { ["status"] = "ready" });
+            if (await Migrations.IsCurrentAsync(database, cancellationToken))
+            {
+                var ready = new Dictionary<string, string> { ["status"] = "ready" };
+                if (redis.IsConfigured)
+                {
+                    ready["redis"] = redis.IsAvailable ? "connected" : "unreachable";
+                    ready["signals"] = database.SupportsCluster ? bus.Carrier : "none";
+                    ready["limits"] = redis.IsAvailable ? "cluster" : "node";
+                }
+                return TypedResults.Ok(ready);
+            }
             return TypedResults.Problem(statusCode: StatusCodes.Status503ServiceUnavailable, title: "Schema not current", detail: "The database schema is not at the version this server needs.");
         }
         catch (Exception ex) when (ex is not OperationCanceledException)

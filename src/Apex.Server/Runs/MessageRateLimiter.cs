@@ -1,30 +1,53 @@
+using System.Globalization;
 using System.Threading.RateLimiting;
 using Apex.Server.Execution;
+using Apex.Server.Storage;
 using Microsoft.Extensions.Options;
 
 namespace Apex.Server.Runs;
 
-/// <summary>Messages per user per minute, shared by every door (REST, <c>/ws</c>), so none is a way around another.</summary>
+/// <summary>
+/// Messages per user per minute, shared by every door (REST, <c>/ws</c>), so none is a way around another. While Redis is in use
+/// the count is the cluster's (one counter per user and minute); without it (not configured, or unreachable) it is this node's.
+/// </summary>
 internal sealed class MessageRateLimiter : IDisposable
 {
+    private static readonly TimeSpan Window = TimeSpan.FromMinutes(1);
     private readonly PartitionedRateLimiter<string> _messages;
+    private readonly RedisConnection _redis;
+    private readonly TimeProvider _time;
+    private readonly int _perMinute;
 
-    public MessageRateLimiter(IOptions<LimitsOptions> limits)
+    public MessageRateLimiter(IOptions<LimitsOptions> limits, RedisConnection redis, TimeProvider time)
     {
-        var perMinute = limits.Value.MessagesPerMinutePerUser;
+        _redis = redis;
+        _time = time;
+        var perMinute = _perMinute = limits.Value.MessagesPerMinutePerUser;
         _messages = PartitionedRateLimiter.Create<string, string>(userId => RateLimitPartition.GetTokenBucketLimiter(userId, _ => new TokenBucketRateLimiterOptions
         {
             TokenLimit = perMinute,
             TokensPerPeriod = perMinute,
-            ReplenishmentPeriod = TimeSpan.FromMinutes(1),
+            ReplenishmentPeriod = Window,
             QueueLimit = 0,
             AutoReplenishment = true,
         }));
     }
 
     /// <summary>Takes one message permit for the user; false when the user is over the limit.</summary>
-    public bool TryAcquire(string userId)
+    public async ValueTask<bool> TryAcquireAsync(string userId, CancellationToken cancellationToken)
     {
+        if (_redis.IsAvailable)
+        {
+            try
+            {
+                var minute = (_time.GetUtcNow().ToUnixTimeSeconds() / 60).ToString(CultureInfo.InvariantCulture);
+                return await _redis.CountAsync(_redis.Key("rate", "messages", userId, minute), Window).WaitAsync(cancellationToken) <= _perMinute;
+            }
+            catch (Exception ex) when (RedisConnection.IsFailure(ex))
+            {
+                _redis.ReportFailure(ex);
+            }
+        }
         using var lease = _messages.AttemptAcquire(userId);
         return lease.IsAcquired;
     }

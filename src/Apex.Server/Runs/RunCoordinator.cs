@@ -57,7 +57,7 @@ internal sealed class RunCoordinator(IThreadStore threads, IRunStore runs, IAgen
         if (text.Length == 0) return new Submission.Refused("invalid_payload", "The message content is empty.");
         if (text.Length > options.MaxMessageChars) return new Submission.Refused("invalid_payload", $"The message is longer than {options.MaxMessageChars} characters.");
         if (strategy is not null && !QueueStrategies.IsValid(strategy)) return new Submission.Refused("invalid_payload", "strategy must be enqueue, reject or interrupt.");
-        if (!rateLimiter.TryAcquire(userId)) return new Submission.Refused("rate_limited", $"At most {options.MessagesPerMinutePerUser} messages a minute; wait a little.");
+        if (!await rateLimiter.TryAcquireAsync(userId, cancellationToken)) return new Submission.Refused("rate_limited", $"At most {options.MessagesPerMinutePerUser} messages a minute; wait a little.");
 
         AgentRecord? named = null;
         if (agent is { Length: > 0 } && agent != catalog.Shipped.Name)

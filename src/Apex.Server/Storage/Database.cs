@@ -51,6 +51,12 @@ internal abstract class Database : IAsyncDisposable
     public virtual Task NotifyAsync(DbConnection connection, DbTransaction? transaction, string channel, string payload, CancellationToken cancellationToken) =>
         Task.CompletedTask;
 
+    /// <summary>
+    /// Takes a write's notices to send after its commit (the cluster's <see cref="SignalBus"/> carries them), where the bus does so;
+    /// false: the caller sends them inside the transaction (<c>NOTIFY</c>).
+    /// </summary>
+    public virtual bool TryDeferNotices(DbTransaction? transaction, IEnumerable<Notice> notices) => false;
+
     /// <summary>Serializes schema migrations between nodes starting together.</summary>
     public virtual Task LockMigrationsAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken) => Task.CompletedTask;
 

@@ -169,8 +169,9 @@ internal sealed class EventAppender(Database db, NodeIdentity node)
                     tools.Select(e => e.Data.Tool).ToArray(), tools.Select(e => e.Data.Status).ToArray(), tools.Select(e => e.Data.DurationMs).ToArray(),
                     tools.Select(e => e.Timestamp.ToUnixMs()).ToArray()));
             }
-            batch.BatchCommands.Add(Command("SELECT pg_notify(n.c, n.p) FROM unnest($1::text[], $2::text[]) AS n(c, p)",
-                notices.Select(n => n.Channel).ToArray(), notices.Select(n => n.Payload).ToArray()));
+            if (!db.TryDeferNotices(t, notices.Select(n => new Notice(n.Channel, n.Payload))))
+                batch.BatchCommands.Add(Command("SELECT pg_notify(n.c, n.p) FROM unnest($1::text[], $2::text[]) AS n(c, p)",
+                    notices.Select(n => n.Channel).ToArray(), notices.Select(n => n.Payload).ToArray()));
             await batch.ExecuteNonQueryAsync(cancellationToken);
         }
         return stored;

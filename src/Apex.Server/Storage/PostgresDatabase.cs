@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Data.Common;
 using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
@@ -24,9 +25,13 @@ internal sealed partial class PostgresDatabase : Database
     private readonly NpgsqlDataSource _listenerSource;
     private readonly string _description;
     private readonly ILogger _logger;
+    private readonly SignalBus _bus;
+    // The notices of each open write transaction whose bus sends them after commit (keyed by the transaction).
+    private readonly ConcurrentDictionary<DbTransaction, List<Notice>> _outboxes = new();
 
-    public PostgresDatabase(string connectionString, ILogger<PostgresDatabase>? logger = null)
+    public PostgresDatabase(string connectionString, ILogger<PostgresDatabase>? logger = null, SignalBus? bus = null)
     {
+        _bus = bus ?? new NotifySignalBus();
         var builder = new NpgsqlConnectionStringBuilder(connectionString);
         _description = $"postgres://{builder.Host}:{builder.Port}/{builder.Database}";
         _logger = logger ?? NullLogger<PostgresDatabase>.Instance;
@@ -65,10 +70,25 @@ internal sealed partial class PostgresDatabase : Database
         {
             try
             {
-                await using var connection = await _source.OpenConnectionAsync(cancellationToken);
-                await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
-                var result = await work(connection, transaction);
-                await transaction.CommitAsync(cancellationToken);
+                // Decided once per attempt: a transaction's notices all go one way (NOTIFY inside it, or the bus after commit).
+                var outbox = _bus.NotifiesInTransaction ? null : new List<Notice>();
+                T result;
+                await using (var connection = await _source.OpenConnectionAsync(cancellationToken))
+                await using (var transaction = await connection.BeginTransactionAsync(cancellationToken))
+                {
+                    if (outbox is not null) _outboxes[transaction] = outbox;
+                    try
+                    {
+                        result = await work(connection, transaction);
+                        await transaction.CommitAsync(cancellationToken);
+                    }
+                    finally
+                    {
+                        if (outbox is not null) _outboxes.TryRemove(transaction, out _);
+                    }
+                }
+                // Committed: now the other nodes may look. Not cancellable: the rows are in, their wake-ups must go out.
+                if (outbox is { Count: > 0 } && !await _bus.PublishAsync(outbox, CancellationToken.None)) await NotifyNowAsync(outbox, CancellationToken.None);
                 return result;
             }
             // A deadlock or serialization failure is the database asking us to try again; the work is idempotent up to commit.
@@ -82,8 +102,36 @@ internal sealed partial class PostgresDatabase : Database
         }
     }
 
-    public override async Task NotifyAsync(DbConnection connection, DbTransaction? transaction, string channel, string payload, CancellationToken cancellationToken) =>
+    public override async Task NotifyAsync(DbConnection connection, DbTransaction? transaction, string channel, string payload, CancellationToken cancellationToken)
+    {
+        if (TryDeferNotices(transaction, [new Notice(channel, payload)])) return;
         await connection.ExecuteAsync("SELECT pg_notify(@c, @p)", transaction, cancellationToken, ("@c", channel), ("@p", payload));
+    }
+
+    public override bool TryDeferNotices(DbTransaction? transaction, IEnumerable<Notice> notices)
+    {
+        if (transaction is null || !_outboxes.TryGetValue(transaction, out var outbox)) return false;
+        outbox.AddRange(notices);
+        return true;
+    }
+
+    /// <summary><c>NOTIFY</c> outside any write: a committed write's notices that the bus could not send, or a node's own announcement.</summary>
+    public async Task NotifyNowAsync(IReadOnlyList<Notice> notices, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await using var connection = await _source.OpenConnectionAsync(cancellationToken);
+            await using var command = new NpgsqlCommand("SELECT pg_notify(n.c, n.p) FROM unnest($1::text[], $2::text[]) AS n(c, p)", connection);
+            command.Parameters.Add(new NpgsqlParameter { Value = notices.Select(n => n.Channel).ToArray() });
+            command.Parameters.Add(new NpgsqlParameter { Value = notices.Select(n => n.Payload).ToArray() });
+            await command.ExecuteNonQueryAsync(cancellationToken);
+        }
+        catch (Exception ex) when (ex is NpgsqlException or InvalidOperationException)
+        {
+            // The write itself committed: its wake-ups are lost to other nodes, whose listeners resync when they reconnect.
+            LogNotifyFailed(_logger, ex, notices.Count);
+        }
+    }
 
     public override async Task LockMigrationsAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken) =>
         await connection.ExecuteAsync("SELECT pg_advisory_xact_lock(7447510)", transaction, cancellationToken);
@@ -97,6 +145,9 @@ internal sealed partial class PostgresDatabase : Database
         await _source.DisposeAsync();
         await _listenerSource.DisposeAsync();
     }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Sending {Count} notices as NOTIFY after commit failed")]
+    private static partial void LogNotifyFailed(ILogger logger, Exception exception, int count);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "A write transaction failed with {SqlState} (attempt {Attempt}); retrying in {DelayMs} ms")]
     private static partial void LogRetrying(ILogger logger, string sqlState, int attempt, double delayMs);

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Options;
 using Npgsql;
 
 namespace Apex.Server.Storage;
@@ -5,14 +6,17 @@ namespace Apex.Server.Storage;
 /// <summary>
 /// One <c>LISTEN</c> connection per node: new events wake this node's followers of the thread,
 /// new or freed runs wake its worker, and cancellations reach the run wherever it executes.
-/// PostgreSQL alone does what other servers add Redis for.
+/// PostgreSQL alone does what other servers add Redis for. With Redis configured the wake-ups travel over Redis
+/// (<see cref="RedisSignalBus"/>), and this connection stays, idle: a node that cannot reach Redis sends
+/// <c>NOTIFY</c>, and says so here every <see cref="RedisOptions.FallbackInterval"/>, so every node hears it either way.
 /// </summary>
-internal sealed partial class PostgresListener(Database database, StoreSignals signals, NodeIdentity node, TimeProvider time,
-    ILogger<PostgresListener> logger) : BackgroundService
+internal sealed partial class PostgresListener(Database database, StoreSignals signals, SignalBus bus, NodeIdentity node, TimeProvider time,
+    IOptions<RedisOptions> redisOptions, ILogger<PostgresListener> logger) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         if (database is not PostgresDatabase postgres) return;
+        var announcing = bus is NotifySignalBus ? Task.CompletedTask : AnnounceFallbackAsync(postgres, stoppingToken);
         while (!stoppingToken.IsCancellationRequested)
         {
             try
@@ -20,7 +24,7 @@ internal sealed partial class PostgresListener(Database database, StoreSignals s
                 await using var connection = postgres.CreateListenerConnection();
                 await connection.OpenAsync(stoppingToken);
                 connection.Notification += (_, e) => Handle(e.Channel, e.Payload);
-                await using (var listen = new NpgsqlCommand($"LISTEN {StoreSignals.EventsChannel}; LISTEN {StoreSignals.RunsChannel}; LISTEN {StoreSignals.CancelChannel}; LISTEN {StoreSignals.SessionsChannel};", connection))
+                await using (var listen = new NpgsqlCommand($"LISTEN {StoreSignals.EventsChannel}; LISTEN {StoreSignals.RunsChannel}; LISTEN {StoreSignals.CancelChannel}; LISTEN {StoreSignals.SessionsChannel}; LISTEN {StoreSignals.RedisFallbackChannel};", connection))
                     await listen.ExecuteNonQueryAsync(stoppingToken);
                 // Whatever happened while not listening is in the store: look once.
                 signals.OnResync();
@@ -28,7 +32,7 @@ internal sealed partial class PostgresListener(Database database, StoreSignals s
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
-                return;
+                break;
             }
             catch (Exception ex)
             {
@@ -36,30 +40,39 @@ internal sealed partial class PostgresListener(Database database, StoreSignals s
                 await Task.Delay(TimeSpan.FromSeconds(1), time, stoppingToken);
             }
         }
+        await announcing;
     }
 
     private void Handle(string channel, string payload)
     {
-        switch (channel)
+        if (channel == StoreSignals.RedisFallbackChannel) bus.PeerFallingBack(payload);
+        else signals.Receive(channel, payload, node.Id);
+    }
+
+    /// <summary>
+    /// While this node cannot reach Redis: tells the others every interval, so that they send <c>NOTIFY</c> too. One interval after
+    /// the first announcement every follower is woken once more: a wake-up another node published over Redis before it heard this
+    /// node is read from the store then.
+    /// </summary>
+    private async Task AnnounceFallbackAsync(PostgresDatabase postgres, CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(redisOptions.Value.FallbackInterval, time);
+        var announced = 0;
+        try
         {
-            case StoreSignals.EventsChannel:
-                var parts = payload.Split('|');
-                // This node's own appends were already published in-process.
-                if (parts.Length == 3 && parts[0] != node.Id) signals.OnEventsStored(parts[1]);
-                break;
-            case StoreSignals.RunsChannel:
-                // This node woke its own worker when it queued or ended the run; only other nodes' changes need a claim.
-                if (payload != node.Id) signals.OnRunsChanged();
-                break;
-            case StoreSignals.CancelChannel:
-                var cancel = payload.Split('|', 2);
-                if (cancel.Length == 2) signals.OnCancelRequested(cancel[0], cancel[1]);
-                break;
-            case StoreSignals.SessionsChannel:
-                // This node's own revocations were already raised in-process by the store.
-                var revoked = payload.Split('|', 2);
-                if (revoked.Length == 2 && revoked[0] != node.Id) signals.OnSessionRevoked(revoked[1]);
-                break;
+            while (await timer.WaitForNextTickAsync(stoppingToken))
+            {
+                if (!bus.FallingBack)
+                {
+                    announced = 0;
+                    continue;
+                }
+                await postgres.NotifyNowAsync([new Notice(StoreSignals.RedisFallbackChannel, node.Id)], stoppingToken);
+                if (++announced == 2) signals.OnResync();
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
         }
     }
 

@@ -37,13 +37,13 @@ internal static partial class StreamingEndpoints
             return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["Last-Event-ID"] = ["Last-Event-ID must be a seq (a non-negative integer)."] });
         if (cursor < 0) return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["after"] = ["after must not be negative."] });
         if (await store.GetThreadAsync(user.Id, threadId, cancellationToken) is null) return TypedResults.NotFound();
-        if (!registry.TryRegister(StreamKind.Sse, user.Id))
+        if (await registry.TryRegisterAsync(StreamKind.Sse, user.Id, cancellationToken) is not { } place)
             return TypedResults.Problem(statusCode: StatusCodes.Status429TooManyRequests, title: "too_many_streams",
                 detail: $"At most {registry.Limit(StreamKind.Sse)} open event streams per user; close one first.");
         // Watched from before the response starts, and released when it ends, however it ends.
         // Shutdown ends the stream, as it closes sockets: otherwise a draining node would hold the client on a stream that no
         // longer gets the thread's events, instead of letting it resume (Last-Event-ID) on the node that takes over.
-        var lease = new SseLease(registry, user.Id, cancellationToken, lifetime.ApplicationStopping);
+        var lease = new SseLease(place, cancellationToken, lifetime.ApplicationStopping);
         context.Response.RegisterForDispose(lease);
         lease.Watch(sessions, user);
         return TypedResults.ServerSentEvents(Items(context.Response, user, threadId, cursor, follower, lease, time));
@@ -85,7 +85,7 @@ internal static partial class StreamingEndpoints
     }
 
     /// <summary>One open SSE stream: its place within the user's limit, and the end of its credential.</summary>
-    private sealed class SseLease(ConnectionRegistry registry, string userId, CancellationToken requestAborted, CancellationToken stopping) : IDisposable
+    private sealed class SseLease(IDisposable place, CancellationToken requestAborted, CancellationToken stopping) : IDisposable
     {
         private readonly CancellationTokenSource _ended = CancellationTokenSource.CreateLinkedTokenSource(requestAborted, stopping);
 
@@ -108,7 +108,7 @@ internal static partial class StreamingEndpoints
         {
             if (Interlocked.Exchange(ref _released, 1) != 0) return;
             _watch?.Dispose();
-            registry.Unregister(StreamKind.Sse, userId);
+            place.Dispose();
             _ended.Dispose();
         }
     }
@@ -130,7 +130,8 @@ internal static partial class StreamingEndpoints
             await CloseAsync(socket, WebSocketCloseStatus.PolicyViolation, failure!);
             return;
         }
-        if (!registry.TryRegister(StreamKind.Socket, user.Id))
+        using var place = await registry.TryRegisterAsync(StreamKind.Socket, user.Id, context.RequestAborted);
+        if (place is null)
         {
             await CloseAsync(socket, WebSocketCloseStatus.PolicyViolation, $"At most {limits.Value.MaxConnectionsPerUser} connections per user.");
             return;
@@ -148,7 +149,6 @@ internal static partial class StreamingEndpoints
         }
         finally
         {
-            registry.Unregister(StreamKind.Socket, user.Id);
             LogDisconnected(logger, connectionId);
         }
     }

@@ -5,10 +5,22 @@ using Xunit.Abstractions;
 
 namespace Apex.Tests.Cluster;
 
-/// <summary>Several server processes on one PostgreSQL database, clients spread across them.</summary>
+/// <summary>
+/// Several server processes on one PostgreSQL database, clients spread across them. The scenarios take the settings every node
+/// of the cluster gets on top (<see cref="RedisClusterTests"/> runs them again with Redis).
+/// </summary>
 public sealed class ClusterTests(ITestOutputHelper output)
 {
-    private static Dictionary<string, string> NodeEnvironment(PostgresTestDatabase database, string delay, Dictionary<string, string>? extra = null)
+    [Fact]
+    public Task ClientsSpreadAcrossThreeNodesAndMovingBetweenThemSeeEveryEventOnceInOrder() => ClientsSpreadAcrossThreeNodesAsync(output, null);
+
+    [Fact]
+    public Task KillingANodeMidRunEndsItsRunsAsNodeLostAndLeavesTheOthersUntouched() => KillingANodeMidRunAsync(output, null);
+
+    [Fact]
+    public Task CancelOnOneNodeStopsTheRunExecutingOnAnother() => CancelOnOneNodeAsync(output, null);
+
+    internal static Dictionary<string, string> NodeEnvironment(PostgresTestDatabase database, string delay, Dictionary<string, string>? cluster, Dictionary<string, string>? extra = null)
     {
         var environment = new Dictionary<string, string>
         {
@@ -18,19 +30,22 @@ public sealed class ClusterTests(ITestOutputHelper output)
             ["Apex__Limits__RunLease"] = "00:00:03",
             ["Apex__Limits__HeartbeatInterval"] = "00:00:01",
         };
+        foreach (var (key, value) in cluster ?? []) environment[key] = value;
         foreach (var (key, value) in extra ?? []) environment[key] = value;
         return environment;
     }
 
-    private static async Task<ServerProcess[]> StartNodesAsync(PostgresTestDatabase database, string delay, CancellationToken ct, params Dictionary<string, string>?[] extras)
+    internal static async Task<ServerProcess[]> StartNodesAsync(PostgresTestDatabase database, string delay, Dictionary<string, string>? cluster, CancellationToken ct,
+        params Dictionary<string, string>?[] extras)
     {
         // The first node creates the schema; the others start together against it.
-        var first = await ServerProcess.StartAsync(database.ConnectionString, NodeEnvironment(database, delay, extras.ElementAtOrDefault(0)), ct);
-        var rest = await Task.WhenAll(Enumerable.Range(1, extras.Length - 1).Select(i => ServerProcess.StartAsync(database.ConnectionString, NodeEnvironment(database, delay, extras[i]), ct)));
+        var first = await ServerProcess.StartAsync(database.ConnectionString, NodeEnvironment(database, delay, cluster, extras.ElementAtOrDefault(0)), ct);
+        var rest = await Task.WhenAll(Enumerable.Range(1, extras.Length - 1).Select(i => ServerProcess.StartAsync(database.ConnectionString,
+            NodeEnvironment(database, delay, cluster, extras[i]), ct)));
         return [first, .. rest];
     }
 
-    private static async Task ResumeAsync(ApexSocket socket, string threadId, long cursor, CancellationToken ct)
+    internal static async Task ResumeAsync(ApexSocket socket, string threadId, long cursor, CancellationToken ct)
     {
         await socket.SendAsync("resume", new ResumePayload(threadId, cursor), ApexJsonContext.Default.ResumePayload, ct);
         Assert.Equal(cursor, Assert.IsType<ThreadFollowed>(await socket.ReceiveAsync(ct)).Data.AfterSeq);
@@ -50,12 +65,11 @@ public sealed class ClusterTests(ITestOutputHelper output)
         Assert.Equal(["user", "assistant"], (await client.ListMessagesAsync(events[0].ThreadId!, cancellationToken: ct)).Items.Select(m => m.Role));
     }
 
-    [Fact]
-    public async Task ClientsSpreadAcrossThreeNodesAndMovingBetweenThemSeeEveryEventOnceInOrder()
+    internal static async Task ClientsSpreadAcrossThreeNodesAsync(ITestOutputHelper output, Dictionary<string, string>? cluster)
     {
         await using var database = await PostgresTestDatabase.CreateAsync();
         var ct = Waits.Timeout(180);
-        var nodes = await StartNodesAsync(database, "00:00:00.002", ct, null, null, null);
+        var nodes = await StartNodesAsync(database, "00:00:00.002", cluster, ct, null, null, null);
         try
         {
             const int users = 12, messages = 3;
@@ -96,12 +110,11 @@ public sealed class ClusterTests(ITestOutputHelper output)
         }
     }
 
-    [Fact]
-    public async Task KillingANodeMidRunEndsItsRunsAsNodeLostAndLeavesTheOthersUntouched()
+    internal static async Task KillingANodeMidRunAsync(ITestOutputHelper output, Dictionary<string, string>? cluster)
     {
         await using var database = await PostgresTestDatabase.CreateAsync();
         var ct = Waits.Timeout(180);
-        var nodes = await StartNodesAsync(database, "00:00:00.150", ct, null, null, null);
+        var nodes = await StartNodesAsync(database, "00:00:00.150", cluster, ct, null, null, null);
         try
         {
             const int users = 6;
@@ -167,13 +180,12 @@ public sealed class ClusterTests(ITestOutputHelper output)
         }
     }
 
-    [Fact]
-    public async Task CancelOnOneNodeStopsTheRunExecutingOnAnother()
+    internal static async Task CancelOnOneNodeAsync(ITestOutputHelper output, Dictionary<string, string>? cluster)
     {
         await using var database = await PostgresTestDatabase.CreateAsync();
         var ct = Waits.Timeout(120);
         // Node A serves clients and executes nothing; node B executes every run.
-        var nodes = await StartNodesAsync(database, "00:00:00.300", ct, new() { ["Apex__Limits__MaxConcurrentRunsPerNode"] = "0" }, null);
+        var nodes = await StartNodesAsync(database, "00:00:00.300", cluster, ct, new() { ["Apex__Limits__MaxConcurrentRunsPerNode"] = "0" }, null);
         try
         {
             using var client = nodes[0].CreateClient();
