@@ -12,6 +12,8 @@
 #                            Apex:Redis:Configuration: wake-ups over Redis pub/sub instead of NOTIFY, limits cluster-wide
 #   APEX_BENCH_SIZE=1        after the load, print the database's bytes per run and per event, table by table (SQLite:
 #                            dbstat over the file; PostgreSQL: pg_total_relation_size, indexes and TOAST included)
+#   APEX_BENCH_SAMPLE=1      each user loads the sample workload first: the team analyses it and streams its full report
+#                            (with APEX_BENCH_SERVER_ENV="Apex__Llm__BuiltInDelay=00:00:00.002": ~500 token pieces, 2 ms apart)
 #   APEX_BENCH_KEEP=1        (sqlite) keep the database file: it is copied to the output dir before clean-up
 #   APEX_BENCH_AGENT=bench/agents/react.json  an agent definition: each user defines it and every message names it (the
 #                            equal-work ReAct agent: one tool call, then a ~40-token streamed answer); default: the shipped team
@@ -120,7 +122,7 @@ signals=$(curl -sf "http://127.0.0.1:$port/readyz" | sed -n 's/.*"signals":"\([a
 echo "${APEX_BENCH_AGENT:-the shipped team}: $provider, $nodes node(s), wake-ups over ${signals:-notify}, $users users, $runs runs after $warmup warm-up runs; server pids $pids; logs in $out"
 status=0
 dotnet bench/Apex.Bench/bin/Release/net10.0/Apex.Bench.dll sse --url "$urls" \
-  --users "$users" --runs "$runs" --warmup "$warmup" --pid "$pids" --seconds 1800 ${APEX_BENCH_AGENT:+--agent-file "$APEX_BENCH_AGENT"} || status=$?
+  --users "$users" --runs "$runs" --warmup "$warmup" --pid "$pids" --seconds 1800 ${APEX_BENCH_AGENT:+--agent-file "$APEX_BENCH_AGENT"} ${APEX_BENCH_SAMPLE:+--sample-data} || status=$?
 echo "server CPU seconds in all (registrations and start-up included): $(ps -o times= -p "$pids" | xargs)"
 echo "deadlocks (40P01) in the server log(s): $(cat "$out"/server*.log | grep -c 40P01 || true)"
 echo "server log lines with node_lost: $(cat "$out"/server*.log | grep -c node_lost || true)"

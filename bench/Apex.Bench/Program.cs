@@ -28,7 +28,7 @@ internal static class BenchProgram
             var pids = Arg("--pid", "").Split(',', StringSplitOptions.RemoveEmptyEntries).Select(p => int.Parse(p, CultureInfo.InvariantCulture)).ToArray();
             var options = new SseLoadOptions(urls[0], Int("--users", 50), Int("--runs", 3000), Int("--warmup", 100),
                 TimeSpan.FromSeconds(Int("--seconds", 900)), TimeSpan.FromSeconds(Int("--run-seconds", 60)), pids.Length > 0 ? pids[0] : null, urls[1..], pids.Length > 1 ? pids[1..] : null,
-                Arg("--agent-file", "") is { Length: > 0 } agentFile ? await File.ReadAllTextAsync(agentFile) : null);
+                Arg("--agent-file", "") is { Length: > 0 } agentFile ? await File.ReadAllTextAsync(agentFile) : null, args.Contains("--sample-data"));
             var report = await SseLoadGenerator.RunAsync(options, Console.Out);
             Console.WriteLine(report);
             return report.Lost + report.Duplicated + report.Foreign + report.NotCompleted + report.Errors == 0 && !report.TimedOut ? 0 : 1;

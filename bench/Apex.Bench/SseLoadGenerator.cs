@@ -8,12 +8,13 @@ namespace Apex.Bench;
 // OtherServers: more nodes of the same cluster; user i talks to node i mod n (its runs may execute on any node).
 // OtherServerPids: their processes, whose CPU is added to the first one's.
 public sealed record SseLoadOptions(Uri Server, int Users, int Runs, int Warmup, TimeSpan TimeLimit, TimeSpan RunTimeLimit, int? ServerPid = null,
-    IReadOnlyList<Uri>? OtherServers = null, IReadOnlyList<int>? OtherServerPids = null, string? AgentDefinition = null);
+    IReadOnlyList<Uri>? OtherServers = null, IReadOnlyList<int>? OtherServerPids = null, string? AgentDefinition = null, bool SampleData = false);
 
 public sealed record SseLoadReport(int Users, int Runs, int Warmup, int Completed, int NotCompleted, int Errors, double Seconds, double RunsPerSecond,
     long Events, double EventsPerSecond, Percentiles TimeToFirstEventMs, Percentiles TimeToTerminalMs, long Lost, long Duplicated, long Foreign,
     IReadOnlyDictionary<string, int> EndsOtherThanCompleted, IReadOnlyDictionary<string, int> ErrorKinds,
-    double? ServerCpuSeconds, double? ServerCpuMsPerRun, double? RssStartMb, double? RssPeakMb, double? RssEndMb, bool TimedOut)
+    double? ServerCpuSeconds, double? ServerCpuMsPerRun, double? RssStartMb, double? RssPeakMb, double? RssEndMb, bool TimedOut,
+    long AnswerPieces = 0, long AnswerChars = 0)
 {
     public override string ToString()
     {
@@ -28,6 +29,16 @@ public sealed record SseLoadReport(int Users, int Runs, int Warmup, int Complete
         lines.AddRange(EndsOtherThanCompleted.OrderByDescending(e => e.Value).Select(e => $"  ended {e.Key}: {e.Value}"));
         lines.AddRange(ErrorKinds.OrderByDescending(e => e.Value).Select(e => $"  error {e.Key}: {e.Value}"));
         lines.Add($"lost {Lost}, duplicated {Duplicated}, foreign {Foreign}");
+        var measured = Completed + NotCompleted + Errors;
+        if (measured > 0)
+        {
+            // A token is four characters, the built-in model's own estimate; every message_delta received is a stored row.
+            var tokens = AnswerChars / 4.0 / measured;
+            lines.Add(string.Create(CultureInfo.InvariantCulture,
+                $"answer: {AnswerPieces / (double)measured:0.0} message_delta events (stored rows) a run, {AnswerChars / (double)measured:0} characters (~{tokens:0} tokens) a run"));
+            if (ServerCpuMsPerRun is { } perRun && tokens > 0)
+                lines.Add(string.Create(CultureInfo.InvariantCulture, $"server CPU per streamed token (the whole run's CPU / its tokens): {perRun * 1000 / tokens:0.0} µs"));
+        }
         if (ServerCpuSeconds is { } cpu)
             lines.Add(string.Create(CultureInfo.InvariantCulture, $"server CPU {cpu:0.00} s over the measured runs, {ServerCpuMsPerRun:0.00} ms per run"));
         if (RssStartMb is not null)
@@ -68,13 +79,15 @@ public static class SseLoadGenerator
             await client.RegisterAsync($"sse-{Guid.NewGuid():N}@example.com", Password, ct);
             // With an agent definition, each user defines it as their own and every message names it.
             if (options.AgentDefinition is { } definition) await client.CreateAgentAsync(definition, ct);
+            // With sample data the shipped team analyses it and writes its full report (~2,000 characters) instead of asking for data.
+            if (options.SampleData) await client.GenerateSampleWorkloadAsync(new SampleWorkloadRequest(), ct);
             return client;
         }));
         progress?.WriteLine($"{clients.Length} users registered; {options.Warmup} warm-up runs, then {options.Runs} measured runs");
 
         var total = options.Warmup + options.Runs;
         var agent = options.AgentDefinition is { } json ? System.Text.Json.JsonDocument.Parse(json).RootElement.GetProperty("name").GetString() : null;
-        long tickets = 0, finished = 0, events = 0, lost = 0, duplicated = 0, foreign = 0, completed = 0, notCompleted = 0, errors = 0;
+        long tickets = 0, finished = 0, events = 0, pieces = 0, chars = 0, lost = 0, duplicated = 0, foreign = 0, completed = 0, notCompleted = 0, errors = 0;
         var firstEvent = new ConcurrentBag<double>();
         var terminal = new ConcurrentBag<double>();
         var ends = new ConcurrentDictionary<string, int>();
@@ -128,6 +141,8 @@ public static class SseLoadGenerator
                         if (measured)
                         {
                             Interlocked.Add(ref events, run.Events);
+                            Interlocked.Add(ref pieces, run.Pieces);
+                            Interlocked.Add(ref chars, run.Chars);
                             Interlocked.Add(ref lost, run.Lost);
                             Interlocked.Add(ref duplicated, run.Duplicated);
                             Interlocked.Add(ref foreign, run.Foreign);
@@ -179,10 +194,10 @@ public static class SseLoadGenerator
             seconds > 0 ? measuredRuns / seconds : 0, events, seconds > 0 ? events / seconds : 0,
             Percentiles.Of([.. firstEvent]), Percentiles.Of([.. terminal]), lost, duplicated, foreign,
             new Dictionary<string, int>(ends), new Dictionary<string, int>(errorKinds),
-            cpu, cpu is { } c && measuredRuns > 0 ? c * 1000 / measuredRuns : null, rssStart, options.ServerPid is null ? null : peak, rssEnd, timedOut);
+            cpu, cpu is { } c && measuredRuns > 0 ? c * 1000 / measuredRuns : null, rssStart, options.ServerPid is null ? null : peak, rssEnd, timedOut, pieces, chars);
     }
 
-    private sealed record RunResult(string End, double? FirstEventMs, double TerminalMs, long Events, long Lost, long Duplicated, long Foreign);
+    private sealed record RunResult(string End, double? FirstEventMs, double TerminalMs, long Events, long Lost, long Duplicated, long Foreign, long Pieces, long Chars);
 
     private static async Task<RunResult> OneRunAsync(ApexClient client, string userId, string? agent, CancellationToken ct)
     {
@@ -190,7 +205,7 @@ public static class SseLoadGenerator
         var sent = Stopwatch.GetTimestamp();
         var accepted = await client.SendMessageAsync(thread.Id, "How can I cut my LLM costs?", null, agent, ct);
         double? first = null;
-        long cursor = 0, events = 0, lost = 0, duplicated = 0, foreign = 0;
+        long cursor = 0, events = 0, lost = 0, duplicated = 0, foreign = 0, pieces = 0, chars = 0;
         await foreach (var evt in client.StreamEventsAsync(thread.Id, cancellationToken: ct))
         {
             if (evt.Seq == 0) continue;
@@ -199,6 +214,7 @@ public static class SseLoadGenerator
             if (evt.Seq <= cursor) { duplicated++; continue; }
             if (evt.Seq > cursor + 1) lost += evt.Seq - cursor - 1;
             cursor = evt.Seq;
+            if (evt is MessageDelta delta && evt.RunId == accepted.Run.Id) { pieces++; chars += delta.Data.Delta.Length; }
             if (evt is RunQueued && evt.RunId == accepted.Run.Id) first ??= Stopwatch.GetElapsedTime(sent).TotalMilliseconds;
             if (evt.IsTerminal && evt.RunId == accepted.Run.Id)
             {
@@ -208,7 +224,7 @@ public static class SseLoadGenerator
                     RunCancelled cancelled => $"run_cancelled ({cancelled.Data.Reason})",
                     _ => evt.Type,
                 };
-                return new RunResult(end, first, Stopwatch.GetElapsedTime(sent).TotalMilliseconds, events, lost, duplicated, foreign);
+                return new RunResult(end, first, Stopwatch.GetElapsedTime(sent).TotalMilliseconds, events, lost, duplicated, foreign, pieces, chars);
             }
         }
         throw new IOException("The event stream ended before the run's terminal event.");

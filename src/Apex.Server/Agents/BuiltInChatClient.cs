@@ -56,7 +56,9 @@ internal sealed partial class BuiltInChatClient(TimeSpan delay, TimeProvider tim
             _ => throw new InvalidOperationException("Every known agent has its rules."),
         };
         var first = true;
-        foreach (var chunk in known ? Chunks(answer) : BuiltInGenericAgent.Tokens(answer))
+        // With a delay it behaves like a remote model, which streams tokens: pieces of about four characters, each after
+        // the delay (a 2,000-character report is ~500 pieces). Without one, the shipped agents' texts come a line at a time.
+        foreach (var chunk in known && delay == TimeSpan.Zero ? Chunks(answer) : BuiltInGenericAgent.Tokens(answer))
         {
             if (!first) await PauseAsync(cancellationToken);
             first = false;
