@@ -190,17 +190,15 @@ internal sealed partial class ExecutionEngine(RunRecord run, UserExecutionContex
         var call = waiting.Call;
         var now = time.GetUtcNow();
         var expires = now + approvalOptions.Timeout;
-        if (!await approvals.RequestAsync(new ApprovalRecord(run.Id, call.CallId, context.UserId, context.ThreadId, call.Agent, call.Tool, call.Arguments.GetRawText(),
-                ApprovalStatus.Pending, null, null, null, now, expires, null), control.Token))
-        {
-            control.Token.ThrowIfCancellationRequested();
-            throw new InvalidOperationException($"The approval of call {call.CallId} could not be stored.");
-        }
-        await events.ApprovalRequestedAsync(call.Agent, call.CallId, call.Tool, call.Arguments, [context.UserId], expires);
-        await events.FlushAsync();
+        var approval = new ApprovalRecord(run.Id, call.CallId, context.UserId, context.ThreadId, call.Agent, call.Tool, call.Arguments.GetRawText(),
+            ApprovalStatus.Pending, null, null, null, now, expires, null);
         await usage.RecordAsync(run);
-        var status = await approvals.SuspendAsync(context.UserId, run.Id, nodeId, JsonSerializer.Serialize(checkpoint, ApexJsonContext.Default.RunCheckpoint), CancellationToken.None);
-        LogWaiting(logger, run.Id, call.Tool, status ?? "lost");
+        var parked = await events.ApprovalRequestedAsync(call.Agent, call.CallId, call.Tool, call.Arguments, [context.UserId], expires, async requested =>
+        {
+            var result = await approvals.ParkAsync(approval, nodeId, JsonSerializer.Serialize(checkpoint, ApexJsonContext.Default.RunCheckpoint), requested, CancellationToken.None);
+            return (result, result?.Requested);
+        });
+        LogWaiting(logger, run.Id, call.Tool, parked?.Status ?? "lost");
     }
 
     /// <summary>Reporting never fails: when the model cannot write the report, the deterministic writer does, and says so.</summary>

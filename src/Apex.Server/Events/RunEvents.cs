@@ -61,8 +61,18 @@ internal sealed class RunEvents(string userId, string threadId, string runId, Ev
         });
     }
 
-    public Task ApprovalRequestedAsync(string agent, string callId, string tool, JsonElement arguments, IReadOnlyList<string> approvers, DateTimeOffset expiresAt) =>
-        AppendAsync(new ApprovalRequested(new ApprovalRequestedData(callId, tool, arguments, approvers, expiresAt)), agent);
+    /// <summary>
+    /// <c>approval_requested</c>, stored by <paramref name="park"/> in the same transaction that parks the run (after everything the run
+    /// queued before it is stored), then published; null when the run could not be parked.
+    /// </summary>
+    public async Task<T?> ApprovalRequestedAsync<T>(string agent, string callId, string tool, JsonElement arguments, IReadOnlyList<string> approvers, DateTimeOffset expiresAt,
+        Func<ApexEvent, Task<(T? Result, ApexEvent? Stored)>> park) where T : class
+    {
+        await FlushAsync();
+        var (result, stored) = await park(log.Prepare(Stamp(new ApprovalRequested(new ApprovalRequestedData(callId, tool, arguments, approvers, expiresAt)), agent)));
+        if (stored is not null) log.Published(stored);
+        return result;
+    }
 
     public Task ApprovalResolvedAsync(string agent, ApprovalResolvedData data) => AppendAsync(new ApprovalResolved(data), agent);
 

@@ -156,6 +156,9 @@ internal static class ApprovalStatus
     public const string Cancelled = "cancelled";
 }
 
+/// <summary>A run parked for an approval: its status now (<c>waiting</c>, or <c>queued</c> when cancelled meanwhile) and its stored <c>approval_requested</c>.</summary>
+internal sealed record ParkedRun(string Status, Apex.Client.ApexEvent Requested);
+
 /// <summary>What became of a person's answer to an approval request.</summary>
 internal abstract record ApprovalDecision
 {

@@ -1,37 +1,39 @@
 using System.Data.Common;
+using Apex.Client;
 
 namespace Apex.Server.Storage;
 
 /// <summary>Tool approvals and the runs that wait for them (see <see cref="IApprovalStore"/>).</summary>
 internal sealed class SqlApprovalStore(Database db, NodeIdentity node) : SqlStore(db), IApprovalStore
 {
+    private readonly EventAppender _appender = new(db, node);
+
     private const string Columns = "run_id, call_id, user_id, thread_id, agent, tool, arguments, status, edited_arguments, reason, decided_by, requested_at, expires_at, decided_at";
 
     private static ApprovalRecord Read(DbDataReader r) =>
         new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetString(4), r.GetString(5), r.GetString(6), r.GetString(7),
             r.StringOrNull(8), r.StringOrNull(9), r.StringOrNull(10), r.Time(11), r.Time(12), r.TimeOrNull(13));
 
-    public Task<bool> RequestAsync(ApprovalRecord a, CancellationToken cancellationToken) =>
-        Db.WriteAsync(async (c, t) => await c.ExecuteAsync($"""
-            INSERT INTO approvals ({Columns})
-            SELECT @r, @c, @u, @t, @a, @tool, @args, 'pending', NULL, NULL, NULL, @at, @exp, NULL
-            WHERE EXISTS (SELECT 1 FROM runs WHERE id = @r AND user_id = @u AND status = 'running')
-              AND NOT EXISTS (SELECT 1 FROM approvals WHERE run_id = @r AND call_id = @c)
-            """, t, cancellationToken, ("@r", a.RunId), ("@c", a.CallId), ("@u", a.UserId), ("@t", a.ThreadId), ("@a", a.Agent), ("@tool", a.Tool),
-            ("@args", a.Arguments), ("@at", a.RequestedAt.ToUnixMs()), ("@exp", a.ExpiresAt.ToUnixMs())) == 1, cancellationToken);
-
-    public Task<string?> SuspendAsync(string userId, string runId, string nodeId, string checkpoint, CancellationToken cancellationToken) =>
+    public Task<ParkedRun?> ParkAsync(ApprovalRecord a, string nodeId, string checkpoint, ApexEvent requested, CancellationToken cancellationToken) =>
         Db.WriteAsync(async (c, t) =>
         {
-            // Answered (or cancelled) between the request and now: queued at once, so the answer is not lost on a waiting run.
-            var status = await c.QuerySingleAsync("""
-                UPDATE runs SET status = CASE WHEN cancel_requested = 0 AND EXISTS (SELECT 1 FROM approvals p WHERE p.run_id = runs.id AND p.user_id = runs.user_id AND p.status = 'pending')
-                    THEN 'waiting' ELSE 'queued' END, checkpoint = @cp, node_id = NULL, lease_until = NULL
-                WHERE id = @id AND user_id = @u AND status = 'running' AND node_id = @node
-                RETURNING status
-                """, t, r => r.GetString(0), cancellationToken, ("@cp", checkpoint), ("@id", runId), ("@u", userId), ("@node", nodeId));
-            if (status == RunStatus.Queued) await Db.NotifyAsync(c, t, StoreSignals.RunsChannel, node.Id, cancellationToken);
-            return status;
+            // The run row first (then the thread row, when the event is appended): the lock order of every writer.
+            var cancelled = await c.QuerySingleAsync("""
+                SELECT cancel_requested FROM runs WHERE id = @id AND user_id = @u AND status = 'running' AND node_id = @node
+                """ + " " + Db.LockRows(skipLocked: false), t, r => (object)(r.GetInt64(0) != 0), cancellationToken, ("@id", a.RunId), ("@u", a.UserId), ("@node", nodeId));
+            if (cancelled is not bool isCancelled) return null;
+            await c.ExecuteAsync($"""
+                INSERT INTO approvals ({Columns}) VALUES (@r, @c, @u, @t, @a, @tool, @args, @s, NULL, @why, NULL, @at, @exp, CAST(@decided AS BIGINT))
+                """, t, cancellationToken, ("@r", a.RunId), ("@c", a.CallId), ("@u", a.UserId), ("@t", a.ThreadId), ("@a", a.Agent), ("@tool", a.Tool), ("@args", a.Arguments),
+                ("@s", isCancelled ? ApprovalStatus.Cancelled : ApprovalStatus.Pending), ("@why", isCancelled ? "cancelled_by_user" : null), ("@at", a.RequestedAt.ToUnixMs()),
+                ("@exp", a.ExpiresAt.ToUnixMs()), ("@decided", isCancelled ? a.RequestedAt.ToUnixMs() : null));
+            var status = isCancelled ? RunStatus.Queued : RunStatus.Waiting;
+            await c.ExecuteAsync("UPDATE runs SET status = @s, checkpoint = @cp, node_id = NULL, lease_until = NULL WHERE id = @id AND user_id = @u", t, cancellationToken,
+                ("@s", status), ("@cp", checkpoint), ("@id", a.RunId), ("@u", a.UserId));
+            // The request is stored with the run's new state: a client that sees it can answer it, and a crash never leaves one without the other.
+            var stored = await _appender.AppendAsync(c, t, [new EventAppend(requested)], cancellationToken);
+            if (isCancelled) await Db.NotifyAsync(c, t, StoreSignals.RunsChannel, node.Id, cancellationToken);
+            return new ParkedRun(status, stored.Count == 1 ? stored[0] : requested);
         }, cancellationToken);
 
     public Task<ApprovalRecord?> GetAsync(string userId, string runId, string callId, CancellationToken cancellationToken) =>

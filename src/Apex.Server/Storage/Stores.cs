@@ -196,13 +196,12 @@ internal interface IAgentStore
 /// </summary>
 internal interface IApprovalStore
 {
-    /// <summary>Stores a pending approval (before the request is sent); false when the call already has one.</summary>
-    Task<bool> RequestAsync(ApprovalRecord approval, CancellationToken cancellationToken);
     /// <summary>
-    /// Parks the running run with its checkpoint: <c>waiting</c> while an approval of it is pending, else (answered or cancelled
-    /// meanwhile) <c>queued</c> so a worker resumes it at once. Null when this node no longer holds the run.
+    /// Parks the running run, in one transaction: the approval is stored, the run gets its checkpoint and becomes <c>waiting</c>
+    /// (holding no lease), and <paramref name="requested"/> (its <c>approval_requested</c>) is appended. A run whose cancellation was
+    /// requested meanwhile is queued instead, its approval <c>cancelled</c>, so a worker ends it. Null when this node no longer holds the run.
     /// </summary>
-    Task<string?> SuspendAsync(string userId, string runId, string nodeId, string checkpoint, CancellationToken cancellationToken);
+    Task<ParkedRun?> ParkAsync(ApprovalRecord approval, string nodeId, string checkpoint, Apex.Client.ApexEvent requested, CancellationToken cancellationToken);
     Task<ApprovalRecord?> GetAsync(string userId, string runId, string callId, CancellationToken cancellationToken);
     /// <summary>The run's approvals, oldest first.</summary>
     Task<IReadOnlyList<ApprovalRecord>> ListAsync(string userId, string runId, CancellationToken cancellationToken);
