@@ -25,7 +25,7 @@ internal sealed class SqlApprovalStore(Database db, NodeIdentity node) : SqlStor
             await c.ExecuteAsync($"""
                 INSERT INTO approvals ({Columns}) VALUES (@r, @c, @u, @t, @a, @tool, @args, @s, NULL, @why, NULL, @at, @exp, CAST(@decided AS BIGINT))
                 """, t, cancellationToken, ("@r", a.RunId), ("@c", a.CallId), ("@u", a.UserId), ("@t", a.ThreadId), ("@a", a.Agent), ("@tool", a.Tool), ("@args", a.Arguments),
-                ("@s", isCancelled ? ApprovalStatus.Cancelled : ApprovalStatus.Pending), ("@why", isCancelled ? "cancelled_by_user" : null), ("@at", a.RequestedAt.ToUnixMs()),
+                ("@s", isCancelled ? ApprovalStatus.Cancelled : ApprovalStatus.Pending), ("@why", null), ("@at", a.RequestedAt.ToUnixMs()),
                 ("@exp", a.ExpiresAt.ToUnixMs()), ("@decided", isCancelled ? a.RequestedAt.ToUnixMs() : null));
             var status = isCancelled ? RunStatus.Queued : RunStatus.Waiting;
             await c.ExecuteAsync("UPDATE runs SET status = @s, checkpoint = @cp, node_id = NULL, lease_until = NULL WHERE id = @id AND user_id = @u", t, cancellationToken,
@@ -78,7 +78,15 @@ internal sealed class SqlApprovalStore(Database db, NodeIdentity node) : SqlStor
             return true;
         }, cancellationToken);
 
-    public Task<int> ExpireAsync(DateTimeOffset now, CancellationToken cancellationToken) =>
+    public async Task<int> ExpireAsync(DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        // Every node sweeps at every heartbeat: a read first, so that a sweep with nothing to do takes no write (SQLite's one writer).
+        var due = await ReadAsync("SELECT run_id FROM approvals WHERE status = 'pending' AND expires_at <= @now LIMIT 1", r => r.GetString(0), cancellationToken,
+            ("@now", now.ToUnixMs()));
+        return due.Count == 0 ? 0 : await ExpireDueAsync(now, cancellationToken);
+    }
+
+    private Task<int> ExpireDueAsync(DateTimeOffset now, CancellationToken cancellationToken) =>
         Db.WriteAsync(async (c, t) =>
         {
             var expired = await c.QueryAsync("""
