@@ -165,6 +165,39 @@ public sealed class ApprovalTests(SharedServer shared) : IClassFixture<SharedSer
     }
 
     [Fact]
+    public async Task TwoCallsOfOneRoundThatNeedApprovalAreAskedOneAfterTheOtherAndNeitherRunsUnasked()
+    {
+        var ct = Waits.Timeout();
+        using var user = await Server.NewUserAsync();
+        await user.CreateAgentAsync("""
+            {"name":"gated","instructions":"Sum up the workload, then break its cost down.","tools":["workload_summary","cost_breakdown"],
+             "approval":{"required":["workload_summary","cost_*"]}}
+            """, ct);
+        using var socket = await user.ConnectAsync(ct);
+        var (first, asked) = await SendUntilParkedAsync(socket, ct);
+        Assert.Equal("workload_summary", asked.Data.Tool);
+        Assert.DoesNotContain(first, e => e is ToolExecuting);
+
+        await user.ApproveToolAsync(asked.RunId!, asked.Data.CallId, cancellationToken: ct);
+        // The first runs; the second, deferred behind it in the same round, now asks in turn and the run parks again.
+        var second = (await socket.ReceiveUntilAsync(e => e is ApprovalRequested || e.IsTerminal, ct)).Where(e => e.Seq > 0).ToList();
+        var again = Assert.IsType<ApprovalRequested>(second[^1]);
+        Assert.Equal("cost_breakdown", again.Data.Tool);
+        Assert.Equal(["workload_summary"], second.OfType<ToolCompleted>().Select(t => t.Data.Tool));
+        Assert.Equal("waiting", (await user.GetRunAsync(asked.RunId!, ct)).Status);
+        Assert.Equal(["approved", "pending"], (await user.ListApprovalsAsync(asked.RunId!, ct)).Select(a => a.Status));
+
+        await user.RejectToolAsync(again.RunId!, again.Data.CallId, cancellationToken: ct);
+        var rest = await UntilTerminalAsync(socket, ct);
+        Assert.Equal("rejected", Assert.Single(rest.OfType<ToolCompleted>()).Data.Status);
+        Assert.IsType<RunCompleted>(rest[^1]);
+        List<ApexEvent> all = [.. first, .. second, .. rest];
+        Assert.Single(all, e => e is ToolExecuting);
+        Assert.Equal(2, all.OfType<ApprovalResolved>().Count());
+        Assert.Equal(all.OfType<AgentStarted>().Select(a => a.Data.Agent).Order(), all.OfType<AgentCompleted>().Select(a => a.Data.Agent).Order());
+    }
+
+    [Fact]
     public async Task ADefinitionThatAsksApprovalForAToolTheAgentDoesNotHaveIsRefusedWithTheField()
     {
         var ct = Waits.Timeout();
