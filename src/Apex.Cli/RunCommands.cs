@@ -78,7 +78,8 @@ internal static class RunCommands
             var cursor = parse.GetValue(after) ?? session.Config.LastSeenSeq(threadId) ?? 0;
             var open = new HashSet<string>(StringComparer.Ordinal);
             await foreach (var run in AllRunsAsync(session.Client, threadId, ct))
-                if (run.Status is "queued" or "running" or "waiting") open.Add(run.Id);
+                // A run that waits for an approval is not followed to its end: it may wait for hours (its request is shown).
+                if (run.Status is "queued" or "running") open.Add(run.Id);
             var forever = parse.GetValue(follow);
             if (!forever && cursor >= target.LastSeq && open.Count == 0)
             {
@@ -94,7 +95,9 @@ internal static class RunCommands
             {
                 await reader.FollowAsync(threadId, cursor, _ => true, e =>
                 {
-                    if (e.IsTerminal && e.RunId is not null) open.Remove(e.RunId);
+                    // A run that parks for an approval stops being followed; one that resumes is followed again.
+                    if ((e.IsTerminal || e is ApprovalRequested) && e.RunId is not null) open.Remove(e.RunId);
+                    else if (e is ApprovalResolved && e.RunId is not null) open.Add(e.RunId);
                     return !forever && e.Seq >= target.LastSeq && open.Count == 0;
                 }, stop.Token);
                 return ExitCodes.Ok;

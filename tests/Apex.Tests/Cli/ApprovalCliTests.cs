@@ -52,6 +52,10 @@ public sealed partial class ApprovalCliTests(SharedServer shared) : IClassFixtur
         Assert.True(ids.Success, left.ToString());
         var (runId, callId) = (ids.Groups[1].Value, ids.Groups[2].Value);
         Assert.Equal("waiting", (await api.GetRunAsync(runId, ct)).Status);
+        // resume shows the request and does not wait for its answer.
+        var resumed = await cli.RunAsync(["resume", (await api.GetRunAsync(runId, ct)).ThreadId, "--after", "0"], null, ct);
+        Assert.True(resumed.ExitCode == 0, resumed.ToString());
+        Assert.Contains(resumed.Lines, l => l.Trim().StartsWith("⏸ cost_breakdown waits for approval", StringComparison.Ordinal));
 
         var rejected = await cli.RunAsync(["reject", runId, callId, "--reason", "not this month"], null, ct);
         Assert.True(rejected.ExitCode == 0, rejected.ToString());
