@@ -10,6 +10,7 @@
 #   APEX_BENCH_NODES=3       (postgres) start that many identical nodes on one database; users are spread over them
 #   APEX_BENCH_SIZE=1        after the load, print the database's bytes per run and per event, table by table (SQLite:
 #                            dbstat over the file; PostgreSQL: pg_total_relation_size, indexes and TOAST included)
+#   APEX_BENCH_KEEP=1        (sqlite) keep the database file: it is copied to the output dir before clean-up
 #   APEX_BENCH_AGENT=bench/agents/react.json  an agent definition: each user defines it and every message names it (the
 #                            equal-work ReAct agent: one tool call, then a ~40-token streamed answer); default: the shipped team
 set -euo pipefail
@@ -30,6 +31,10 @@ cleanup() {
   if [ "$provider" = postgres ]; then
     [ -n "${APEX_PG_DIR:-}" ] && cp "$APEX_PG_DIR/log" "$out/postgres.log" 2>/dev/null || true
     if declare -f apex_pg_stop >/dev/null; then apex_pg_stop; fi
+  fi
+  if [ "${APEX_BENCH_KEEP:-0}" = 1 ] && [ -f "$dir/apex.db" ]; then
+    sqlite3 "$dir/apex.db" "PRAGMA wal_checkpoint(TRUNCATE)" >/dev/null 2>&1 || true
+    cp "$dir/apex.db" "$out/apex.db"
   fi
   rm -rf "$dir"
 }

@@ -128,8 +128,7 @@ internal sealed partial class ExecutionEngine(RunRecord run, UserExecutionContex
                 }
             }
 
-            await runs.SaveAnswerAsync(new MessageRecord(answerId, context.ThreadId, context.UserId, run.Id, "assistant", answer, time.GetUtcNow()),
-                JsonSerializer.Serialize(results, ApexJsonContext.Default.DictionaryStringJsonElement), CancellationToken.None);
+            await runs.SaveAnswerAsync(new MessageRecord(answerId, context.ThreadId, context.UserId, run.Id, "assistant", answer, time.GetUtcNow()), CancellationToken.None);
             await events.AgentCompletedAsync(AgentNames.Supervisor, "ok",
                 JsonSerializer.SerializeToElement(new SupervisorResult(sufficiency ?? "", pipeline, intent), ApexJsonContext.Default.SupervisorResult));
             await events.CompletedAsync(answerId, Stopwatch.GetElapsedTime(started).TotalMilliseconds, await usage.RecordAsync(run), note);

@@ -37,7 +37,7 @@ internal sealed class ExecutionEngineFactory(IAccountStore accounts, IThreadStor
         var events = new RunEvents(run.UserId, run.ThreadId, run.Id, log, () => control.Cancel(RunEvents.StorageError), options.MessageDeltaWindow, time);
         var dispatcher = new ToolDispatcher(tools, events, control, telemetry, options, loggers.CreateLogger<ToolDispatcher>());
         var usage = new RunUsage();
-        var recorder = new UsageRecorder(usage, usageStore, prices.Value, ids, time, loggers.CreateLogger<UsageRecorder>());
+        var recorder = new UsageRecorder(usage, usageStore, prices.Value, time, loggers.CreateLogger<UsageRecorder>());
         var budget = standing is { MonthlyTokens: null, MonthlyCostUsd: null } or null ? null
             : new RunBudget(standing, usage, (model, input, output) => model == BuiltInChatClient.ModelId ? 0 : prices.Value.CostOf(model, input, output) ?? 0);
         var runner = new AgentRunner(chat, tools, dispatcher, events, usage, budget, telemetry, options, loggers.CreateLogger<AgentRunner>());

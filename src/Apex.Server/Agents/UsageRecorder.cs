@@ -8,7 +8,7 @@ namespace Apex.Server.Agents;
 /// Stores what a run's model calls used (one row per agent and model, priced from the same table as workloads) and
 /// sums it for the run's terminal event. Once per run, whatever way it ends; a failure to store is logged, never the run's.
 /// </summary>
-internal sealed partial class UsageRecorder(RunUsage usage, IUsageStore store, WorkloadOptions prices, IdGenerator ids, TimeProvider time, ILogger logger)
+internal sealed partial class UsageRecorder(RunUsage usage, IUsageStore store, WorkloadOptions prices, TimeProvider time, ILogger logger)
 {
     private int _recorded;
 
@@ -17,7 +17,7 @@ internal sealed partial class UsageRecorder(RunUsage usage, IUsageStore store, W
         var rows = usage.Snapshot();
         if (rows.Count == 0 || Interlocked.Exchange(ref _recorded, 1) == 1) return null;
         var now = time.GetUtcNow();
-        var records = rows.Select(r => new ModelUsageRecord(ids.NewId(), run.UserId, run.Id, r.Agent, r.Model, r.Calls, r.Input, r.Output, r.CachedInput, r.Reasoning,
+        var records = rows.Select(r => new ModelUsageRecord(run.UserId, run.Id, r.Agent, r.Model, r.Calls, r.Input, r.Output, r.CachedInput, r.Reasoning,
             r.Model == BuiltInChatClient.ModelId ? 0 : prices.CostOf(r.Model, r.Input, r.Output), now)).ToList();
         try
         {

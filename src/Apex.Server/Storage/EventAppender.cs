@@ -154,7 +154,7 @@ internal sealed class EventAppender(Database db, NodeIdentity node)
         {
             batch.BatchCommands.Add(Command("""
                 INSERT INTO events (thread_id, seq, run_id, event_id, type, agent, at, data)
-                SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bytea[], $4::bytea[], $5::smallint[], $6::text[], $7::bigint[], $8::text[])
+                SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bytea[], $4::bytea[], $5::smallint[], $6::text[], $7::bigint[], $8::bytea[])
                 """, stored.Select(e => EventCodec.Id(e.ThreadId!)).ToArray(), stored.Select(e => e.Seq).ToArray(), stored.Select(e => EventCodec.IdOrNull(e.RunId)).ToArray(),
                 stored.Select(e => EventCodec.Id(e.EventId!)).ToArray(), stored.Select(e => EventCodec.TypeCode(e.Type)).ToArray(), stored.Select(e => e.AgentName).ToArray(),
                 stored.Select(e => EventCodec.Ticks(e.Timestamp)).ToArray(), stored.Select(EventCodec.Data).ToArray()));

@@ -232,9 +232,48 @@ internal static class Migrations
             DROP TABLE events;
             ALTER TABLE events_v2 RENAME TO events
             """),
+        // Nothing stored twice: a run's results are its agent_completed events' (read back from them), the usage rows need no
+        // id of their own (they are only ever summed), runs by thread are served by ix_runs_thread_status, and a user's tool usage
+        // (paged by id, summed by day) by its primary key (user_id, id), the one index the table needs. Event data
+        // may now be bytes (compressed JSON); the column's declared type does not bind SQLite.
+        (10, "derived run results, usage rows without ids", """
+            ALTER TABLE runs DROP COLUMN results;
+            DROP INDEX ix_runs_thread;
+            CREATE TABLE model_usage_v2 (
+                user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                run_id TEXT NOT NULL,
+                agent TEXT NOT NULL,
+                model TEXT NOT NULL,
+                calls INTEGER NOT NULL,
+                input_tokens BIGINT NOT NULL,
+                output_tokens BIGINT NOT NULL,
+                cached_tokens BIGINT NOT NULL,
+                reasoning_tokens BIGINT NOT NULL,
+                cost DOUBLE PRECISION NULL,
+                created_at BIGINT NOT NULL);
+            INSERT INTO model_usage_v2 (user_id, run_id, agent, model, calls, input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost, created_at)
+                SELECT user_id, run_id, agent, model, calls, input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost, created_at FROM model_usage ORDER BY created_at, id;
+            DROP TABLE model_usage;
+            ALTER TABLE model_usage_v2 RENAME TO model_usage;
+            CREATE INDEX ix_model_usage_user ON model_usage(user_id, created_at);
+            CREATE INDEX ix_model_usage_created ON model_usage(created_at);
+            CREATE TABLE tool_usage_v2 (
+                user_id TEXT NOT NULL,
+                id TEXT NOT NULL,
+                run_id TEXT NOT NULL,
+                tool TEXT NOT NULL,
+                status TEXT NOT NULL,
+                duration_ms DOUBLE PRECISION NOT NULL,
+                created_at BIGINT NOT NULL,
+                PRIMARY KEY (user_id, id)) WITHOUT ROWID;
+            INSERT INTO tool_usage_v2 (user_id, id, run_id, tool, status, duration_ms, created_at)
+                SELECT user_id, id, run_id, tool, status, duration_ms, created_at FROM tool_usage;
+            DROP TABLE tool_usage;
+            ALTER TABLE tool_usage_v2 RENAME TO tool_usage
+            """),
         // Approval before a tool runs: one row per call that waited, owner-scoped, deleted with its run; the run's checkpoint
         // (what its agents had done when it began to wait) is what a worker resumes it from.
-        (10, "tool approvals", """
+        (11, "tool approvals", """
             CREATE TABLE approvals (
                 run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
                 call_id TEXT NOT NULL,
@@ -281,6 +320,17 @@ internal static class Migrations
             DROP TABLE events;
             ALTER TABLE events_v2 RENAME TO events;
             ALTER INDEX events_v2_pkey RENAME TO events_pkey
+            """,
+        // PostgreSQL drops a column in place (its primary key with it); new rows take no space for it. Event data is bytes
+        // (UTF-8 JSON, or compressed: see EventCodec); SQLite keeps the text of the rows it has and takes bytes beside them.
+        [10] = """
+            ALTER TABLE events ALTER COLUMN data TYPE BYTEA USING convert_to(data, 'UTF8');
+            ALTER TABLE runs DROP COLUMN results;
+            DROP INDEX ix_runs_thread;
+            ALTER TABLE model_usage DROP COLUMN id;
+            ALTER TABLE tool_usage DROP CONSTRAINT tool_usage_pkey;
+            ALTER TABLE tool_usage ADD PRIMARY KEY (user_id, id);
+            DROP INDEX ix_tool_usage_user
             """,
     }.ToImmutableDictionary();
 

@@ -124,7 +124,7 @@ internal static class RunStatus
     public static bool IsFinished(string status) => status is Completed or Failed or Cancelled;
 }
 
-internal sealed record ModelUsageRecord(string Id, string UserId, string RunId, string Agent, string Model, int Calls, long InputTokens, long OutputTokens,
+internal sealed record ModelUsageRecord(string UserId, string RunId, string Agent, string Model, int Calls, long InputTokens, long OutputTokens,
     long CachedTokens, long ReasoningTokens, double? Cost, DateTimeOffset CreatedAt);
 
 /// <summary>One day of one model in a user's usage.</summary>

@@ -41,6 +41,6 @@ internal sealed class SqlEventStore(Database db, NodeIdentity node) : SqlStore(d
         Db.WriteAsync((c, t) => c.ExecuteAsync("DELETE FROM events WHERE at < @cutoff", t, cancellationToken, ("@cutoff", EventCodec.Ticks(cutoff))), cancellationToken);
 
     private static ApexEvent Read(DbDataReader r, string threadId, string userId) =>
-        EventCodec.Read(r.GetInt16(0), r.GetString(1), r.GetInt64(2), threadId, r.IsDBNull(3) ? null : EventCodec.Id((byte[])r.GetValue(3)), userId,
+        EventCodec.Read(r.GetInt16(0), r.GetValue(1), r.GetInt64(2), threadId, r.IsDBNull(3) ? null : EventCodec.Id((byte[])r.GetValue(3)), userId,
             EventCodec.Id((byte[])r.GetValue(4)), r.StringOrNull(5), r.GetInt64(6));
 }

@@ -31,20 +31,54 @@ internal sealed class SqlRunStore(Database db, NodeIdentity node) : SqlStore(db)
             return new SubmitResult(SubmitOutcome.Queued, active.Count, ids, queued.Count == 1 ? queued[0] : null);
         }, cancellationToken);
 
-    public Task<RunRecord?> GetRunAsync(string userId, string runId, CancellationToken cancellationToken) =>
-        ReadSingleAsync($"SELECT {RunColumnsWithResults} FROM runs WHERE id = @id AND user_id = @u", ReadRun, cancellationToken, ("@id", runId), ("@u", userId));
+    public async Task<RunRecord?> GetRunAsync(string userId, string runId, CancellationToken cancellationToken) =>
+        await WithResultsAsync(await ReadSingleAsync($"SELECT {RunColumns} FROM runs WHERE id = @id AND user_id = @u", ReadRun, cancellationToken, ("@id", runId), ("@u", userId)),
+            cancellationToken);
 
     public async Task<IReadOnlyList<RunRecord>> ListRunsByStatusAsync(string status, DateTimeOffset? stuckAt, int limit, CancellationToken cancellationToken) =>
         await ReadAsync($"""
             SELECT {RunColumns} FROM runs WHERE status = @s AND (@stuck IS NULL OR lease_until < CAST(@stuck AS BIGINT)) ORDER BY created_at, id LIMIT @limit
             """, ReadRun, cancellationToken, ("@s", status), ("@stuck", stuckAt?.ToUnixMs().ToString(System.Globalization.CultureInfo.InvariantCulture)), ("@limit", limit));
 
-    public Task<RunRecord?> FindRunAsync(string runId, CancellationToken cancellationToken) =>
-        ReadSingleAsync($"SELECT {RunColumnsWithResults} FROM runs WHERE id = @id", ReadRun, cancellationToken, ("@id", runId));
+    public async Task<RunRecord?> FindRunAsync(string runId, CancellationToken cancellationToken) =>
+        await WithResultsAsync(await ReadSingleAsync($"SELECT {RunColumns} FROM runs WHERE id = @id", ReadRun, cancellationToken, ("@id", runId)), cancellationToken);
 
-    public async Task<IReadOnlyList<RunRecord>> ListRunsAsync(string userId, string threadId, int limit, string? afterId, CancellationToken cancellationToken) =>
-        await ReadAsync($"SELECT {RunColumnsWithResults} FROM runs WHERE thread_id = @t AND user_id = @u AND (@after IS NULL OR id > @after) ORDER BY id LIMIT @limit",
+    public async Task<IReadOnlyList<RunRecord>> ListRunsAsync(string userId, string threadId, int limit, string? afterId, CancellationToken cancellationToken)
+    {
+        var runs = await ReadAsync($"SELECT {RunColumns} FROM runs WHERE thread_id = @t AND user_id = @u AND (@after IS NULL OR id > @after) ORDER BY id LIMIT @limit",
             ReadRun, cancellationToken, ("@t", threadId), ("@u", userId), ("@after", afterId), ("@limit", limit));
+        if (runs.Count == 0) return runs;
+        var results = await ResultsAsync(threadId, userId, runs.Count == 1 ? runs[0].Id : null, cancellationToken);
+        return [.. runs.Select(r => r with { Results = results.GetValueOrDefault(r.Id) })];
+    }
+
+    /// <summary>
+    /// A run's results are not stored with the run: each agent's result is in its <c>agent_completed</c> event, and the run's
+    /// results are those of every agent but the supervisor that ended ok, in the order they ended (an agent that ran twice: its last one).
+    /// </summary>
+    private async Task<RunRecord?> WithResultsAsync(RunRecord? run, CancellationToken cancellationToken) =>
+        run is null ? null : run with { Results = (await ResultsAsync(run.ThreadId, run.UserId, run.Id, cancellationToken)).GetValueOrDefault(run.Id) };
+
+    /// <summary>The results (as JSON objects) of the thread's runs that have any, or of one run of it.</summary>
+    private async Task<Dictionary<string, string>> ResultsAsync(string threadId, string userId, string? runId, CancellationToken cancellationToken)
+    {
+        var rows = await ReadAsync("""
+            SELECT e.run_id, e.agent, e.data FROM events e
+            WHERE e.thread_id = @tk AND e.type = @type AND e.agent <> @supervisor AND (@r IS NULL OR e.run_id = @r)
+              AND EXISTS (SELECT 1 FROM threads WHERE id = @t AND user_id = @u)
+            ORDER BY e.seq
+            """, r => (Run: EventCodec.Id((byte[])r.GetValue(0)), Agent: r.GetString(1), Data: r.GetValue(2)), cancellationToken,
+            ("@tk", EventCodec.Id(threadId)), ("@type", EventCodec.TypeCode(EventTypes.AgentCompleted)), ("@supervisor", Agents.AgentNames.Supervisor),
+            ("@r", EventCodec.IdOrNull(runId)), ("@t", threadId), ("@u", userId));
+        var byRun = new Dictionary<string, Dictionary<string, System.Text.Json.JsonElement>>(StringComparer.Ordinal);
+        foreach (var (run, agent, data) in rows)
+        {
+            if (EventCodec.AgentResult(data) is not { } result) continue;
+            if (!byRun.TryGetValue(run, out var results)) byRun[run] = results = new(StringComparer.Ordinal);
+            results[agent] = result;
+        }
+        return byRun.ToDictionary(p => p.Key, p => System.Text.Json.JsonSerializer.Serialize(p.Value, ApexJsonContext.Default.DictionaryStringJsonElement), StringComparer.Ordinal);
+    }
 
     public async Task<IReadOnlyList<RunRecord>> ListActiveRunsAsync(string userId, string threadId, CancellationToken cancellationToken) =>
         await ReadAsync($"SELECT {RunColumns} FROM runs WHERE thread_id = @t AND user_id = @u AND status IN ('queued', 'running', 'waiting') ORDER BY id",
@@ -73,7 +107,7 @@ internal sealed class SqlRunStore(Database db, NodeIdentity node) : SqlStore(db)
                 AND (SELECT COUNT(*) FROM runs b WHERE b.user_id = r.user_id AND b.status = 'running') < @max
               ORDER BY r.id
               LIMIT 1 {Db.SkipLocked})
-            RETURNING {RunColumnsWithResults}, checkpoint
+            RETURNING {RunColumns}, checkpoint
             """, t, ReadRun, cancellationToken, ("@node", nodeId), ("@now", now.ToUnixMs()), ("@lease", leaseUntil.ToUnixMs()), ("@max", maxActivePerUser)), cancellationToken);
 
     /// <summary>
@@ -93,15 +127,8 @@ internal sealed class SqlRunStore(Database db, NodeIdentity node) : SqlStore(db)
         return [.. renewed.Where(r => r.Cancel).Select(r => r.Id)];
     }
 
-    public Task SaveAnswerAsync(MessageRecord answer, string results, CancellationToken cancellationToken) =>
-        Db.WriteAsync(async (c, t) =>
-        {
-            // The run row first, then the message (whose foreign key takes a share lock on the thread): runs before threads.
-            var updated = await c.ExecuteAsync("UPDATE runs SET results = @r WHERE id = @id AND user_id = @u", t, cancellationToken,
-                ("@r", results), ("@id", answer.RunId), ("@u", answer.UserId));
-            await InsertMessageAsync(c, t, answer, cancellationToken);
-            return updated;
-        }, cancellationToken);
+    public Task SaveAnswerAsync(MessageRecord answer, CancellationToken cancellationToken) =>
+        Db.WriteAsync((c, t) => InsertMessageAsync(c, t, answer, cancellationToken), cancellationToken);
 
     public Task<bool> RequestCancelAsync(string userId, string runId, string reason, CancellationToken cancellationToken) =>
         Db.WriteAsync(async (c, t) =>

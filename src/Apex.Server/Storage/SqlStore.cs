@@ -14,7 +14,6 @@ internal abstract class SqlStore(Database db)
     public const string ThreadColumns = "id, user_id, title, strategy, last_seq, created_at, updated_at";
     public const string MessageColumns = "id, thread_id, user_id, run_id, role, content, created_at";
     public const string RunColumns = "id, thread_id, user_id, status, strategy, message_id, created_at, started_at, ended_at, error, node_id, cancel_requested, agent_id, agent_version";
-    public const string RunColumnsWithResults = RunColumns + ", results";
     public const string SessionColumns = "id, user_id, refresh_hash, created_at, expires_at, revoked_at";
 
 
@@ -49,6 +48,6 @@ internal abstract class SqlStore(Database db)
 
     public static RunRecord ReadRun(DbDataReader r) =>
         new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetString(4), r.GetString(5), r.Time(6),
-            r.TimeOrNull(7), r.TimeOrNull(8), r.StringOrNull(9), r.StringOrNull(10), r.GetInt64(11) != 0, r.FieldCount > 14 ? r.StringOrNull(14) : null,
-            r.StringOrNull(12), r.IsDBNull(13) ? null : r.GetInt32(13)) { Checkpoint = r.FieldCount > 15 ? r.StringOrNull(15) : null };
+            r.TimeOrNull(7), r.TimeOrNull(8), r.StringOrNull(9), r.StringOrNull(10), r.GetInt64(11) != 0, null,
+            r.StringOrNull(12), r.IsDBNull(13) ? null : r.GetInt32(13)) { Checkpoint = r.FieldCount > 14 ? r.StringOrNull(14) : null };
 }

@@ -11,11 +11,11 @@ internal sealed class SqlUsageStore(Database db) : SqlStore(db), IUsageStore
     public Task RecordModelUsageAsync(IReadOnlyList<ModelUsageRecord> rows, CancellationToken cancellationToken) =>
         // One statement for the run's rows (one per agent and model), not one each.
         rows.Count == 0 ? Task.CompletedTask : Db.WriteAsync(async (c, t) => await c.ExecuteAsync(
-            "INSERT INTO model_usage (id, user_id, run_id, agent, model, calls, input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost, created_at) VALUES " +
-            string.Join(", ", rows.Select((_, i) => $"(@id{i}, @u{i}, @r{i}, @a{i}, @m{i}, @calls{i}, @in{i}, @out{i}, @cached{i}, @reasoning{i}, CAST(@cost{i} AS DOUBLE PRECISION), @ca{i})")),
+            "INSERT INTO model_usage (user_id, run_id, agent, model, calls, input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost, created_at) VALUES " +
+            string.Join(", ", rows.Select((_, i) => $"(@u{i}, @r{i}, @a{i}, @m{i}, @calls{i}, @in{i}, @out{i}, @cached{i}, @reasoning{i}, CAST(@cost{i} AS DOUBLE PRECISION), @ca{i})")),
             t, cancellationToken, [.. rows.SelectMany((u, i) => new (string, object?)[]
             {
-                ($"@id{i}", u.Id), ($"@u{i}", u.UserId), ($"@r{i}", u.RunId), ($"@a{i}", u.Agent), ($"@m{i}", u.Model), ($"@calls{i}", u.Calls),
+                ($"@u{i}", u.UserId), ($"@r{i}", u.RunId), ($"@a{i}", u.Agent), ($"@m{i}", u.Model), ($"@calls{i}", u.Calls),
                 ($"@in{i}", u.InputTokens), ($"@out{i}", u.OutputTokens), ($"@cached{i}", u.CachedTokens), ($"@reasoning{i}", u.ReasoningTokens),
                 ($"@cost{i}", u.Cost is { } cost ? cost : DBNull.Value), ($"@ca{i}", u.CreatedAt.ToUnixMs()),
             })]), cancellationToken);

@@ -89,8 +89,8 @@ internal interface IRunStore
     Task<IReadOnlyList<RunRecord>> ListActiveRunsAsync(string userId, string threadId, CancellationToken cancellationToken);
     Task<RunRecord?> ClaimNextRunAsync(string nodeId, int maxActivePerUser, DateTimeOffset now, DateTimeOffset leaseUntil, CancellationToken cancellationToken);
     Task<IReadOnlyList<string>> RenewLeasesAsync(string nodeId, IReadOnlyCollection<string> runIds, DateTimeOffset leaseUntil, CancellationToken cancellationToken);
-    /// <summary>Stores a run's answer and its agents' results in one transaction.</summary>
-    Task SaveAnswerAsync(MessageRecord answer, string results, CancellationToken cancellationToken);
+    /// <summary>Stores a run's answer (its agents' results are their <c>agent_completed</c> events'; a run read back carries them).</summary>
+    Task SaveAnswerAsync(MessageRecord answer, CancellationToken cancellationToken);
     Task<bool> RequestCancelAsync(string userId, string runId, string reason, CancellationToken cancellationToken);
     /// <summary>Takes a running run over for recovery: only one node wins, and only once its lease expired (unless <paramref name="ignoreLease"/>).</summary>
     Task<bool> TryTakeOverRunAsync(string runId, string nodeId, DateTimeOffset now, DateTimeOffset leaseUntil, bool ignoreLease, CancellationToken cancellationToken);
