@@ -234,11 +234,13 @@ internal static class Migrations
             """),
         // Nothing stored twice: a run's results are its agent_completed events' (read back from them), the usage rows need no
         // id of their own (they are only ever summed), runs by thread are served by ix_runs_thread_status, and a user's tool usage
-        // (paged by id, summed by day) by its primary key (user_id, id), the one index the table needs. Event data
+        // (paged by id, summed by day) by its primary key (user_id, id), the one index the table needs. The claim takes the
+        // oldest queued run from ix_runs_queued, which holds only queued runs, instead of walking the runs in id order. Event data
         // may now be bytes (compressed JSON); the column's declared type does not bind SQLite.
         (10, "derived run results, usage rows without ids", """
             ALTER TABLE runs DROP COLUMN results;
             DROP INDEX ix_runs_thread;
+            CREATE INDEX ix_runs_queued ON runs(id) WHERE status = 'queued';
             CREATE TABLE model_usage_v2 (
                 user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
                 run_id TEXT NOT NULL,
@@ -327,6 +329,7 @@ internal static class Migrations
             ALTER TABLE events ALTER COLUMN data TYPE BYTEA USING convert_to(data, 'UTF8');
             ALTER TABLE runs DROP COLUMN results;
             DROP INDEX ix_runs_thread;
+            CREATE INDEX ix_runs_queued ON runs(id) WHERE status = 'queued';
             ALTER TABLE model_usage DROP COLUMN id;
             ALTER TABLE tool_usage DROP CONSTRAINT tool_usage_pkey;
             ALTER TABLE tool_usage ADD PRIMARY KEY (user_id, id);
