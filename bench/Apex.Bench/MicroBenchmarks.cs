@@ -35,7 +35,7 @@ internal sealed class Rig : IAsyncDisposable
         Tools = new ToolRegistry([new WorkloadSummaryTool(new SqlWorkloadStore(Database))], []);
         Factory = new ExecutionEngineFactory(Accounts, Threads, Runs, new SqlUsageStore(Database), Options.Create(new WorkloadOptions()), Log, Telemetry, Tools,
             new AgentCatalog(new AgentRegistry(AgentTeam.Default()), new SqlAgentStore(Database)), ModelPipeline.Build(new BuiltInChatClient(TimeSpan.Zero, TimeProvider.System), new LimitsOptions().MaxModelTurnsPerAgent, NullLoggerFactory.Instance),
-            Ids, TimeProvider.System, Options.Create(new LimitsOptions()), new BudgetLedger(new SqlUsageStore(Database), Options.Create(new BudgetOptions())), node, NullLoggerFactory.Instance);
+            Ids, TimeProvider.System, Options.Create(new LimitsOptions()), new BudgetLedger(new SqlUsageStore(Database), Options.Create(new BudgetOptions())), node, new SqlApprovalStore(Database, node), Options.Create(new ApprovalOptions()), NullLoggerFactory.Instance);
         var now = DateTimeOffset.UtcNow;
         UserId = Ids.NewId();
         Accounts.CreateUserAsync(new UserRecord(UserId, "bench@example.com", "BENCH@EXAMPLE.COM", "x", "bench", Tiers.Free, now, 0, null), CancellationToken.None).GetAwaiter().GetResult();
@@ -147,7 +147,7 @@ public class ToolBenchmarks
 
     [Benchmark(Description = "one tool call through the ToolDispatcher (2 events queued)")]
     public Task<FunctionResultContent> CallTool() =>
-        _dispatcher.InvokeAsync(_context, AgentNames.Data, new FunctionCallContent("call_1", "workload_summary", new Dictionary<string, object?>()), CancellationToken.None);
+        _dispatcher.InvokeAsync(_context, AgentNames.Data, new FunctionCallContent("call_1", "workload_summary", new Dictionary<string, object?>()), requiresApproval: false, CancellationToken.None);
 }
 
 /// <summary>One whole run of the team, in process: claim, every agent and tool, every event stored and published.</summary>

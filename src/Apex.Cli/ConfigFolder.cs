@@ -154,6 +154,8 @@ internal static class ExitCodes
     public const int RunFailed = 3;
     /// <summary>The run ended <c>run_cancelled</c> (cancelled elsewhere, or by the server).</summary>
     public const int RunCancelled = 4;
+    /// <summary>The run waits for a tool approval that was not given here (<c>apex approve</c> / <c>apex reject</c> answer it).</summary>
+    public const int Waiting = 5;
     /// <summary>Interrupted with Ctrl+C (SIGINT), as a shell reports 128 + 2.</summary>
     public const int Interrupted = 130;
 }

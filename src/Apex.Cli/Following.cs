@@ -99,14 +99,31 @@ internal sealed class ThreadReader(Session session, EventPrinter printer, Output
     /// Follows one run to its terminal event. Ctrl+C (<paramref name="interrupt"/>) cancels the run on the server and waits briefly
     /// for its <c>run_cancelled</c>. Returns the exit code: 0 only for <c>run_completed</c>.
     /// </summary>
-    public async Task<int> FollowRunAsync(string threadId, long afterSeq, string runId, CancellationToken interrupt, CancellationToken cancellationToken)
+    /// <remarks>
+    /// A tool call of the run that waits for approval is put to <paramref name="approve"/> (the <c>ask</c> prompt); when it gives no
+    /// answer, following stops and the run stays waiting (exit <see cref="ExitCodes.Waiting"/>).
+    /// </remarks>
+    public async Task<int> FollowRunAsync(string threadId, long afterSeq, string runId, CancellationToken interrupt, CancellationToken cancellationToken,
+        Func<ApprovalRequested, CancellationToken, Task<bool>>? approve = null)
     {
         using var stream = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         using var onInterrupt = interrupt.Register(() => _ = CancelOnServerAsync(runId, stream, cancellationToken));
         ApexEvent end;
         try
         {
-            end = await FollowAsync(threadId, afterSeq, e => e.RunId == runId, e => e.IsTerminal && e.RunId == runId, stream.Token);
+            var cursor = afterSeq;
+            while (true)
+            {
+                end = await FollowAsync(threadId, cursor, e => e.RunId == runId, e => e.RunId == runId && (e.IsTerminal || e is ApprovalRequested), stream.Token);
+                cursor = LastSeq;
+                if (end is not ApprovalRequested asked) break;
+                if (approve is null || !await approve(asked, stream.Token))
+                {
+                    output.Note($"The run waits for the approval of {asked.Data.Tool}: `apex approve {runId} {asked.Data.CallId}` or `apex reject {runId} {asked.Data.CallId}` answers it, " +
+                        $"`apex resume {threadId}` follows it.");
+                    return ExitCodes.Waiting;
+                }
+            }
         }
         catch (OperationCanceledException) when (interrupt.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {

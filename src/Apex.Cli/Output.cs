@@ -154,6 +154,15 @@ internal sealed class EventPrinter(Output output)
             case AgentError failure:
                 output.Line($"{indent}[red]! {Markup.Escape(failure.Data.Agent)} {Markup.Escape(failure.Data.Code)}: {Markup.Escape(failure.Data.Message)}[/]");
                 break;
+            case ApprovalRequested asked:
+                output.Line($"{indent}  [yellow]⏸ {Markup.Escape(asked.Data.Tool)} waits for approval[/] [grey]{Markup.Escape(Shorten(asked.Data.Arguments.GetRawText()))}[/] " +
+                    $"[grey](run {Markup.Escape(asked.RunId ?? "")}, call {Markup.Escape(asked.Data.CallId)})[/]");
+                break;
+            case ApprovalResolved resolved:
+                var why = resolved.Data.Reason is { Length: > 0 } r ? $": {Markup.Escape(r)}" : "";
+                var edited = resolved.Data.Arguments is { } a ? $" [grey]with {Markup.Escape(Shorten(a.GetRawText()))}[/]" : "";
+                output.Line($"{indent}  [yellow]⏵ {Markup.Escape(resolved.Data.Tool)} {Markup.Escape(resolved.Data.Status)}[/]{edited}{why}");
+                break;
             case RunCompleted completed:
                 var usage = completed.Data.Usage is { } u ? $" · {Output.Count(u.InputTokens)} tokens in, {Output.Count(u.OutputTokens)} out · {Output.Usd(u.CostUsd)}" : "";
                 var note = completed.Data.Note is { Length: > 0 } n ? $" [yellow]({Markup.Escape(n)})[/]" : "";

@@ -11,6 +11,8 @@ var root = new RootCommand("apex: the command line of an Apex server (sign in, a
     RunCommands.Ask(options),
     RunCommands.Chat(options),
     RunCommands.Resume(options),
+    ApprovalCommands.Approve(options),
+    ApprovalCommands.Reject(options),
     ListCommands.Threads(options),
     ListCommands.Runs(options),
     ListCommands.Usage(options),

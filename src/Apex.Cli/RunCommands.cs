@@ -15,9 +15,11 @@ internal static class RunCommands
         var thread = new Option<string?>("--thread") { Description = "Ask in this thread (default: a new thread)" };
         var strategy = new Option<string?>("--strategy") { Description = "When the thread is busy: enqueue (default), reject or interrupt" };
         strategy.AcceptOnlyFromAmong(QueueStrategies.Enqueue, QueueStrategies.Reject, QueueStrategies.Interrupt);
-        var command = new Command("ask", "Ask one question: shows the team's steps live, then the answer. Exit 0 only when the run completed; Ctrl+C cancels the run")
+        var agent = new Option<string?>("--agent") { Description = "The agent or team that answers (its id or name; default: the shipped team)" };
+        var command = new Command("ask", "Ask one question: shows the team's steps live, then the answer; a tool call that needs approval is asked on stdin. " +
+            "Exit 0 only when the run completed, 5 when it was left waiting for an approval; Ctrl+C cancels the run")
         {
-            question, thread, strategy,
+            question, thread, strategy, agent,
         };
         options.SetAction(command, async (parse, output, ct) =>
         {
@@ -28,7 +30,7 @@ internal static class RunCommands
             var target = parse.GetValue(thread) is { } id
                 ? await session.Client.GetThreadAsync(id, ct).OrNotFound(NoThread(id))
                 : await session.Client.CreateThreadAsync(Title(text), cancellationToken: ct);
-            return await TurnAsync(session, output, new EventPrinter(output), target.Id, target.LastSeq, text, parse.GetValue(strategy), armed.Token, ct);
+            return await TurnAsync(session, output, new EventPrinter(output), target.Id, target.LastSeq, text, parse.GetValue(strategy), armed.Token, ct, parse.GetValue(agent));
         });
         return command;
     }
@@ -76,6 +78,7 @@ internal static class RunCommands
             var cursor = parse.GetValue(after) ?? session.Config.LastSeenSeq(threadId) ?? 0;
             var open = new HashSet<string>(StringComparer.Ordinal);
             await foreach (var run in AllRunsAsync(session.Client, threadId, ct))
+                // A run that waits for an approval is not followed to its end: it may wait for hours (its request is shown).
                 if (run.Status is "queued" or "running") open.Add(run.Id);
             var forever = parse.GetValue(follow);
             if (!forever && cursor >= target.LastSeq && open.Count == 0)
@@ -92,7 +95,9 @@ internal static class RunCommands
             {
                 await reader.FollowAsync(threadId, cursor, _ => true, e =>
                 {
-                    if (e.IsTerminal && e.RunId is not null) open.Remove(e.RunId);
+                    // A run that parks for an approval stops being followed; one that resumes is followed again.
+                    if ((e.IsTerminal || e is ApprovalRequested) && e.RunId is not null) open.Remove(e.RunId);
+                    else if (e is ApprovalResolved && e.RunId is not null) open.Add(e.RunId);
                     return !forever && e.Seq >= target.LastSeq && open.Count == 0;
                 }, stop.Token);
                 return ExitCodes.Ok;
@@ -106,12 +111,12 @@ internal static class RunCommands
     }
 
     private static async Task<int> TurnAsync(Session session, Output output, EventPrinter printer, string threadId, long afterSeq, string text, string? strategy,
-        CancellationToken interrupt, CancellationToken cancellationToken)
+        CancellationToken interrupt, CancellationToken cancellationToken, string? agent = null)
     {
-        var sent = await session.Client.SendMessageAsync(threadId, text, strategy, cancellationToken);
+        var sent = await session.Client.SendMessageAsync(threadId, text, strategy, agent, cancellationToken);
         if (!output.Json) output.Note($"thread {threadId} · run {sent.Run.Id}");
         var reader = new ThreadReader(session, printer, output);
-        return await reader.FollowRunAsync(threadId, afterSeq, sent.Run.Id, interrupt, cancellationToken);
+        return await reader.FollowRunAsync(threadId, afterSeq, sent.Run.Id, interrupt, cancellationToken, (asked, ct) => ApprovalCommands.PromptAsync(session, output, asked, ct));
     }
 
     /// <summary>Every run of a thread, oldest first, across pages.</summary>

@@ -129,3 +129,20 @@ public sealed record SupervisorResult(string DataSufficiency, IReadOnlyList<stri
 
 /// <summary>An agent's answer that was not a JSON object, kept as text.</summary>
 public sealed record TextResult(string Text);
+
+/// <summary>
+/// Where a run that waits for a tool approval resumes (stored with the run, read by whichever node resumes it): the agents'
+/// results so far, the pipeline and the position of the waiting agent in it (-1: the router's triage agent), the answer's id and
+/// text so far, and the waiting agent's conversation up to the call that waits (<c>CallId</c>).
+/// </summary>
+public sealed record RunCheckpoint(IReadOnlyList<string> Pipeline, int Position, IReadOnlyDictionary<string, JsonElement> Results, string? Sufficiency, string? Intent,
+    string AnswerId, string Answer, string? Note, string Agent, string CallId, IReadOnlyList<CheckpointMessage> Conversation, int Rounds);
+
+/// <summary>One message of a waiting agent's conversation: its role, its text, the tool calls it made and the tool results it carries.</summary>
+public sealed record CheckpointMessage(string Role, string? Text = null, IReadOnlyList<CheckpointCall>? Calls = null, IReadOnlyList<CheckpointResult>? Results = null);
+
+/// <summary>A tool call in a checkpoint: its id, tool and arguments.</summary>
+public sealed record CheckpointCall(string CallId, string Name, JsonElement Arguments);
+
+/// <summary>A tool result in a checkpoint.</summary>
+public sealed record CheckpointResult(string CallId, JsonElement Result);

@@ -118,6 +118,22 @@ public sealed class ApexClient(HttpClient http) : IDisposable
         PostAsync($"api/threads/{Uri.EscapeDataString(threadId)}/messages", new SendMessageRequest(content, strategy, agent),
             ApexJsonContext.Default.SendMessageRequest, ApexJsonContext.Default.SendMessageResponse, cancellationToken);
 
+    /// <summary>The run's tool calls that wait or waited for approval, oldest first.</summary>
+    public Task<IReadOnlyList<ApprovalDto>> ListApprovalsAsync(string runId, CancellationToken cancellationToken = default) =>
+        GetAsync($"api/runs/{Uri.EscapeDataString(runId)}/approvals", ApexJsonContext.Default.IReadOnlyListApprovalDto, cancellationToken);
+
+    /// <summary>Approves a tool call that waits, optionally with edited <paramref name="arguments"/> (a JSON object); the run resumes.</summary>
+    public Task<ApprovalDto> ApproveToolAsync(string runId, string callId, JsonElement? arguments = null, CancellationToken cancellationToken = default) =>
+        DecideAsync(runId, callId, new ApprovalDecisionRequest("approve", arguments), cancellationToken);
+
+    /// <summary>Rejects a tool call that waits; the model is told, with <paramref name="reason"/> when given.</summary>
+    public Task<ApprovalDto> RejectToolAsync(string runId, string callId, string? reason = null, CancellationToken cancellationToken = default) =>
+        DecideAsync(runId, callId, new ApprovalDecisionRequest("reject", null, reason), cancellationToken);
+
+    private Task<ApprovalDto> DecideAsync(string runId, string callId, ApprovalDecisionRequest request, CancellationToken cancellationToken) =>
+        PostAsync($"api/runs/{Uri.EscapeDataString(runId)}/approvals/{Uri.EscapeDataString(callId)}", request, ApexJsonContext.Default.ApprovalDecisionRequest,
+            ApexJsonContext.Default.ApprovalDto, cancellationToken);
+
     /// <summary>Defines an agent of the user's own (the JSON of <c>POST /api/agents</c>).</summary>
     public async Task<AgentDto> CreateAgentAsync(string definitionJson, CancellationToken cancellationToken = default)
     {
@@ -293,6 +309,14 @@ public sealed class ApexSocket(WebSocket socket) : IDisposable
     /// <summary>Sends <c>user_message</c>.</summary>
     public Task SendMessageAsync(string content, string? threadId = null, string? strategy = null, CancellationToken cancellationToken = default) =>
         SendAsync("user_message", new UserMessagePayload(content, threadId, strategy), ApexJsonContext.Default.UserMessagePayload, cancellationToken);
+
+    /// <summary>Sends <c>approve_tool</c> (with edited <paramref name="arguments"/>, when given); the server answers <c>approval_accepted</c>.</summary>
+    public Task ApproveToolAsync(string runId, string callId, JsonElement? arguments = null, CancellationToken cancellationToken = default) =>
+        SendAsync("approve_tool", new ApprovalPayload(runId, callId, arguments), ApexJsonContext.Default.ApprovalPayload, cancellationToken);
+
+    /// <summary>Sends <c>reject_tool</c> (with the <paramref name="reason"/> the model is told, when given).</summary>
+    public Task RejectToolAsync(string runId, string callId, string? reason = null, CancellationToken cancellationToken = default) =>
+        SendAsync("reject_tool", new ApprovalPayload(runId, callId, null, reason), ApexJsonContext.Default.ApprovalPayload, cancellationToken);
 
     /// <summary>Sends a frame.</summary>
     public Task SendFrameAsync(ClientFrame frame, CancellationToken cancellationToken = default) =>

@@ -34,7 +34,7 @@ public sealed record UpdateThreadRequest(string? Title = null, string? Strategy 
 public sealed record ThreadDto(string Id, string Title, string Strategy, long LastSeq, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt);
 /// <summary>A stored message; role is user or assistant.</summary>
 public sealed record MessageDto(string Id, string ThreadId, string? RunId, string Role, string Content, DateTimeOffset CreatedAt);
-/// <summary>A run; status is queued, running, completed, failed or cancelled. <c>Results</c> holds each agent's structured result once it ended.</summary>
+/// <summary>A run; status is queued, running, waiting (for a tool approval), completed, failed or cancelled. <c>Results</c> holds each agent's structured result once it ended.</summary>
 public sealed record RunDto(string Id, string ThreadId, string Status, string Strategy, string MessageId, DateTimeOffset CreatedAt,
     DateTimeOffset? StartedAt, DateTimeOffset? EndedAt, string? Error, JsonElement? Results = null, string? AgentId = null, int? AgentVersion = null);
 /// <summary>Body of <c>POST /api/threads/{id}/messages</c>; <c>Agent</c> names the agent or team that answers (id or name; null: the shipped team).</summary>
@@ -55,6 +55,19 @@ public sealed record ClientFrame(string Type, JsonElement? Payload = null);
 public sealed record UserMessagePayload(string Content, string? ThreadId = null, string? Strategy = null, string? Agent = null);
 /// <summary>Payload of <c>stop_agent</c>.</summary>
 public sealed record StopAgentPayload(string RunId);
+/// <summary>
+/// Payload of <c>approve_tool</c> and <c>reject_tool</c>: the run and the call that waits; <c>Arguments</c> replace the model's
+/// (approve only), <c>Reason</c> is what the model is told on a rejection.
+/// </summary>
+public sealed record ApprovalPayload(string RunId, string CallId, JsonElement? Arguments = null, string? Reason = null);
+/// <summary>Body of <c>POST /api/runs/{id}/approvals/{call_id}</c>: <c>Decision</c> is approve or reject.</summary>
+public sealed record ApprovalDecisionRequest(string Decision, JsonElement? Arguments = null, string? Reason = null);
+/// <summary>
+/// A tool call that waits or waited for approval; status is pending, approved, rejected, expired or cancelled.
+/// <c>EditedArguments</c> are the approver's replacement for <c>Arguments</c>, when they changed them.
+/// </summary>
+public sealed record ApprovalDto(string RunId, string CallId, string ThreadId, string Agent, string Tool, JsonElement Arguments, string Status,
+    JsonElement? EditedArguments, string? Reason, string? DecidedBy, DateTimeOffset RequestedAt, DateTimeOffset ExpiresAt, DateTimeOffset? DecidedAt);
 /// <summary>Payload of <c>resume</c>.</summary>
 public sealed record ResumePayload(string ThreadId, long AfterSeq);
 /// <summary>Payload of <c>get_thread_history</c> and <c>switch_thread</c>.</summary>

@@ -24,6 +24,10 @@ public static class EventTypes
     public const string AgentCompleted = "agent_completed";
     /// <summary>An agent failed or timed out.</summary>
     public const string AgentError = "agent_error";
+    /// <summary>A tool call waits for a person's approval; the run waits with it, holding no worker.</summary>
+    public const string ApprovalRequested = "approval_requested";
+    /// <summary>A waiting tool call was approved, rejected, timed out or cancelled.</summary>
+    public const string ApprovalResolved = "approval_resolved";
     /// <summary>Terminal: the run completed.</summary>
     public const string RunCompleted = "run_completed";
     /// <summary>Terminal: the run failed.</summary>
@@ -42,6 +46,8 @@ public static class EventTypes
     public const string ThreadFollowed = "thread_followed";
     /// <summary>Control: answer to <c>stop_agent</c>; the run's <c>run_cancelled</c> is stored on its thread.</summary>
     public const string StopAccepted = "stop_accepted";
+    /// <summary>Control: answer to <c>approve_tool</c> / <c>reject_tool</c>; the run resumes and its events follow on the thread.</summary>
+    public const string ApprovalAccepted = "approval_accepted";
     /// <summary>Control: answer to <c>reauth</c>; the socket now lives until the new credential's expiry.</summary>
     public const string Reauthenticated = "reauthenticated";
 
@@ -63,6 +69,8 @@ public static class EventTypes
 [JsonDerivedType(typeof(MessageDelta), EventTypes.MessageDelta)]
 [JsonDerivedType(typeof(AgentCompleted), EventTypes.AgentCompleted)]
 [JsonDerivedType(typeof(AgentError), EventTypes.AgentError)]
+[JsonDerivedType(typeof(ApprovalRequested), EventTypes.ApprovalRequested)]
+[JsonDerivedType(typeof(ApprovalResolved), EventTypes.ApprovalResolved)]
 [JsonDerivedType(typeof(RunCompleted), EventTypes.RunCompleted)]
 [JsonDerivedType(typeof(RunFailed), EventTypes.RunFailed)]
 [JsonDerivedType(typeof(RunCancelled), EventTypes.RunCancelled)]
@@ -73,6 +81,7 @@ public static class EventTypes
 [JsonDerivedType(typeof(ThreadFollowed), EventTypes.ThreadFollowed)]
 [JsonDerivedType(typeof(StopAccepted), EventTypes.StopAccepted)]
 [JsonDerivedType(typeof(Reauthenticated), EventTypes.Reauthenticated)]
+[JsonDerivedType(typeof(ApprovalAccepted), EventTypes.ApprovalAccepted)]
 public abstract record ApexEvent
 {
     /// <summary>The wire type, also written as the <c>type</c> discriminator.</summary>
@@ -143,6 +152,12 @@ public sealed record AgentCompleted(AgentCompletedData Data) : ApexEvent { /// <
 /// <summary>An agent failed.</summary>
 public sealed record AgentError(AgentErrorData Data) : ApexEvent { /// <inheritdoc/>
     protected override string WireType => EventTypes.AgentError; }
+/// <summary>A tool call waits for approval.</summary>
+public sealed record ApprovalRequested(ApprovalRequestedData Data) : ApexEvent { /// <inheritdoc/>
+    protected override string WireType => EventTypes.ApprovalRequested; }
+/// <summary>A waiting tool call was answered, timed out or cancelled.</summary>
+public sealed record ApprovalResolved(ApprovalResolvedData Data) : ApexEvent { /// <inheritdoc/>
+    protected override string WireType => EventTypes.ApprovalResolved; }
 /// <summary>Terminal: completed.</summary>
 public sealed record RunCompleted(RunCompletedData Data) : ApexEvent { /// <inheritdoc/>
     protected override string WireType => EventTypes.RunCompleted; }
@@ -175,6 +190,10 @@ public sealed record StopAccepted(StopAcceptedData Data) : ApexEvent { /// <inhe
 public sealed record Reauthenticated(ReauthenticatedData Data) : ApexEvent { /// <inheritdoc/>
     protected override string WireType => EventTypes.Reauthenticated; }
 
+/// <summary>Control: an <c>approve_tool</c> or <c>reject_tool</c> was stored.</summary>
+public sealed record ApprovalAccepted(ApprovalAcceptedData Data) : ApexEvent { /// <inheritdoc/>
+    protected override string WireType => EventTypes.ApprovalAccepted; }
+
 /// <summary>Payload of <c>run_queued</c>.</summary>
 public sealed record RunQueuedData(string MessageId, string Strategy, int Position);
 /// <summary>Payload of <c>run_started</c>.</summary>
@@ -185,8 +204,20 @@ public sealed record AgentStartedData(string Agent, int Depth, string? Parent);
 public sealed record AgentThinkingData(string Text);
 /// <summary>Payload of <c>tool_executing</c>.</summary>
 public sealed record ToolExecutingData(string CallId, string Tool, JsonElement Arguments);
-/// <summary>Payload of <c>tool_completed</c>; status is ok, error, denied, invalid, timeout or cancelled.</summary>
+/// <summary>Payload of <c>tool_completed</c>; status is ok, error, denied, invalid, timeout, cancelled or rejected (a person said no, or the approval timed out).</summary>
 public sealed record ToolCompletedData(string CallId, string Tool, string Status, double DurationMs, JsonElement? Result, string? Error);
+/// <summary>
+/// Payload of <c>approval_requested</c>: the call that waits (its id, tool and the model's arguments), who may answer it (user ids:
+/// the run's owner) and when it times out (then it is rejected).
+/// </summary>
+public sealed record ApprovalRequestedData(string CallId, string Tool, JsonElement Arguments, IReadOnlyList<string> Approvers, DateTimeOffset ExpiresAt);
+/// <summary>
+/// Payload of <c>approval_resolved</c>; status is approved, rejected, expired or cancelled. <c>Arguments</c> are the approver's
+/// edited ones (null: the model's ran); <c>DecidedBy</c> the user who answered (null when it timed out or the run was cancelled).
+/// </summary>
+public sealed record ApprovalResolvedData(string CallId, string Tool, string Status, string? DecidedBy = null, string? Reason = null, JsonElement? Arguments = null);
+/// <summary>Payload of <c>approval_accepted</c>: the answer was stored; <c>Status</c> is approved or rejected.</summary>
+public sealed record ApprovalAcceptedData(string RunId, string CallId, string Status);
 /// <summary>Payload of <c>message_delta</c>.</summary>
 public sealed record MessageDeltaData(string MessageId, string Delta);
 /// <summary>Payload of <c>agent_completed</c>; status is ok, error or cancelled.</summary>

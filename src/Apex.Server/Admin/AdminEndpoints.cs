@@ -88,13 +88,13 @@ internal static class AdminEndpoints
         return TypedResults.Ok(new RevokedSessionsDto(revoked.Count));
     }
 
-    /// <summary><c>status</c> queued (longest waiting first) or running; <c>stuck=true</c>: running past their lease (a node that stopped renewing).</summary>
+    /// <summary><c>status</c> queued (longest waiting first), running or waiting (for a tool approval); <c>stuck=true</c>: running past their lease (a node that stopped renewing).</summary>
     private static async Task<Results<Ok<Page<AdminRunDto>>, ValidationProblem>> ListRuns(string? status, bool? stuck, int? limit, IRunStore runs, TimeProvider time,
         CancellationToken cancellationToken)
     {
         var wanted = status ?? (stuck == true ? RunStatus.Running : RunStatus.Queued);
-        if (wanted is not (RunStatus.Queued or RunStatus.Running) || (stuck == true && wanted != RunStatus.Running))
-            return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["status"] = ["status must be queued or running (stuck runs are running)."] });
+        if (wanted is not (RunStatus.Queued or RunStatus.Running or RunStatus.Waiting) || (stuck == true && wanted != RunStatus.Running))
+            return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["status"] = ["status must be queued, running or waiting (stuck runs are running)."] });
         if (Paging.Check(limit) is { } problem) return problem;
         var found = await runs.ListRunsByStatusAsync(wanted, stuck == true ? time.GetUtcNow() : null, Paging.Take(limit), cancellationToken);
         return TypedResults.Ok(new Page<AdminRunDto>([.. found.Select(r => new AdminRunDto(r.Id, r.UserId, r.ThreadId, r.Status, r.CreatedAt, r.StartedAt, r.NodeId))], null));

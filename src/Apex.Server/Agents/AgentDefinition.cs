@@ -21,6 +21,17 @@ internal sealed record AgentDefinition(string Name, string Purpose, string Instr
     /// shipped team (the deployment names its agents there), false for a user's own agents, which get exactly their <see cref="Tools"/>.
     /// </summary>
     public bool OffersConfiguredTools { get; init; }
+
+    /// <summary>
+    /// The definition's <c>approval.required</c>: tool names, or a prefix ending in <c>*</c> (<c>mcp__server__*</c>: every tool of an MCP
+    /// server). A call of a matching tool waits for a person's approval before it runs.
+    /// </summary>
+    public ImmutableArray<string> ApprovalRequired { get; init; } = [];
+
+    public bool RequiresApproval(string tool) => ApprovalMatches(ApprovalRequired, tool);
+
+    public static bool ApprovalMatches(ImmutableArray<string> patterns, string tool) =>
+        patterns.Any(p => p.EndsWith('*') ? tool.StartsWith(p[..^1], StringComparison.Ordinal) : p == tool);
 }
 
 internal static class AgentNames

@@ -23,7 +23,7 @@ internal sealed partial class DefinitionReader(Func<string, string?> checkTool, 
     public const int MaxInstructionChars = 20_000;
     public const int MaxNameChars = 40;
 
-    private static readonly ImmutableArray<string> AgentFields = ["name", "purpose", "instructions", "tools", "output_schema", "timeout_seconds", "max_turns"];
+    private static readonly ImmutableArray<string> AgentFields = ["name", "purpose", "instructions", "tools", "output_schema", "timeout_seconds", "max_turns", "approval"];
     private static readonly ImmutableArray<string> TeamFields = ["name", "description", "supervisor", "agents"];
     private static readonly ImmutableArray<string> SchemaTypes = ["object", "array", "string", "number", "integer", "boolean", "null"];
 
@@ -107,9 +107,41 @@ internal sealed partial class DefinitionReader(Func<string, string?> checkTool, 
                 errors.Add(new(at + "max_turns", $"max_turns is a whole number from 1 to {maxTurns} (Apex:Limits:MaxModelTurnsPerAgent)."));
             else turns = n;
         }
+        var approval = json.TryGetProperty("approval", out var ap) && ap.ValueKind != JsonValueKind.Null ? Approval(ap, at + "approval", tools, errors) : [];
         if (label is not null) for (var i = count; i < errors.Count; i++) errors[i] = errors[i] with { Agent = label };
         return errors.Count > 0 || name is null || instructions is null ? (null, errors)
-            : (new AgentDefinition(name, purpose, instructions, [.. tools], schema) { Timeout = timeout, MaxTurns = turns, OffersConfiguredTools = offersConfiguredTools }, errors);
+            : (new AgentDefinition(name, purpose, instructions, [.. tools], schema) { Timeout = timeout, MaxTurns = turns, OffersConfiguredTools = offersConfiguredTools, ApprovalRequired = approval }, errors);
+    }
+
+    /// <summary>
+    /// <c>{"required": ["tool", "mcp__server__*"]}</c>: each entry one of the agent's own tools, or a prefix ending in <c>*</c> that
+    /// matches at least one of them (a whole MCP server's); an entry that matches none is refused, so a misspelt one never lets a tool run unasked.
+    /// </summary>
+    private static ImmutableArray<string> Approval(JsonElement json, string at, List<string> tools, List<DefinitionError> errors)
+    {
+        if (json.ValueKind != JsonValueKind.Object)
+        {
+            errors.Add(new(at, "approval is an object: {\"required\": [tool names]}."));
+            return [];
+        }
+        Unknown(json, ["required"], at + ".", errors);
+        if (!json.TryGetProperty("required", out var required) || required.ValueKind != JsonValueKind.Array)
+        {
+            errors.Add(new(at + ".required", "approval.required is a list of tool names (or prefixes ending in '*')."));
+            return [];
+        }
+        var patterns = new List<string>();
+        var i = 0;
+        foreach (var item in required.EnumerateArray())
+        {
+            var field = $"{at}.required[{i++}]";
+            if (item.ValueKind != JsonValueKind.String || item.GetString() is not { Length: > 0 } pattern) errors.Add(new(field, "a tool is named by a string."));
+            else if (patterns.Contains(pattern)) errors.Add(new(field, $"'{pattern}' is listed twice."));
+            else if (!tools.Any(t => AgentDefinition.ApprovalMatches([pattern], t)))
+                errors.Add(new(field, pattern.EndsWith('*') ? $"'{pattern}' matches none of the agent's tools." : $"'{pattern}' is not one of the agent's tools."));
+            else patterns.Add(pattern);
+        }
+        return [.. patterns];
     }
 
     private static SupervisorPolicy? Supervisor(JsonElement json, List<AgentDefinition> agents, List<DefinitionError> errors)

@@ -14,7 +14,8 @@ namespace Apex.Server.Agents;
 /// and ends the run with exactly one terminal event.
 /// </summary>
 internal sealed partial class ExecutionEngine(RunRecord run, UserExecutionContext context, RunControl control, RunEvents events, AgentRunner runner, UsageRecorder usage, ApexTelemetry telemetry,
-    AgentCatalog catalog, IThreadStore threads, IRunStore runs, IdGenerator ids, TimeProvider time, string nodeId, ILogger logger) : IDisposable
+    AgentCatalog catalog, IThreadStore threads, IRunStore runs, IApprovalStore approvals, ApprovalOptions approvalOptions, IdGenerator ids, TimeProvider time, string nodeId,
+    ILogger logger) : IDisposable
 {
     private const int HistoryMessages = 12;
     /// <summary>The <c>run_failed</c> reason of a run whose user's monthly budget ran out before one of its model calls.</summary>
@@ -27,6 +28,11 @@ internal sealed partial class ExecutionEngine(RunRecord run, UserExecutionContex
 
     public RunControl Control => control;
 
+    /// <summary>
+    /// Runs the run, or resumes it from its checkpoint after a tool call of it waited for approval. When an agent meets a call that
+    /// needs approval, the run stores the approval and its checkpoint, says <c>approval_requested</c> and leaves the worker without a
+    /// terminal event: the answer (or the timeout, or a cancellation) queues it again, and whichever node claims it goes on from there.
+    /// </summary>
     public async Task RunAsync()
     {
         using var span = telemetry.Source.StartActivity("apex.run");
@@ -35,7 +41,10 @@ internal sealed partial class ExecutionEngine(RunRecord run, UserExecutionContex
         var started = Stopwatch.GetTimestamp();
         try
         {
-            await events.RunStartedAsync(nodeId);
+            var checkpoint = run.Checkpoint is { } stored ? JsonSerializer.Deserialize(stored, ApexJsonContext.Default.RunCheckpoint) : null;
+            AgentResume? resume = null;
+            if (checkpoint is null) await events.RunStartedAsync(nodeId);
+            else resume = await ResumeAsync(checkpoint);
             // The run's own message by id, and its history without the messages queued behind it: with a deep queue, the thread's
             // newest messages are later ones.
             var message = await threads.GetMessageAsync(context.UserId, run.MessageId, control.Token)
@@ -50,17 +59,29 @@ internal sealed partial class ExecutionEngine(RunRecord run, UserExecutionContex
                 await events.FailedAsync(AgentNotFound, "The agent or team this message named no longer exists.");
                 return;
             }
-            await events.AgentStartedAsync(AgentNames.Supervisor, context.Depth, null);
+            if (checkpoint is null) await events.AgentStartedAsync(AgentNames.Supervisor, context.Depth, null);
 
             var previous = await PreviousTurnAsync(history);
-            var results = new Dictionary<string, JsonElement>();
+            var results = checkpoint is null ? new Dictionary<string, JsonElement>() : new Dictionary<string, JsonElement>(checkpoint.Results);
+            var answerId = checkpoint?.AnswerId ?? ids.NewId();
+            var answer = checkpoint?.Answer ?? "";
+            var note = checkpoint?.Note;
             ImmutableArray<string> pipeline;
-            string? sufficiency = null, intent = null;
+            string? sufficiency = checkpoint?.Sufficiency, intent = checkpoint?.Intent;
+            RunCheckpoint At(ImmutableArray<string> agents, int position, AgentSuspension waiting) =>
+                new(agents, position, results, sufficiency, intent, answerId, answer, note, waiting.Call.Agent, waiting.Call.CallId, waiting.Conversation, waiting.Rounds);
             switch (team.Supervisor)
             {
-                case SupervisorPolicy.Router router:
-                    await events.AgentThinkingAsync(AgentNames.Supervisor, $"Running {router.Triage} first; what it reads in the request and the data decides who answers.");
-                    var triage = await runner.RunAsync(team.Get(router.Triage), context, Brief(request, history, results, previous), null, control.Token);
+                case SupervisorPolicy.Router router when checkpoint is not { Position: >= 0 }:
+                    if (checkpoint is null)
+                        await events.AgentThinkingAsync(AgentNames.Supervisor, $"Running {router.Triage} first; what it reads in the request and the data decides who answers.");
+                    var triage = await runner.RunAsync(team.Get(router.Triage), context, Brief(request, history, results, previous), null, control.Token, resume);
+                    resume = null;
+                    if (triage.Suspension is { } triageWaits)
+                    {
+                        await WaitForApprovalAsync(At([], -1, triageWaits), triageWaits);
+                        return;
+                    }
                     if (triage.Result is { } triageResult) results[router.Triage] = triageResult;
                     var values = router.Read(triage.Result);
                     pipeline = router.PipelineFor(values);
@@ -69,26 +90,32 @@ internal sealed partial class ExecutionEngine(RunRecord run, UserExecutionContex
                     var read = string.Join(", ", values.Select(v => $"{v.Field.Label} {v.Value}"));
                     await events.AgentThinkingAsync(AgentNames.Supervisor, $"{(read.Length > 0 ? char.ToUpperInvariant(read[0]) + read[1..] : "No fields")}: {string.Join(" -> ", pipeline)}.");
                     break;
+                case SupervisorPolicy.Router:
+                    pipeline = [.. checkpoint!.Pipeline];
+                    break;
                 case SupervisorPolicy.Sequence sequence:
                     pipeline = sequence.Agents;
-                    await events.AgentThinkingAsync(AgentNames.Supervisor, $"Running {string.Join(" -> ", pipeline)}.");
+                    if (checkpoint is null) await events.AgentThinkingAsync(AgentNames.Supervisor, $"Running {string.Join(" -> ", pipeline)}.");
                     break;
                 default:
                     throw new InvalidOperationException("SupervisorPolicy is a closed type.");
             }
 
-            var answerId = ids.NewId();
-            var answer = "";
-            string? note = null;
             var hasWriter = pipeline.Any(n => team.Get(n).WritesAnswer);
-            for (var i = 0; i < pipeline.Length; i++)
+            for (var i = checkpoint is { Position: >= 0 } ? checkpoint.Position : 0; i < pipeline.Length; i++)
             {
                 var name = pipeline[i];
                 var agent = team.Get(name);
                 // The agent that writes the answer (the one without a result schema) streams it; in a pipeline without one, the last
                 // agent's result is the answer.
                 var last = i == pipeline.Length - 1 && !hasWriter;
-                var outcome = await runner.RunAsync(agent, context, Brief(request, history, results, previous), agent.WritesAnswer || last ? answerId : null, control.Token);
+                var outcome = await runner.RunAsync(agent, context, Brief(request, history, results, previous), agent.WritesAnswer || last ? answerId : null, control.Token, resume);
+                resume = null;
+                if (outcome.Suspension is { } waits)
+                {
+                    await WaitForApprovalAsync(At(pipeline, i, waits), waits);
+                    return;
+                }
                 if (agent.WritesAnswer)
                 {
                     if (outcome.Succeeded && outcome.Text.Length > 0) answer = outcome.Text;
@@ -126,6 +153,51 @@ internal sealed partial class ExecutionEngine(RunRecord run, UserExecutionContex
             // The exception's own words (SQL, paths, provider messages) stay in the server log.
             await events.FailedAsync("error", $"The run failed on the server; the server log has the details (run {run.Id}).");
         }
+    }
+
+    /// <summary>
+    /// Picks a resumed run up where it waited: the agents it had opened are open again, the answer is told (<c>approval_resolved</c>),
+    /// and a run cancelled while it waited ends here (its terminal event closes those agents).
+    /// </summary>
+    private async Task<AgentResume> ResumeAsync(RunCheckpoint checkpoint)
+    {
+        events.Adopt(AgentNames.Supervisor);
+        events.Adopt(checkpoint.Agent);
+        var decision = await approvals.GetAsync(context.UserId, run.Id, checkpoint.CallId, control.Token)
+            ?? throw new InvalidOperationException("The approval the run waited for is missing.");
+        var tool = checkpoint.Conversation.SelectMany(m => m.Calls ?? []).FirstOrDefault(c => c.CallId == checkpoint.CallId)?.Name ?? "";
+        LogResumed(logger, run.Id, decision.Status);
+        if (decision.Status != ApprovalStatus.Pending)
+        {
+            JsonElement? edited = decision.EditedArguments is { } e ? JsonDocument.Parse(e).RootElement.Clone() : null;
+            await events.ApprovalResolvedAsync(checkpoint.Agent, new ApprovalResolvedData(decision.CallId, tool, decision.Status, decision.DecidedBy, decision.Reason, edited));
+        }
+        if (decision.Status == ApprovalStatus.Cancelled || decision.Status == ApprovalStatus.Pending || run.CancelRequested)
+        {
+            control.Cancel(decision.Status == ApprovalStatus.Cancelled && decision.Reason is { Length: > 0 } reason ? reason : CancelReasons.User);
+            control.Token.ThrowIfCancellationRequested();
+        }
+        return new AgentResume(checkpoint.Conversation, checkpoint.Rounds, decision);
+    }
+
+    /// <summary>
+    /// Parks the run: the approval is stored, <c>approval_requested</c> is stored (and sent) once everything before it is, then the run
+    /// is left waiting with its checkpoint, holding no worker and no lease. What its model calls used so far is recorded now.
+    /// </summary>
+    private async Task WaitForApprovalAsync(RunCheckpoint checkpoint, AgentSuspension waiting)
+    {
+        var call = waiting.Call;
+        var now = time.GetUtcNow();
+        var expires = now + approvalOptions.Timeout;
+        var approval = new ApprovalRecord(run.Id, call.CallId, context.UserId, context.ThreadId, call.Agent, call.Tool, call.Arguments.GetRawText(),
+            ApprovalStatus.Pending, null, null, null, now, expires, null);
+        await usage.RecordAsync(run);
+        var parked = await events.ApprovalRequestedAsync(call.Agent, call.CallId, call.Tool, call.Arguments, [context.UserId], expires, async requested =>
+        {
+            var result = await approvals.ParkAsync(approval, nodeId, JsonSerializer.Serialize(checkpoint, ApexJsonContext.Default.RunCheckpoint), requested, CancellationToken.None);
+            return (result, result?.Requested);
+        });
+        LogWaiting(logger, run.Id, call.Tool, parked?.Status ?? "lost");
     }
 
     /// <summary>Reporting never fails: when the model cannot write the report, the deterministic writer does, and says so.</summary>
@@ -168,6 +240,12 @@ internal sealed partial class ExecutionEngine(RunRecord run, UserExecutionContex
     }
 
     public void Dispose() => control.Dispose();
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Run {RunId} waits for the approval of a {Tool} call (now {Status})")]
+    private static partial void LogWaiting(ILogger logger, string runId, string tool, string status);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Run {RunId} resumes after its approval ended {Status}")]
+    private static partial void LogResumed(ILogger logger, string runId, string status);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Run {RunId} failed")]
     private static partial void LogRunFailed(ILogger logger, Exception exception, string runId);

@@ -13,7 +13,8 @@ namespace Apex.Server.Agents;
 /// wires that run's context, event writer, tool dispatcher and agents.
 /// </summary>
 internal sealed class ExecutionEngineFactory(IAccountStore accounts, IThreadStore threads, IRunStore runs, IUsageStore usageStore, IOptions<WorkloadOptions> prices, EventLog log, ApexTelemetry telemetry, ToolRegistry tools, AgentCatalog catalog, IChatClient chat,
-    IdGenerator ids, TimeProvider time, IOptions<LimitsOptions> limits, BudgetLedger budgets, NodeIdentity node, ILoggerFactory loggers)
+    IdGenerator ids, TimeProvider time, IOptions<LimitsOptions> limits, BudgetLedger budgets, NodeIdentity node, IApprovalStore approvals, IOptions<ApprovalOptions> approvalOptions,
+    ILoggerFactory loggers)
 {
     public async Task<ExecutionEngine?> ClaimNextAsync(CancellationToken cancellationToken)
     {
@@ -40,6 +41,6 @@ internal sealed class ExecutionEngineFactory(IAccountStore accounts, IThreadStor
         var budget = standing is { MonthlyTokens: null, MonthlyCostUsd: null } or null ? null
             : new RunBudget(standing, usage, (model, input, output) => model == BuiltInChatClient.ModelId ? 0 : prices.Value.CostOf(model, input, output) ?? 0);
         var runner = new AgentRunner(chat, tools, dispatcher, events, usage, budget, telemetry, options, loggers.CreateLogger<AgentRunner>());
-        return new ExecutionEngine(run, context, control, events, runner, recorder, telemetry, catalog, threads, runs, ids, time, node.Id, loggers.CreateLogger<ExecutionEngine>());
+        return new ExecutionEngine(run, context, control, events, runner, recorder, telemetry, catalog, threads, runs, approvals, approvalOptions.Value, ids, time, node.Id, loggers.CreateLogger<ExecutionEngine>());
     }
 }

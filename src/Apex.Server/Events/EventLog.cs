@@ -29,6 +29,16 @@ internal sealed partial class EventLog(IEventStore store, EventBus bus, IdGenera
         return await pending.Completion.Task.WaitAsync(cancellationToken);
     }
 
+    /// <summary>An event a store appends inside its own transaction (with a change it must commit together with): its id and time.</summary>
+    public ApexEvent Prepare(ApexEvent evt) => evt with { EventId = evt.EventId ?? ids.NewId(), Timestamp = evt.Timestamp == default ? time.GetUtcNow() : evt.Timestamp };
+
+    /// <summary>Publishes an event that a store appended itself (see <see cref="Prepare"/>), once it is committed.</summary>
+    public void Published(ApexEvent stored)
+    {
+        Count([stored]);
+        bus.Publish(stored);
+    }
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var batch = new List<PendingAppend>(MaxBatch);

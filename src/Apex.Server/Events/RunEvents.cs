@@ -61,6 +61,42 @@ internal sealed class RunEvents(string userId, string threadId, string runId, Ev
         });
     }
 
+    /// <summary>
+    /// <c>approval_requested</c>, stored by <paramref name="park"/> in the same transaction that parks the run (after everything the run
+    /// queued before it is stored), then published; null when the run could not be parked.
+    /// </summary>
+    public async Task<T?> ApprovalRequestedAsync<T>(string agent, string callId, string tool, JsonElement arguments, IReadOnlyList<string> approvers, DateTimeOffset expiresAt,
+        Func<ApexEvent, Task<(T? Result, ApexEvent? Stored)>> park) where T : class
+    {
+        await FlushAsync();
+        var (result, stored) = await park(log.Prepare(Stamp(new ApprovalRequested(new ApprovalRequestedData(callId, tool, arguments, approvers, expiresAt)), agent)));
+        if (stored is not null) log.Published(stored);
+        return result;
+    }
+
+    public Task ApprovalResolvedAsync(string agent, ApprovalResolvedData data) => AppendAsync(new ApprovalResolved(data), agent);
+
+    /// <summary>
+    /// A run resumed after waiting for an approval: the agents it had opened (stored as started, not yet completed) are open again
+    /// here, so that however the resumed run ends they are closed before its terminal event.
+    /// </summary>
+    public void Adopt(string agent)
+    {
+        lock (_gate) _openAgents.Add((agent, System.Diagnostics.Stopwatch.GetTimestamp()));
+    }
+
+    /// <summary>Waits until every event queued so far is stored (before the run parks itself to wait for an approval).</summary>
+    public async Task FlushAsync()
+    {
+        Task[] pending;
+        lock (_gate)
+        {
+            QueuePendingDelta();
+            pending = [.. _inFlight.Select(f => f.Append)];
+        }
+        await Task.WhenAll(pending);
+    }
+
     public Task AgentErrorAsync(string agent, string code, string message) => AppendAsync(new AgentError(new AgentErrorData(agent, code, message)), agent);
 
     public Task ToolExecutingAsync(string agent, string callId, string tool, JsonElement arguments) =>

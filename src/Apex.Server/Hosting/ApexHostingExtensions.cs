@@ -60,6 +60,7 @@ internal static partial class ApexHostingExtensions
         });
         services.TryAddSingleton(TimeProvider.System);
         services.AddOptions<LimitsOptions>().BindConfiguration(LimitsOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddOptions<ApprovalOptions>().BindConfiguration(ApprovalOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<LimitsOptions>, LimitsOptionsValidator>());
         services.AddHealthChecks();
         return builder;
@@ -105,6 +106,7 @@ internal static partial class ApexHostingExtensions
         services.TryAddSingleton<WorkloadImporter>();
         services.TryAddSingleton<IUsageStore, SqlUsageStore>();
         services.TryAddSingleton<IAgentStore, SqlAgentStore>();
+        services.TryAddSingleton<IApprovalStore, SqlApprovalStore>();
         services.TryAddSingleton<EventRetention>();
         services.AddHostedService(sp => sp.GetRequiredService<EventRetention>());
         services.AddHostedService<PostgresListener>();

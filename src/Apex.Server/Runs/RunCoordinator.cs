@@ -1,3 +1,4 @@
+using System.Text.Json;
 using Apex.Client;
 using Apex.Server.Agents;
 using Apex.Server.Events;
@@ -15,6 +16,17 @@ internal abstract record Submission
     public sealed record Accepted(ThreadRecord Thread, RunRecord Run, MessageRecord Message, int Position) : Submission;
 
     public sealed record Refused(string Code, string Message) : Submission;
+}
+
+/// <summary>What became of an answer to an approval request.</summary>
+internal abstract record ApprovalAnswer
+{
+    private ApprovalAnswer() { }
+
+    public sealed record Stored(ApprovalRecord Approval) : ApprovalAnswer;
+
+    /// <summary>Refused: <c>not_found</c>, <c>already_decided</c> or <c>invalid_payload</c>.</summary>
+    public sealed record Refused(string Code, string Message) : ApprovalAnswer;
 }
 
 /// <summary>What became of a cancellation request.</summary>
@@ -40,8 +52,8 @@ internal abstract record CancelResult
 /// limit before anything is created, creates or loads the thread, queues the run with the thread's strategy for a
 /// busy thread, and cancels runs wherever they are.
 /// </summary>
-internal sealed class RunCoordinator(IThreadStore threads, IRunStore runs, IAgentStore agents, AgentCatalog catalog, EventLog log, EventBus bus, RunWorker worker, MessageRateLimiter rateLimiter,
-    IdGenerator ids, TimeProvider time, IOptions<LimitsOptions> limits)
+internal sealed class RunCoordinator(IThreadStore threads, IRunStore runs, IAgentStore agents, IApprovalStore approvals, AgentCatalog catalog, EventLog log, EventBus bus, RunWorker worker,
+    MessageRateLimiter rateLimiter, IdGenerator ids, TimeProvider time, IOptions<LimitsOptions> limits)
 {
     /// <summary>
     /// Submits a message to a thread (null: a new thread titled after the message). <paramref name="beforeQueue"/> is called
@@ -115,6 +127,14 @@ internal sealed class RunCoordinator(IThreadStore threads, IRunStore runs, IAgen
         if (run.Status == RunStatus.Cancelled) return new CancelResult.AlreadyCancelled(run);
         if (RunStatus.IsFinished(run.Status)) return new CancelResult.AlreadyFinished(run);
 
+        // A run parked with a checkpoint (waiting for an approval, or queued to resume) is ended by the worker that resumes it, so
+        // that the agents it had opened are closed before its run_cancelled.
+        if (run.Status is RunStatus.Waiting or RunStatus.Queued && await approvals.CancelParkedAsync(userId, run.Id, reason, time.GetUtcNow(), cancellationToken))
+        {
+            worker.Wake();
+            return new CancelResult.Cancelling(run);
+        }
+
         if (run.Status == RunStatus.Queued)
         {
             // Conditional on the run still being queued: if a worker claimed it meanwhile, it is cancelled as a running run below.
@@ -134,6 +154,30 @@ internal sealed class RunCoordinator(IThreadStore threads, IRunStore runs, IAgen
         worker.TryCancelLocal(run.Id, reason);
         return new CancelResult.Cancelling(run);
     }
+
+    /// <summary>
+    /// A person's answer to a tool call that waits: stored with who gave it, and the run queued again for a worker to resume. Edited
+    /// arguments (approve only) must be a JSON object; the run's own tool checks them against the tool's schema when it runs.
+    /// </summary>
+    public async Task<ApprovalAnswer> DecideAsync(string userId, string runId, string callId, bool approve, JsonElement? arguments, string? reason,
+        CancellationToken cancellationToken)
+    {
+        if (arguments is { ValueKind: not (JsonValueKind.Object or JsonValueKind.Null or JsonValueKind.Undefined) })
+            return new ApprovalAnswer.Refused("invalid_payload", "'arguments' is a JSON object of the tool's arguments.");
+        if (!approve && arguments is { ValueKind: JsonValueKind.Object }) return new ApprovalAnswer.Refused("invalid_payload", "'arguments' are edited on approval only.");
+        if (reason is { Length: > MaxReasonChars }) return new ApprovalAnswer.Refused("invalid_payload", $"'reason' is at most {MaxReasonChars} characters.");
+        var edited = arguments is { ValueKind: JsonValueKind.Object } a ? a.GetRawText() : null;
+        var decision = await approvals.DecideAsync(userId, runId, callId, approve, edited, string.IsNullOrWhiteSpace(reason) ? null : reason.Trim(), userId, time.GetUtcNow(), cancellationToken);
+        if (decision is ApprovalDecision.Decided) worker.Wake();
+        return decision switch
+        {
+            ApprovalDecision.Decided d => new ApprovalAnswer.Stored(d.Approval),
+            ApprovalDecision.AlreadyDecided d => new ApprovalAnswer.Refused("already_decided", $"The call was already {d.Approval.Status}."),
+            _ => new ApprovalAnswer.Refused("not_found", "No such tool call waits for approval in this run."),
+        };
+    }
+
+    private const int MaxReasonChars = 1000;
 
     /// <summary>
     /// Deletes a thread. Its queued runs are cancelled and its running ones told to stop (reason <c>thread_deleted</c>)

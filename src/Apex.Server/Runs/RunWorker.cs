@@ -12,7 +12,7 @@ namespace Apex.Server.Runs;
 /// (a run outlives the request that started it). Keeps the leases of its runs alive, picks up
 /// cancellations requested through the store, and ends the runs of dead nodes honestly.
 /// </summary>
-internal sealed partial class RunWorker(ExecutionEngineFactory factory, RunRecovery recovery, IRunStore store, Database database, StoreSignals signals,
+internal sealed partial class RunWorker(ExecutionEngineFactory factory, RunRecovery recovery, IRunStore store, IApprovalStore approvals, Database database, StoreSignals signals,
     NodeIdentity node, TimeProvider time, IOptions<LimitsOptions> limits, ILogger<RunWorker> logger) : BackgroundService
 {
     private readonly ConcurrentDictionary<string, (ExecutionEngine Engine, Task Task)> _active = new();
@@ -127,6 +127,8 @@ internal sealed partial class RunWorker(ExecutionEngineFactory factory, RunRecov
                     var now = time.GetUtcNow();
                     var cancelRequested = await store.RenewLeasesAsync(node.Id, _active.Keys.ToList(), now + limits.Value.RunLease, stoppingToken);
                     foreach (var runId in cancelRequested) TryCancelLocal(runId, CancelReasons.User);
+                    // Approvals nobody answered in time are rejected (expired); their runs are queued again, to resume here or anywhere.
+                    if (await approvals.ExpireAsync(now, stoppingToken) > 0) Wake();
                     if (database.SupportsCluster)
                     {
                         // Runs ended here free their threads' queues; this node ignores its own notifications, so it wakes itself.

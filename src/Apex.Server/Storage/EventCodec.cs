@@ -69,6 +69,8 @@ internal static class EventCodec
         EventTypes.RunCompleted => 10,
         EventTypes.RunFailed => 11,
         EventTypes.RunCancelled => 12,
+        EventTypes.ApprovalRequested => 13,
+        EventTypes.ApprovalResolved => 14,
         _ => throw new ArgumentException($"{type} is not a stored event type.", nameof(type)),
     };
 
@@ -144,6 +146,8 @@ internal static class EventCodec
             RunCompleted e => JsonSerializer.SerializeToUtf8Bytes(e.Data, c.RunCompletedData),
             RunFailed e => JsonSerializer.SerializeToUtf8Bytes(e.Data, c.RunFailedData),
             RunCancelled e => JsonSerializer.SerializeToUtf8Bytes(e.Data, c.RunCancelledData),
+            ApprovalRequested e => JsonSerializer.SerializeToUtf8Bytes(e.Data, c.ApprovalRequestedData),
+            ApprovalResolved e => JsonSerializer.SerializeToUtf8Bytes(e.Data, c.ApprovalResolvedData),
             _ => throw new ArgumentException($"{evt.Type} is not a stored event type.", nameof(evt)),
         };
     }
@@ -174,6 +178,8 @@ internal static class EventCodec
             10 => new RunCompleted(JsonSerializer.Deserialize(data, c.RunCompletedData)!),
             11 => new RunFailed(JsonSerializer.Deserialize(data, c.RunFailedData)!),
             12 => new RunCancelled(JsonSerializer.Deserialize(data, c.RunCancelledData)!),
+            13 => new ApprovalRequested(JsonSerializer.Deserialize(data, c.ApprovalRequestedData)!),
+            14 => new ApprovalResolved(JsonSerializer.Deserialize(data, c.ApprovalResolvedData)!),
             _ => throw new InvalidDataException($"A stored event has the unknown type code {type}."),
         };
         return evt with { EventId = eventId, Seq = seq, ThreadId = threadId, RunId = runId, UserId = userId, AgentName = agent, Timestamp = Time(ticks) };

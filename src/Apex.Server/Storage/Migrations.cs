@@ -273,6 +273,29 @@ internal static class Migrations
             DROP TABLE tool_usage;
             ALTER TABLE tool_usage_v2 RENAME TO tool_usage
             """),
+        // Approval before a tool runs: one row per call that waited, owner-scoped, deleted with its run; the run's checkpoint
+        // (what its agents had done when it began to wait) is what a worker resumes it from.
+        (11, "tool approvals", """
+            CREATE TABLE approvals (
+                run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+                call_id TEXT NOT NULL,
+                user_id TEXT NOT NULL,
+                thread_id TEXT NOT NULL,
+                agent TEXT NOT NULL,
+                tool TEXT NOT NULL,
+                arguments TEXT NOT NULL,
+                status TEXT NOT NULL,
+                edited_arguments TEXT NULL,
+                reason TEXT NULL,
+                decided_by TEXT NULL,
+                requested_at BIGINT NOT NULL,
+                expires_at BIGINT NOT NULL,
+                decided_at BIGINT NULL,
+                PRIMARY KEY (run_id, call_id));
+            CREATE INDEX ix_approvals_user ON approvals(user_id, run_id);
+            CREATE INDEX ix_approvals_pending ON approvals(status, expires_at);
+            ALTER TABLE runs ADD COLUMN checkpoint TEXT NULL
+            """),
     ];
 
     /// <summary>The PostgreSQL text of a migration whose SQL is not the common subset.</summary>

@@ -90,7 +90,11 @@ internal sealed record MessageRecord(string Id, string ThreadId, string UserId, 
 
 internal sealed record RunRecord(string Id, string ThreadId, string UserId, string Status, string Strategy, string MessageId,
     DateTimeOffset CreatedAt, DateTimeOffset? StartedAt, DateTimeOffset? EndedAt, string? Error, string? NodeId, bool CancelRequested, string? Results = null,
-    string? AgentId = null, int? AgentVersion = null);
+    string? AgentId = null, int? AgentVersion = null)
+{
+    /// <summary>Where a run that waited for an approval resumes (null: the run starts from the beginning).</summary>
+    public string? Checkpoint { get; init; }
+}
 
 /// <summary>
 /// A user's agent or team definition, one version of it. <c>Definition</c> is its JSON as validated when it was written.
@@ -111,6 +115,8 @@ internal static class RunStatus
 {
     public const string Queued = "queued";
     public const string Running = "running";
+    /// <summary>Waiting for a person to approve a tool call: stored with its checkpoint, holding no worker and no lease.</summary>
+    public const string Waiting = "waiting";
     public const string Completed = "completed";
     public const string Failed = "failed";
     public const string Cancelled = "cancelled";
@@ -132,6 +138,41 @@ internal sealed record DailyModelUsage(string Day, string Model, int Calls, long
 internal sealed record DailyToolUsage(string Day, string Tool, long Calls, long Failed);
 
 internal sealed record ToolUsageRecord(string Id, string UserId, string RunId, string Tool, string Status, double DurationMs, DateTimeOffset CreatedAt);
+
+/// <summary>
+/// A tool call that waits for (or waited for) a person's approval. <c>Arguments</c> are the model's, <c>EditedArguments</c> the
+/// approver's replacement (JSON text) when they changed them.
+/// </summary>
+internal sealed record ApprovalRecord(string RunId, string CallId, string UserId, string ThreadId, string Agent, string Tool, string Arguments, string Status,
+    string? EditedArguments, string? Reason, string? DecidedBy, DateTimeOffset RequestedAt, DateTimeOffset ExpiresAt, DateTimeOffset? DecidedAt);
+
+internal static class ApprovalStatus
+{
+    public const string Pending = "pending";
+    public const string Approved = "approved";
+    public const string Rejected = "rejected";
+    public const string Expired = "expired";
+    /// <summary>The run was cancelled while it waited.</summary>
+    public const string Cancelled = "cancelled";
+}
+
+/// <summary>A run parked for an approval: its status now (<c>waiting</c>, or <c>queued</c> when cancelled meanwhile) and its stored <c>approval_requested</c>.</summary>
+internal sealed record ParkedRun(string Status, Apex.Client.ApexEvent Requested);
+
+/// <summary>What became of a person's answer to an approval request.</summary>
+internal abstract record ApprovalDecision
+{
+    private ApprovalDecision() { }
+
+    /// <summary>Stored; the run is queued again and a worker resumes it.</summary>
+    public sealed record Decided(ApprovalRecord Approval) : ApprovalDecision;
+
+    /// <summary>No such approval of this user (another user's is one that does not exist).</summary>
+    public sealed record NotFound : ApprovalDecision;
+
+    /// <summary>It was already answered, expired or cancelled.</summary>
+    public sealed record AlreadyDecided(ApprovalRecord Approval) : ApprovalDecision;
+}
 
 /// <summary>The outcome of submitting a message to a thread.</summary>
 internal enum SubmitOutcome { Queued, ThreadBusy, QueueFull }

@@ -16,7 +16,7 @@ internal sealed class SqlRunStore(Database db, NodeIdentity node) : SqlStore(db)
             // Touching the thread row first takes its row lock (PostgreSQL), so concurrent submits to one thread serialize.
             await c.ExecuteAsync("UPDATE threads SET updated_at = @now WHERE id = @t AND user_id = @u", t, cancellationToken,
                 ("@now", run.CreatedAt.ToUnixMs()), ("@t", run.ThreadId), ("@u", run.UserId));
-            var active = await c.QueryAsync("SELECT id, status FROM runs WHERE thread_id = @t AND user_id = @u AND status IN ('queued', 'running') ORDER BY created_at, id",
+            var active = await c.QueryAsync("SELECT id, status FROM runs WHERE thread_id = @t AND user_id = @u AND status IN ('queued', 'running', 'waiting') ORDER BY created_at, id",
                 t, r => (Id: r.GetString(0), Status: r.GetString(1)), cancellationToken, ("@t", run.ThreadId), ("@u", run.UserId));
             var ids = active.Select(a => a.Id).ToList();
             if (active.Count > 0 && run.Strategy == QueueStrategies.Reject) return new SubmitResult(SubmitOutcome.ThreadBusy, active.Count, ids, null);
@@ -81,7 +81,7 @@ internal sealed class SqlRunStore(Database db, NodeIdentity node) : SqlStore(db)
     }
 
     public async Task<IReadOnlyList<RunRecord>> ListActiveRunsAsync(string userId, string threadId, CancellationToken cancellationToken) =>
-        await ReadAsync($"SELECT {RunColumns} FROM runs WHERE thread_id = @t AND user_id = @u AND status IN ('queued', 'running') ORDER BY id",
+        await ReadAsync($"SELECT {RunColumns} FROM runs WHERE thread_id = @t AND user_id = @u AND status IN ('queued', 'running', 'waiting') ORDER BY id",
             ReadRun, cancellationToken, ("@t", threadId), ("@u", userId));
 
     public async Task<RunRecord?> ClaimNextRunAsync(string nodeId, int maxActivePerUser, DateTimeOffset now, DateTimeOffset leaseUntil, CancellationToken cancellationToken)
@@ -98,16 +98,16 @@ internal sealed class SqlRunStore(Database db, NodeIdentity node) : SqlStore(db)
 
     private Task<RunRecord?> ClaimAsync(string nodeId, int maxActivePerUser, DateTimeOffset now, DateTimeOffset leaseUntil, CancellationToken cancellationToken) =>
         Db.WriteAsync((c, t) => c.QuerySingleAsync($"""
-            UPDATE runs SET status = 'running', node_id = @node, started_at = @now, lease_until = @lease
+            UPDATE runs SET status = 'running', node_id = @node, started_at = COALESCE(started_at, @now), lease_until = @lease
             WHERE id = (
               SELECT r.id FROM runs r
               WHERE r.status = 'queued'
-                AND NOT EXISTS (SELECT 1 FROM runs a WHERE a.thread_id = r.thread_id AND a.status = 'running')
+                AND NOT EXISTS (SELECT 1 FROM runs a WHERE a.thread_id = r.thread_id AND a.status IN ('running', 'waiting'))
                 AND NOT EXISTS (SELECT 1 FROM runs q WHERE q.thread_id = r.thread_id AND q.status = 'queued' AND q.id < r.id)
                 AND (SELECT COUNT(*) FROM runs b WHERE b.user_id = r.user_id AND b.status = 'running') < @max
               ORDER BY r.id
               LIMIT 1 {Db.SkipLocked})
-            RETURNING {RunColumns}
+            RETURNING {RunColumns}, checkpoint
             """, t, ReadRun, cancellationToken, ("@node", nodeId), ("@now", now.ToUnixMs()), ("@lease", leaseUntil.ToUnixMs()), ("@max", maxActivePerUser)), cancellationToken);
 
     /// <summary>

@@ -49,5 +49,5 @@ internal abstract class SqlStore(Database db)
     public static RunRecord ReadRun(DbDataReader r) =>
         new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetString(4), r.GetString(5), r.Time(6),
             r.TimeOrNull(7), r.TimeOrNull(8), r.StringOrNull(9), r.StringOrNull(10), r.GetInt64(11) != 0, null,
-            r.StringOrNull(12), r.IsDBNull(13) ? null : r.GetInt32(13));
+            r.StringOrNull(12), r.IsDBNull(13) ? null : r.GetInt32(13)) { Checkpoint = r.FieldCount > 14 ? r.StringOrNull(14) : null };
 }

@@ -188,3 +188,31 @@ internal interface IAgentStore
         DateTimeOffset now, CancellationToken cancellationToken);
     Task<AgentWriteOutcome> DeleteAsync(string userId, bool isAdmin, string kind, string id, CancellationToken cancellationToken);
 }
+
+/// <summary>
+/// Tool calls that wait for a person's approval, and the runs that wait with them. A waiting run holds no worker and no
+/// lease: its checkpoint is stored with it, and an answer (or the timeout, or a cancellation) queues it again for any node
+/// to resume. Every read and write names the owner in the query; the expiry sweep is across users by design.
+/// </summary>
+internal interface IApprovalStore
+{
+    /// <summary>
+    /// Parks the running run, in one transaction: the approval is stored, the run gets its checkpoint and becomes <c>waiting</c>
+    /// (holding no lease), and <paramref name="requested"/> (its <c>approval_requested</c>) is appended. A run whose cancellation was
+    /// requested meanwhile is queued instead, its approval <c>cancelled</c>, so a worker ends it. Null when this node no longer holds the run.
+    /// </summary>
+    Task<ParkedRun?> ParkAsync(ApprovalRecord approval, string nodeId, string checkpoint, Apex.Client.ApexEvent requested, CancellationToken cancellationToken);
+    Task<ApprovalRecord?> GetAsync(string userId, string runId, string callId, CancellationToken cancellationToken);
+    /// <summary>The run's approvals, oldest first.</summary>
+    Task<IReadOnlyList<ApprovalRecord>> ListAsync(string userId, string runId, CancellationToken cancellationToken);
+    /// <summary>Answers a pending approval and queues its waiting run again, in one transaction.</summary>
+    Task<ApprovalDecision> DecideAsync(string userId, string runId, string callId, bool approved, string? editedArguments, string? reason, string decidedBy,
+        DateTimeOffset now, CancellationToken cancellationToken);
+    /// <summary>
+    /// Cancels a run parked with a checkpoint (waiting, or queued to resume): its pending approval ends <c>cancelled</c> and the run is
+    /// queued with its cancellation requested, so a worker ends it honestly (every agent it opened closed). False when it is neither.
+    /// </summary>
+    Task<bool> CancelParkedAsync(string userId, string runId, string reason, DateTimeOffset now, CancellationToken cancellationToken);
+    /// <summary>Ends the pending approvals whose time ran out (<c>expired</c>) and queues their runs again; the number expired.</summary>
+    Task<int> ExpireAsync(DateTimeOffset now, CancellationToken cancellationToken);
+}

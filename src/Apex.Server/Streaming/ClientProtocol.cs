@@ -38,6 +38,8 @@ internal sealed class ClientProtocol
             ["get_thread_history"] = HistoryAsync,
             ["switch_thread"] = SwitchAsync,
             ["reauth"] = ReauthAsync,
+            ["approve_tool"] = (c, f, ct) => ApprovalAsync(c, f, approve: true, ct),
+            ["reject_tool"] = (c, f, ct) => ApprovalAsync(c, f, approve: false, ct),
             ["ping"] = (c, _, ct) => c.SendAsync(new Pong(new PongData(_time.GetUtcNow())), ct).AsTask(),
         }.ToFrozenDictionary(StringComparer.Ordinal);
     }
@@ -118,6 +120,23 @@ internal sealed class ClientProtocol
 
         StopAccepted Accepted(RunRecord run, string status) =>
             new(new StopAcceptedData(run.Id, run.ThreadId, status)) { ThreadId = run.ThreadId, RunId = run.Id, UserId = run.UserId };
+    }
+
+    /// <summary><c>approve_tool</c> / <c>reject_tool</c>: answered with <c>approval_accepted</c>; the resumed run's events follow on its thread.</summary>
+    private async Task ApprovalAsync(WebSocketConnection connection, ClientFrame frame, bool approve, CancellationToken cancellationToken)
+    {
+        var payload = Payload(frame, ApexJsonContext.Default.ApprovalPayload);
+        if (string.IsNullOrWhiteSpace(payload.RunId) || string.IsNullOrWhiteSpace(payload.CallId)) throw new InvalidPayloadException("'run_id' and 'call_id' are required.");
+        switch (await _coordinator.DecideAsync(connection.User.Id, payload.RunId, payload.CallId, approve, payload.Arguments, payload.Reason, cancellationToken))
+        {
+            case ApprovalAnswer.Stored stored:
+                await connection.SendAsync(new ApprovalAccepted(new ApprovalAcceptedData(stored.Approval.RunId, stored.Approval.CallId, stored.Approval.Status))
+                    { ThreadId = stored.Approval.ThreadId, RunId = stored.Approval.RunId, UserId = connection.User.Id }, cancellationToken);
+                break;
+            case ApprovalAnswer.Refused refused:
+                await connection.ErrorAsync(refused.Code, refused.Message, cancellationToken);
+                break;
+        }
     }
 
     private async Task ReauthAsync(WebSocketConnection connection, ClientFrame frame, CancellationToken cancellationToken)

@@ -17,6 +17,8 @@ internal static class RunEndpoints
         group.MapPost("/threads/{threadId}/messages", SendMessage);
         group.MapGet("/runs/{runId}", GetRun);
         group.MapPost("/runs/{runId}/cancel", CancelRun);
+        group.MapGet("/runs/{runId}/approvals", ListApprovals);
+        group.MapPost("/runs/{runId}/approvals/{callId}", DecideApproval);
         return group;
     }
 
@@ -58,6 +60,31 @@ internal static class RunEndpoints
             CancelResult.AlreadyFinished f => TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Run already finished",
                 detail: $"The run ended as {f.Run.Status}; there is nothing to cancel."),
             _ => TypedResults.NotFound(),
+        };
+    }
+
+    /// <summary>The run's tool calls that wait or waited for approval, oldest first.</summary>
+    private static async Task<Results<Ok<IReadOnlyList<ApprovalDto>>, NotFound>> ListApprovals(string runId, CurrentUser user, IRunStore runs, IApprovalStore approvals,
+        CancellationToken cancellationToken)
+    {
+        if (await runs.GetRunAsync(user.Id, runId, cancellationToken) is null) return TypedResults.NotFound();
+        var list = await approvals.ListAsync(user.Id, runId, cancellationToken);
+        return TypedResults.Ok<IReadOnlyList<ApprovalDto>>([.. list.Select(a => a.ToDto())]);
+    }
+
+    /// <summary>Approves (optionally with edited arguments) or rejects (optionally with a reason) a tool call that waits; the run resumes.</summary>
+    private static async Task<Results<Ok<ApprovalDto>, NotFound, ProblemHttpResult>> DecideApproval(string runId, string callId, ApprovalDecisionRequest request,
+        CurrentUser user, RunCoordinator coordinator, CancellationToken cancellationToken)
+    {
+        if (request.Decision is not ("approve" or "reject"))
+            return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "invalid_payload", detail: "decision is approve or reject.");
+        return await coordinator.DecideAsync(user.Id, runId, callId, request.Decision == "approve", request.Arguments, request.Reason, cancellationToken) switch
+        {
+            ApprovalAnswer.Stored stored => TypedResults.Ok(stored.Approval.ToDto()),
+            ApprovalAnswer.Refused { Code: "not_found" } => TypedResults.NotFound(),
+            ApprovalAnswer.Refused { Code: "already_decided" } refused => TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: refused.Code, detail: refused.Message),
+            ApprovalAnswer.Refused refused => TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: refused.Code, detail: refused.Message),
+            _ => throw new InvalidOperationException("ApprovalAnswer is a closed type."),
         };
     }
 }

@@ -9,7 +9,8 @@ namespace Apex.Server.Tools;
 /// for one agent of one run. Calling it goes through the run's <see cref="ToolDispatcher"/> (arguments checked against
 /// the schema, tier, timeout, events, usage log); the dispatcher's answer, success or failure, is what the model reads.
 /// </summary>
-internal sealed class DispatchedTool(IApexTool tool, ToolDispatcher dispatcher, UserExecutionContext context, string agent) : AIFunction
+/// <remarks>A tool the agent's definition marks <c>approval: required</c> is not run here: the dispatcher parks the call for a person's answer.</remarks>
+internal sealed class DispatchedTool(IApexTool tool, ToolDispatcher dispatcher, UserExecutionContext context, string agent, bool requiresApproval) : AIFunction
 {
     public override string Name => tool.Name;
 
@@ -22,7 +23,7 @@ internal sealed class DispatchedTool(IApexTool tool, ToolDispatcher dispatcher, 
         // The loop names the call being invoked (its id, and the arguments as the model sent them, or why they did not parse).
         var call = FunctionInvokingChatClient.CurrentContext?.CallContent
             ?? new FunctionCallContent(Guid.CreateVersion7().ToString(), tool.Name, arguments.ToDictionary(a => a.Key, a => a.Value));
-        var result = await dispatcher.InvokeAsync(context, agent, call, cancellationToken);
+        var result = await dispatcher.InvokeAsync(context, agent, call, requiresApproval, cancellationToken);
         return result.Result;
     }
 }

@@ -16,16 +16,60 @@ namespace Apex.Server.Tools;
 /// agent's or the tool's own time limit). A tool that ignores its token is not waited for: it is abandoned, and its
 /// late result dropped and logged.
 /// </summary>
+/// <remarks>
+/// A call that needs a person's approval is not run: the first one of a round becomes the run's <see cref="Pending"/> approval,
+/// and it and every later call of the round are deferred (they get a placeholder result and the library's loop is told to stop),
+/// so the agent's round ends there and the run can park itself; they run, or are rejected, when it resumes.
+/// </remarks>
 internal sealed partial class ToolDispatcher(ToolRegistry tools, RunEvents events, RunControl run, ApexTelemetry telemetry, LimitsOptions limits, ILogger logger)
 {
-    public async Task<FunctionResultContent> InvokeAsync(UserExecutionContext agentContext, string agent, FunctionCallContent call, CancellationToken cancellationToken)
+    /// <summary>The status of a call a person rejected, or nobody answered in time.</summary>
+    public const string Rejected = "rejected";
+
+    private readonly Lock _gate = new();
+    private readonly HashSet<string> _deferred = new(StringComparer.Ordinal);
+    private PendingApproval? _pending;
+
+    /// <summary>The call of this run that waits for approval, if one was met.</summary>
+    public PendingApproval? Pending { get { lock (_gate) return _pending; } }
+
+    /// <summary>Whether the call was deferred (its result is only a placeholder).</summary>
+    public bool IsDeferred(string callId) { lock (_gate) return _deferred.Contains(callId); }
+
+    public async Task<FunctionResultContent> InvokeAsync(UserExecutionContext agentContext, string agent, FunctionCallContent call, bool requiresApproval,
+        CancellationToken cancellationToken)
+    {
+        lock (_gate)
+        {
+            if (_pending is not null || requiresApproval)
+            {
+                _pending ??= new PendingApproval(agent, call.CallId, call.Name, Arguments(call));
+                _deferred.Add(call.CallId);
+                // The library's loop runs no further round: the agent stops here, and the run parks itself.
+                if (FunctionInvokingChatClient.CurrentContext is { } loop) loop.Terminate = true;
+                return new FunctionResultContent(call.CallId, ErrorResult("waiting", "This call waits for a person's approval."));
+            }
+        }
+        return await InvokeNowAsync(agentContext, agent, call, cancellationToken);
+    }
+
+    /// <summary>A call a person rejected (or nobody answered in time): closed as <c>rejected</c>, and the model told why.</summary>
+    public async Task<FunctionResultContent> RejectAsync(string agent, FunctionCallContent call, string message)
+    {
+        await events.ToolCompletedAsync(agent, call.CallId, call.Name, Rejected, 0, null, message);
+        return new FunctionResultContent(call.CallId, ErrorResult(Rejected, message));
+    }
+
+    private static JsonElement Arguments(FunctionCallContent call) => call.Exception is null
+        ? JsonSerializer.SerializeToElement(call.Arguments ?? new Dictionary<string, object?>(), AIJsonUtilities.DefaultOptions)
+        : JsonSerializer.SerializeToElement(new Dictionary<string, object?>(), AIJsonUtilities.DefaultOptions);
+
+    private async Task<FunctionResultContent> InvokeNowAsync(UserExecutionContext agentContext, string agent, FunctionCallContent call, CancellationToken cancellationToken)
     {
         using var span = telemetry.Source.StartActivity("apex.tool " + call.Name);
         span?.SetTag("apex.tool", call.Name);
         var context = agentContext.CreateChild("tool:" + call.Name);
-        var arguments = call.Exception is null
-            ? JsonSerializer.SerializeToElement(call.Arguments ?? new Dictionary<string, object?>(), AIJsonUtilities.DefaultOptions)
-            : JsonSerializer.SerializeToElement(new Dictionary<string, object?>(), AIJsonUtilities.DefaultOptions);
+        var arguments = Arguments(call);
         await events.ToolExecutingAsync(agent, call.CallId, call.Name, arguments);
         var started = Stopwatch.GetTimestamp();
 
@@ -84,6 +128,10 @@ internal sealed partial class ToolDispatcher(ToolRegistry tools, RunEvents event
         }
     }
 
+    /// <summary>Approved (with these arguments, when given): the call runs now, bypassing the approval it already had.</summary>
+    public Task<FunctionResultContent> InvokeApprovedAsync(UserExecutionContext agentContext, string agent, FunctionCallContent call, CancellationToken cancellationToken) =>
+        InvokeNowAsync(agentContext, agent, call, cancellationToken);
+
     /// <summary>The dispatcher stopped waiting for a tool that did not stop on its token; whatever it returns later is dropped.</summary>
     private void Abandon(Task<JsonElement> invocation, string tool, string runId) =>
         // A tool that stops on its token a moment later is not news; one that finishes or fails after it was let go is.
@@ -102,3 +150,6 @@ internal sealed partial class ToolDispatcher(ToolRegistry tools, RunEvents event
     [LoggerMessage(Level = LogLevel.Error, Message = "Tool {Tool} crashed")]
     private static partial void LogToolCrashed(ILogger logger, Exception exception, string tool);
 }
+
+/// <summary>A tool call that must wait for a person's approval: the agent that made it, its id, tool and arguments.</summary>
+internal sealed record PendingApproval(string Agent, string CallId, string Tool, JsonElement Arguments);

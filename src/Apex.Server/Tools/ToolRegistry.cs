@@ -29,7 +29,8 @@ internal sealed class ToolRegistry
     /// The agent's tools (the named ones, and, when <paramref name="offerSourceTools"/>, what the tool sources offer it by name) as
     /// functions one agent of one run may call, each through that run's dispatcher; unknown names are skipped.
     /// </summary>
-    public IList<AITool> Functions(IEnumerable<string> names, ToolDispatcher dispatcher, Execution.UserExecutionContext context, string agent, bool offerSourceTools) =>
+    public IList<AITool> Functions(IEnumerable<string> names, ToolDispatcher dispatcher, Execution.UserExecutionContext context, string agent, bool offerSourceTools,
+        Func<string, bool> requiresApproval) =>
         [.. names.Concat(offerSourceTools ? _sources.SelectMany(s => s.NamesFor(agent)) : []).Distinct(StringComparer.Ordinal).Select(Find).OfType<IApexTool>()
-            .Select(t => new DispatchedTool(t, dispatcher, context, agent))];
+            .Select(t => new DispatchedTool(t, dispatcher, context, agent, requiresApproval(t.Name)))];
 }

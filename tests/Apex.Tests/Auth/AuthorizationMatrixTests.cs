@@ -38,9 +38,14 @@ public sealed class AuthorizationMatrixTests(LoggedServer shared, ITestOutputHel
         ["keyId"] = ids => ids.KeyId,
         ["agentId"] = ids => ids.AgentId,
         ["teamId"] = ids => ids.TeamId,
+        ["callId"] = ids => ids.CallId,
     };
 
     private const string AgentDefinition = """{"name":"matrix-agent","instructions":"Read the workload.","tools":["workload_summary"]}""";
+    /// <summary>The owner's run is this agent's: its cost_breakdown call waited for approval, and the owner approved it.</summary>
+    private const string GatedDefinition = """
+        {"name":"matrix-gated","instructions":"Read the workload and its cost.","tools":["workload_summary","cost_breakdown"],"approval":{"required":["cost_breakdown"]}}
+        """;
     private const string TeamDefinition = """
         {"name":"matrix-team","agents":[{"name":"reader","instructions":"Read the workload.","tools":["workload_summary"]}],"supervisor":{"policy":"sequence"}}
         """;
@@ -71,6 +76,8 @@ public sealed class AuthorizationMatrixTests(LoggedServer shared, ITestOutputHel
         ["PUT /api/teams/{teamId}"] = new(_ => Json(TeamDefinition)),
         ["DELETE /api/teams/{teamId}"] = new(Phase: Phase.Deletes),
         ["POST /api/threads/{threadId}/messages"] = new(_ => Json("""{"content":"a message from the matrix"}""")),
+        // The owner's approval was answered already: the owner hears 409, anyone else the 404 of a missing one.
+        ["POST /api/runs/{runId}/approvals/{callId}"] = new(_ => Json("""{"decision":"approve"}""")),
         ["POST /api/workloads"] = new(_ => new StringContent(UsageCsv("matrix-model"), Encoding.UTF8, "text/csv")),
         ["POST /api/workloads/sample"] = new(_ => Json("""{"days":1,"calls_per_day":5}""")),
         // ask_apex with a thread id: another user's thread is answered as one that does not exist (a tool error, in a 200).
@@ -197,6 +204,10 @@ public sealed class AuthorizationMatrixTests(LoggedServer shared, ITestOutputHel
         // Another user's token on a socket is refused; the socket keeps its own credential.
         ["reauth"] = new(ids => $$"""{"token":"{{ids.Token}}"}""", "error unauthorized", (e, _) => e is Reauthenticated),
         ["ping"] = new(_ => "{}", "pong", (e, _) => e is Pong),
+        // The owner's approval was answered already: its documented answer is already_decided.
+        ["approve_tool"] = new(ids => $$"""{"run_id":"{{ids.RunId}}","call_id":"{{ids.CallId}}"}""", "error not_found", (e, _) => e is ErrorFrame { Data.Code: "already_decided" }),
+        ["reject_tool"] = new(ids => $$"""{"run_id":"{{ids.RunId}}","call_id":"{{ids.CallId}}","reason":"no"}""", "error not_found",
+            (e, _) => e is ErrorFrame { Data.Code: "already_decided" }),
     };
 
     private async Task AnonymousAsync(HttpClient http, Route route, string? bearer, Owner owner, List<string> failures, CancellationToken ct)
@@ -417,8 +428,23 @@ public sealed class AuthorizationMatrixTests(LoggedServer shared, ITestOutputHel
         var title = "Owner's secret plans " + Guid.NewGuid().ToString("N");
         var thread = await client.CreateThreadAsync(title, cancellationToken: ct);
         var content = "Owner's question " + Guid.NewGuid().ToString("N");
-        var sent = await client.SendMessageAsync(thread.Id, content, cancellationToken: ct);
-        Assert.IsType<RunCompleted>(await client.TerminalEventAsync(thread.Id, sent.Run.Id, ct));
+        await client.CreateAgentAsync(GatedDefinition, ct);
+        var sent = await client.SendMessageAsync(thread.Id, content, null, "matrix-gated", ct);
+        string? callId = null;
+        await foreach (var evt in client.StreamEventsAsync(thread.Id, 0, cancellationToken: ct))
+        {
+            if (evt is ApprovalRequested requested && callId is null)
+            {
+                callId = requested.Data.CallId;
+                await client.ApproveToolAsync(sent.Run.Id, callId, cancellationToken: ct);
+            }
+            if (evt.IsTerminal)
+            {
+                Assert.IsType<RunCompleted>(evt);
+                break;
+            }
+        }
+        Assert.NotNull(callId);
         var key = await client.CreateApiKeyAsync("owner's key", cancellationToken: ct);
         var model = "owner-model-" + Guid.NewGuid().ToString("N");
         var upload = await client.UploadWorkloadAsync(new MemoryStream(Encoding.UTF8.GetBytes(UsageCsv(model))), "text/csv", cancellationToken: ct);
@@ -428,20 +454,20 @@ public sealed class AuthorizationMatrixTests(LoggedServer shared, ITestOutputHel
         using var teamAnswer = await client.Http.SendAsync(client.Authorized(HttpMethod.Post, "api/teams", teamBody), ct);
         Assert.Equal(System.Net.HttpStatusCode.Created, teamAnswer.StatusCode);
         var team = (await System.Net.Http.Json.HttpContentJsonExtensions.ReadFromJsonAsync(teamAnswer.Content, ApexJsonContext.Default.AgentDto, ct))!;
-        return new Owner(client, me.Id, thread.Id, sent.Run.Id, key.Id, key.Key, title, agent.Id, team.Id,
+        return new Owner(client, me.Id, thread.Id, sent.Run.Id, callId, key.Id, key.Key, title, agent.Id, team.Id,
             [me.Id, email, thread.Id, sent.Run.Id, sent.Message.Id, key.Id, key.Key, key.Prefix, title, content, model, agent.Id, team.Id]);
     }
 
-    private sealed record Owner(ApexClient Client, string UserId, string ThreadId, string RunId, string KeyId, string ApiKey, string Title, string AgentId, string TeamId,
+    private sealed record Owner(ApexClient Client, string UserId, string ThreadId, string RunId, string CallId, string KeyId, string ApiKey, string Title, string AgentId, string TeamId,
         string[] Secrets)
     {
-        public Ids Ids { get; } = new(ThreadId, RunId, KeyId, Client.Tokens!.AccessToken, AgentId, TeamId);
+        public Ids Ids { get; } = new(ThreadId, RunId, KeyId, Client.Tokens!.AccessToken, AgentId, TeamId, CallId);
 
         public static Ids RandomIds() => new(Guid.CreateVersion7().ToString(), "nope-" + Guid.NewGuid().ToString("N"), Guid.CreateVersion7().ToString(), "apex_" + Guid.NewGuid().ToString("N"),
-            Guid.CreateVersion7().ToString(), Guid.CreateVersion7().ToString());
+            Guid.CreateVersion7().ToString(), Guid.CreateVersion7().ToString(), "call_nope_" + Guid.NewGuid().ToString("N"));
     }
 
-    private sealed record Ids(string ThreadId, string RunId, string KeyId, string Token, string AgentId, string TeamId);
+    private sealed record Ids(string ThreadId, string RunId, string KeyId, string Token, string AgentId, string TeamId, string CallId);
 
     private sealed record Route(string Method, string Pattern, RoutePattern Parsed, Rule Rule, Spec Spec)
     {

@@ -39,7 +39,7 @@ public sealed class ArchitectureTests
         var factories = Server.GetTypes().Where(t => t.Name.EndsWith("EngineFactory", StringComparison.Ordinal)).ToList();
         Assert.Equal("ExecutionEngineFactory", Assert.Single(factories).Name);
         // One store contract per concern, each with one implementation (on both databases).
-        string[] stores = ["IAccountStore", "IThreadStore", "IRunStore", "IEventStore", "IWorkloadStore", "IUsageStore", "IAgentStore"];
+        string[] stores = ["IAccountStore", "IThreadStore", "IRunStore", "IEventStore", "IWorkloadStore", "IUsageStore", "IAgentStore", "IApprovalStore"];
         foreach (var store in stores)
             Assert.Single(Server.GetTypes(), t => !t.IsInterface && t.GetInterface("Apex.Server.Storage." + store) is not null);
         Assert.Equal(stores.Order(), Server.GetTypes().Where(t => t.IsInterface && t.Namespace == "Apex.Server.Storage" && t.Name.EndsWith("Store", StringComparison.Ordinal)).Select(t => t.Name).Order());

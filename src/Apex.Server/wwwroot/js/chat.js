@@ -30,6 +30,8 @@ import { renderMarkdown } from './markdown.js';
  * @property {HTMLElement} section
  * @property {HTMLElement} sectionStatus
  * @property {HTMLOListElement} entries
+ * @property {HTMLElement} approvalsEl
+ * @property {Map<string, HTMLElement>} approvals
  * @property {boolean} renderQueued
  */
 
@@ -260,6 +262,18 @@ export class ChatView {
           d.error ? h('span', { class: 'tool-error' }, ' ', d.error) : null,
           d.result !== undefined && d.result !== null ? details('Result', d.result) : null]);
         break;
+      case 'approval_requested':
+        this.setStatus(run, 'waiting');
+        this.entry(run, e, 'approval', [h('span', { class: 'agent' }, who), ' asks to run ', h('code', null, d.tool), ' ', badge('waiting'),
+          details('Arguments', d.arguments)]);
+        this.showApproval(run, who, d);
+        break;
+      case 'approval_resolved':
+        this.entry(run, e, 'approval-done', [h('code', null, d.tool), ' ', badge(d.status), d.reason ? h('span', { class: 'muted' }, ' ', d.reason) : null,
+          d.arguments ? details('Edited arguments', d.arguments) : null]);
+        this.closeApproval(run, d);
+        if (run.status === 'waiting' && d.status !== 'cancelled') this.setStatus(run, 'running');
+        break;
       case 'message_delta':
         run.answerId = d.message_id;
         run.answer += d.delta;
@@ -298,9 +312,10 @@ export class ChatView {
     const answerEl = h('div', { class: 'markdown', 'aria-busy': 'true' });
     const statusEl = h('span', { class: 'run-status' });
     const stop = /** @type {HTMLButtonElement} */ (h('button', { type: 'button', class: 'stop danger' }, 'Stop'));
+    const approvalsEl = h('div', { class: 'approvals' });
     const turn = h('article', { class: 'turn', dataset: { runId: e.run_id }, 'aria-label': `Message ${index}` },
       h('div', { class: 'bubble user' }, h('span', { class: 'visually-hidden' }, 'You: '), userText),
-      h('div', { class: 'bubble assistant' }, h('span', { class: 'visually-hidden' }, 'Apex: '), answerEl,
+      h('div', { class: 'bubble assistant' }, h('span', { class: 'visually-hidden' }, 'Apex: '), answerEl, approvalsEl,
         h('div', { class: 'turn-foot' }, statusEl, stop)));
     const sectionStatus = h('span', { class: 'run-status' });
     const entries = /** @type {HTMLOListElement} */ (h('ol', { class: 'entries' }));
@@ -308,7 +323,7 @@ export class ChatView {
       h('h3', null, `Run ${index} `, sectionStatus), entries);
     /** @type {RunView} */
     const run = { id: e.run_id, index, status: 'queued', messageId: e.data.message_id, answerId: null, answer: '', turn, userText, answerEl, statusEl, stop,
-      section, sectionStatus, entries, renderQueued: false };
+      section, sectionStatus, entries, approvalsEl, approvals: new Map(), renderQueued: false };
     stop.addEventListener('click', () => this.stopRun(run));
     this.runs.set(run.id, run);
     this.conversation.append(turn);
@@ -360,7 +375,7 @@ export class ChatView {
     run.section.dataset.status = status;
     run.statusEl.replaceChildren(badge(status));
     run.sectionStatus.replaceChildren(badge(status));
-    const active = status === 'queued' || status === 'running';
+    const active = status === 'queued' || status === 'running' || status === 'waiting';
     run.stop.hidden = !active;
     run.stop.textContent = status === 'queued' ? 'Cancel' : 'Stop';
     run.stop.setAttribute('aria-label', `${status === 'queued' ? 'Cancel' : 'Stop'} run ${run.index}`);
@@ -387,7 +402,7 @@ export class ChatView {
     let ahead = 0;
     for (const run of this.runs.values()) {
       if (run.status === 'queued') run.statusEl.replaceChildren(badge('queued'), ahead > 0 ? ` position ${ahead + 1}` : '');
-      if (run.status === 'queued' || run.status === 'running') ahead++;
+      if (run.status === 'queued' || run.status === 'running' || run.status === 'waiting') ahead++;
     }
   }
 
@@ -406,6 +421,73 @@ export class ChatView {
     const level = depth ?? (e.agent_name && e.agent_name !== 'supervisor' ? 1 : 0);
     li.style.setProperty('--depth', String(Math.min(level, 4)));
     run.entries.append(li);
+  }
+
+  /**
+   * A tool call that waits for the person's approval: its arguments (editable), a reason for a rejection, Approve and Reject.
+   * @param {RunView} run
+   * @param {string} who
+   * @param {any} d the approval_requested data
+   */
+  showApproval(run, who, d) {
+    if (run.approvals.has(d.call_id)) return;
+    const original = JSON.stringify(d.arguments ?? {}, null, 2);
+    const id = `approval-${run.index}-${run.approvals.size + 1}`;
+    const args = /** @type {HTMLTextAreaElement} */ (h('textarea', { id: `${id}-args`, class: 'approval-args', rows: Math.min(8, original.split('\n').length + 1), spellcheck: false }));
+    args.value = original;
+    const reason = /** @type {HTMLInputElement} */ (h('input', { id: `${id}-reason`, class: 'approval-reason', maxlength: 1000, placeholder: 'Told to the model if you reject' }));
+    const error = h('p', { class: 'error', role: 'alert' });
+    const approve = /** @type {HTMLButtonElement} */ (h('button', { type: 'button' }, 'Approve'));
+    const reject = /** @type {HTMLButtonElement} */ (h('button', { type: 'button', class: 'danger' }, 'Reject'));
+    const expires = new Date(d.expires_at);
+    const card = h('div', { class: 'approval', role: 'group', 'aria-label': `Approve ${d.tool}`, dataset: { callId: d.call_id } },
+      h('p', null, h('strong', null, who || 'An agent'), ' wants to run ', h('code', null, d.tool), '. It waits for your approval',
+        Number.isNaN(expires.getTime()) ? '.' : ` until ${expires.toLocaleString([], { dateStyle: 'short', timeStyle: 'short' })}.`),
+      h('label', { for: args.id }, 'Arguments (edit them to run it differently)'), args,
+      h('label', { for: reason.id }, 'Reason'), reason,
+      h('div', { class: 'approval-actions' }, approve, reject), error);
+    /** @param {'approve' | 'reject'} decision */
+    const decide = async (decision) => {
+      /** @type {Record<string, any>} */
+      const body = { decision };
+      if (decision === 'approve' && args.value.trim() !== original.trim()) {
+        try { body.arguments = JSON.parse(args.value); } catch (err) {
+          error.textContent = `The arguments are not JSON: ${/** @type {Error} */ (err).message}`;
+          args.focus();
+          return;
+        }
+      }
+      if (decision === 'reject' && reason.value.trim()) body.reason = reason.value.trim();
+      error.textContent = '';
+      approve.disabled = reject.disabled = true;
+      try {
+        await api('POST', `/api/runs/${encodeURIComponent(run.id)}/approvals/${encodeURIComponent(d.call_id)}`, body);
+      } catch (err) {
+        // 409: answered elsewhere (another tab, the CLI) or timed out; its approval_resolved says how.
+        if (!(err instanceof ApiError && err.status === 409)) {
+          error.textContent = /** @type {Error} */ (err).message;
+          approve.disabled = reject.disabled = false;
+        }
+      }
+    };
+    approve.addEventListener('click', () => decide('approve'));
+    reject.addEventListener('click', () => decide('reject'));
+    run.approvals.set(d.call_id, card);
+    run.approvalsEl.append(card);
+    this.announcer.textContent = `Run ${run.index} waits for your approval of ${d.tool}.`;
+  }
+
+  /**
+   * @param {RunView} run
+   * @param {any} d the approval_resolved data
+   */
+  closeApproval(run, d) {
+    const card = run.approvals.get(d.call_id);
+    const outcome = { approved: 'approved', rejected: 'rejected', expired: 'not answered in time', cancelled: 'cancelled with the run' }[/** @type {string} */ (d.status)] ?? d.status;
+    const done = h('p', { class: 'approval-done', dataset: { callId: d.call_id } }, h('code', null, d.tool), ' ', badge(d.status), ` ${outcome}`,
+      d.reason ? `: ${d.reason}` : '');
+    if (card) card.replaceWith(done); else run.approvalsEl.append(done);
+    run.approvals.set(d.call_id, done);
   }
 
   /** @param {RunView} run */
