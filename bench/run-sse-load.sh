@@ -13,7 +13,8 @@
 #   APEX_BENCH_SIZE=1        after the load, print the database's bytes per run and per event, table by table (SQLite:
 #                            dbstat over the file; PostgreSQL: pg_total_relation_size, indexes and TOAST included)
 #   APEX_BENCH_SAMPLE=1      each user loads the sample workload first: the team analyses it and streams its full report
-#                            (with APEX_BENCH_SERVER_ENV="Apex__Llm__BuiltInDelay=00:00:00.002": ~500 token pieces, 2 ms apart)
+#                            (with APEX_BENCH_SERVER_ENV="Apex__Llm__BuiltInPieces=tokens Apex__Llm__BuiltInDelay=00:00:00.002":
+#                            ~500 token pieces, 2 ms apart)
 #   APEX_BENCH_KEEP=1        (sqlite) keep the database file: it is copied to the output dir before clean-up
 #   APEX_BENCH_AGENT=bench/agents/react.json  an agent definition: each user defines it and every message names it (the
 #                            equal-work ReAct agent: one tool call, then a ~40-token streamed answer); default: the shipped team

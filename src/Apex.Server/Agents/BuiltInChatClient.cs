@@ -12,7 +12,7 @@ namespace Apex.Server.Agents;
 /// the same way: first with <see cref="FunctionCallContent"/> for the tools it wants, then, once
 /// the results are back, with the agent's JSON result or the markdown report, streamed.
 /// </summary>
-internal sealed partial class BuiltInChatClient(TimeSpan delay, TimeProvider time) : IChatClient
+internal sealed partial class BuiltInChatClient(TimeSpan delay, TimeProvider time, bool tokens = false) : IChatClient
 {
     public const string ModelId = "apex-builtin-1";
 
@@ -56,9 +56,8 @@ internal sealed partial class BuiltInChatClient(TimeSpan delay, TimeProvider tim
             _ => throw new InvalidOperationException("Every known agent has its rules."),
         };
         var first = true;
-        // With a delay it behaves like a remote model, which streams tokens: pieces of about four characters, each after
-        // the delay (a 2,000-character report is ~500 pieces). Without one, the shipped agents' texts come a line at a time.
-        foreach (var chunk in known && delay == TimeSpan.Zero ? Chunks(answer) : BuiltInGenericAgent.Tokens(answer))
+        // The shipped agents' texts a line at a time unless set to stream tokens (Apex:Llm:BuiltInPieces) like a remote model.
+        foreach (var chunk in known && !tokens ? Chunks(answer) : BuiltInGenericAgent.Tokens(answer))
         {
             if (!first) await PauseAsync(cancellationToken);
             first = false;

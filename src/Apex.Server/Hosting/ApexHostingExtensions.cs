@@ -253,7 +253,7 @@ internal static partial class ApexHostingExtensions
         services.TryAddKeyedSingleton<IChatClient>(ModelKey, (sp, _) =>
         {
             var options = sp.GetRequiredService<IOptions<LlmOptions>>().Value;
-            if (options.Provider != "openai") return new BuiltInChatClient(options.BuiltInDelay, sp.GetRequiredService<TimeProvider>());
+            if (options.Provider != "openai") return new BuiltInChatClient(options.BuiltInDelay, sp.GetRequiredService<TimeProvider>(), options.BuiltInPieces == "tokens");
             var client = new OpenAI.OpenAIClient(new System.ClientModel.ApiKeyCredential(string.IsNullOrEmpty(options.ApiKey) ? "none" : options.ApiKey),
                 new OpenAI.OpenAIClientOptions
                 {

@@ -39,4 +39,12 @@ internal sealed class LlmOptions
     /// </summary>
     [Range(typeof(TimeSpan), "00:00:00", "00:01:00")]
     public TimeSpan BuiltInDelay { get; set; } = TimeSpan.Zero;
+
+    /// <summary>
+    /// How the built-in model streams the shipped team's texts: <c>lines</c> (a line a piece) or <c>tokens</c> (pieces of
+    /// about four characters, as a remote model streams them: a 2,000-character report is ~500 pieces). A user's own
+    /// agents always stream tokens.
+    /// </summary>
+    [RegularExpression("^(lines|tokens)$", ErrorMessage = "BuiltInPieces is lines or tokens.")]
+    public string BuiltInPieces { get; set; } = "lines";
 }

@@ -107,9 +107,17 @@ public sealed class ApprovalDurabilityTests
             b = await ServerProcess.StartAsync(database.ConnectionString, environment, ct);
             // A second run, on another thread, is mid-flight on A when A dies: B ends it as node_lost once its lease runs out.
             using var socket = await user.ConnectAsync(ct);
-            await socket.SendMessageAsync("analyse my workload", cancellationToken: ct);
-            var started = Assert.IsType<RunStarted>((await socket.ReceiveUntilAsync(e => e is RunStarted, ct))[^1]);
-            Assert.Contains($"-{a.ProcessId}-", started.Data.NodeId, StringComparison.Ordinal);
+            // Either node may claim it: until A does, a run B took is followed to its end and another is sent.
+            RunStarted started;
+            for (var attempt = 1; ; attempt++)
+            {
+                await socket.SendMessageAsync("analyse my workload", cancellationToken: ct);
+                started = Assert.IsType<RunStarted>((await socket.ReceiveUntilAsync(e => e is RunStarted, ct))[^1]);
+                if (started.Data.NodeId.Contains($"-{a.ProcessId}-", StringComparison.Ordinal)) break;
+                Assert.True(attempt < 20, "node A claimed none of 20 runs");
+                var runId = started.RunId;
+                await socket.ReceiveUntilAsync(e => e.IsTerminal && e.RunId == runId, ct);
+            }
             a.Kill();
 
             using (var onB = b.CreateClient())
