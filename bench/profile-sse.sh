@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Samples the server's CPU with perf while bench/run-sse-load.sh drives it, and prints the top entries.
 # Usage: bench/profile-sse.sh [sqlite|postgres] [users] [runs] [seconds to sample]
+#   APEX_PROFILE_AFTER=30  seconds to wait after the warm-up before sampling (default 3)
 # Needs perf (apt-get install -y linux-perf); hardware counters are not required (the cpu-clock event is used).
 # JIT-compiled methods are named through the runtime's perf map (DOTNET_PerfMapEnabled=1, /tmp/perf-<pid>.map).
 set -euo pipefail
@@ -16,7 +17,7 @@ until grep -q "warm-up runs, then" "$out/load.txt" 2>/dev/null; do
   sleep 0.5
 done
 pid=$(sed -n 's/.*server pids \([0-9]*\).*/\1/p' "$out/load.txt")
-sleep 3 # past the warm-up runs
+sleep "${APEX_PROFILE_AFTER:-3}" # past the warm-up runs (longer: past tiered JIT, for the steady state)
 perf record -e cpu-clock -F 499 -g -p "$pid" -o "$out/perf.data" -- sleep "$seconds" 2>"$out/perf-record.txt"
 wait "$load" || true
 cat "$out/load.txt"
