@@ -483,8 +483,9 @@ export class ChatView {
    */
   closeApproval(run, d) {
     const card = run.approvals.get(d.call_id);
-    const outcome = { approved: 'approved', rejected: 'rejected', expired: 'not answered in time', cancelled: 'cancelled with the run' }[/** @type {string} */ (d.status)] ?? d.status;
-    const done = h('p', { class: 'approval-done', dataset: { callId: d.call_id } }, h('code', null, d.tool), ' ', badge(d.status), ` ${outcome}`,
+    // The badge says approved or rejected; words only where it needs them.
+    const outcome = { expired: ' not answered in time', cancelled: ' cancelled with the run' }[/** @type {string} */ (d.status)] ?? '';
+    const done = h('p', { class: 'approval-done', dataset: { callId: d.call_id } }, h('code', null, d.tool), ' ', badge(d.status), outcome,
       d.reason ? `: ${d.reason}` : '');
     if (card) card.replaceWith(done); else run.approvalsEl.append(done);
     run.approvals.set(d.call_id, done);
