@@ -22,7 +22,15 @@ internal sealed class RunControl : IDisposable
     public void Cancel(string reason)
     {
         Interlocked.CompareExchange(ref _reason, reason, null);
-        _cts.Cancel();
+        try
+        {
+            _cts.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // The run ended and let its control go between being looked up and cancelled (a shutdown's cancel of the runs
+            // still draining): there is nothing left to cancel.
+        }
     }
 
     public void Dispose() => _cts.Dispose();
