@@ -102,7 +102,7 @@ internal sealed class EventAppender(Database db, NodeIdentity node)
     private static async Task<bool> EndRunAsync(DbConnection c, DbTransaction? t, ApexEvent terminal, string expectedStatus, CancellationToken cancellationToken)
     {
         var (status, error) = Outcome(terminal);
-        return await c.ExecuteAsync("UPDATE runs SET status = @s, error = @e, ended_at = @now, lease_until = NULL WHERE id = @id AND user_id = @u AND status = @expected",
+        return await c.ExecuteAsync("UPDATE runs SET status = @s, error = @e, ended_at = @now, lease_until = NULL, checkpoint = NULL WHERE id = @id AND user_id = @u AND status = @expected",
             t, cancellationToken, ("@s", status), ("@e", error), ("@now", terminal.Timestamp.ToUnixMs()), ("@id", terminal.RunId), ("@u", terminal.UserId),
             ("@expected", expectedStatus)) == 1;
     }
@@ -197,7 +197,7 @@ internal sealed class EventAppender(Database db, NodeIdentity node)
                 ORDER BY r.id FOR NO KEY UPDATE OF r
                 """, ids, users));
             batch.BatchCommands.Add(Command("""
-                UPDATE runs SET status = u.status, error = u.error, ended_at = u.ended_at, lease_until = NULL
+                UPDATE runs SET status = u.status, error = u.error, ended_at = u.ended_at, lease_until = NULL, checkpoint = NULL
                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[]) AS u(id, user_id, status, error, ended_at, expected)
                 WHERE runs.id = u.id AND runs.user_id = u.user_id AND runs.status = u.expected
                 RETURNING runs.id

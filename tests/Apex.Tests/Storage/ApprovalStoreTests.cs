@@ -66,6 +66,13 @@ public abstract class ApprovalStoreTests<TDatabase> : StoreTests<TDatabase> wher
         Assert.Equal((run.Id, """{"checkpoint":1}""", run.StartedAt), (resumed!.Id, resumed.Checkpoint, resumed.StartedAt));
         Assert.Null(await Runs.ClaimNextRunAsync("n2", 10, _now, _now.AddSeconds(15), default));
         Assert.NotEqual(next.Id, resumed.Id);
+
+        // Once it ends, its checkpoint (the conversation it waited with) is not kept.
+        await Events.AppendEventsAsync([new EventAppend(new RunCompleted(new RunCompletedData("m", 1)) { EventId = Guid.NewGuid().ToString(), ThreadId = run.ThreadId,
+            RunId = run.Id, UserId = user, Timestamp = _now })], default);
+        await using var connection = await Database.OpenAsync(default);
+        Assert.Equal([("completed", true)], await connection.QueryAsync("SELECT status, checkpoint FROM runs WHERE id = @id", null,
+            r => (r.GetString(0), r.IsDBNull(1)), default, ("@id", run.Id)));
     }
 
     [Fact]
