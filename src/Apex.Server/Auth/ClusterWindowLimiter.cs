@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Threading.RateLimiting;
 using Apex.Server.Storage;
 
@@ -10,7 +9,7 @@ namespace Apex.Server.Auth;
 /// asks Redis, so the synchronous attempt only answers when Redis is not in use; the rate limiting middleware then awaits
 /// <see cref="AcquireAsyncCore"/>.
 /// </summary>
-internal sealed class ClusterWindowLimiter(RedisConnection redis, TimeProvider time, string partition, int permitLimit, TimeSpan window) : RateLimiter
+internal sealed class ClusterWindowLimiter(RedisConnection redis, string partition, int permitLimit, TimeSpan window) : RateLimiter
 {
     private readonly FixedWindowRateLimiter _local = new(new FixedWindowRateLimiterOptions { PermitLimit = permitLimit, Window = window, QueueLimit = 0 });
 
@@ -19,23 +18,11 @@ internal sealed class ClusterWindowLimiter(RedisConnection redis, TimeProvider t
     public override RateLimiterStatistics? GetStatistics() => _local.GetStatistics();
 
     protected override RateLimitLease AttemptAcquireCore(int permitCount) =>
-        redis.IsAvailable ? Refused.Instance : _local.AttemptAcquire(permitCount);
+        redis.IsAvailable ? Lease.Refused : _local.AttemptAcquire(permitCount);
 
     protected override async ValueTask<RateLimitLease> AcquireAsyncCore(int permitCount, CancellationToken cancellationToken)
     {
-        if (redis.IsAvailable)
-        {
-            try
-            {
-                var start = (time.GetUtcNow().ToUnixTimeMilliseconds() / (long)window.TotalMilliseconds).ToString(CultureInfo.InvariantCulture);
-                var count = await redis.CountAsync(redis.Key("rate", "auth", partition, start), window).WaitAsync(cancellationToken);
-                return count <= permitLimit ? Acquired.Instance : Refused.Instance;
-            }
-            catch (Exception ex) when (RedisConnection.IsFailure(ex))
-            {
-                redis.ReportFailure(ex);
-            }
-        }
+        if (await redis.CountInWindowAsync(window, cancellationToken, "rate", "auth", partition) is { } count) return count <= permitLimit ? Lease.Acquired : Lease.Refused;
         return _local.AttemptAcquire(permitCount);
     }
 
@@ -45,26 +32,13 @@ internal sealed class ClusterWindowLimiter(RedisConnection redis, TimeProvider t
         base.Dispose(disposing);
     }
 
-    private sealed class Acquired : RateLimitLease
+    /// <summary>A lease of the cluster's count: acquired or not, nothing to release (the window's counter expires by itself).</summary>
+    private sealed class Lease(bool acquired) : RateLimitLease
     {
-        public static readonly Acquired Instance = new();
+        public static readonly Lease Acquired = new(true);
+        public static readonly Lease Refused = new(false);
 
-        public override bool IsAcquired => true;
-
-        public override IEnumerable<string> MetadataNames => [];
-
-        public override bool TryGetMetadata(string metadataName, out object? metadata)
-        {
-            metadata = null;
-            return false;
-        }
-    }
-
-    private sealed class Refused : RateLimitLease
-    {
-        public static readonly Refused Instance = new();
-
-        public override bool IsAcquired => false;
+        public override bool IsAcquired => acquired;
 
         public override IEnumerable<string> MetadataNames => [];
 

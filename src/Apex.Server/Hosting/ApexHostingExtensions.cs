@@ -168,7 +168,7 @@ internal static partial class ApexHostingExtensions
                 var redis = services.GetRequiredService<RedisConnection>();
                 // With Redis configured the window is the cluster's (falling back to this node's while Redis is unreachable).
                 return redis.IsConfigured
-                    ? System.Threading.RateLimiting.RateLimitPartition.Get(address, key => new ClusterWindowLimiter(redis, services.GetRequiredService<TimeProvider>(), key, permits, TimeSpan.FromMinutes(1)))
+                    ? System.Threading.RateLimiting.RateLimitPartition.Get(address, key => new ClusterWindowLimiter(redis, key, permits, TimeSpan.FromMinutes(1)))
                     : System.Threading.RateLimiting.RateLimitPartition.GetFixedWindowLimiter(address, _ => new System.Threading.RateLimiting.FixedWindowRateLimiterOptions
                     {
                         PermitLimit = permits,

@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Threading.RateLimiting;
 using Apex.Server.Execution;
 using Apex.Server.Storage;
@@ -15,13 +14,11 @@ internal sealed class MessageRateLimiter : IDisposable
     private static readonly TimeSpan Window = TimeSpan.FromMinutes(1);
     private readonly PartitionedRateLimiter<string> _messages;
     private readonly RedisConnection _redis;
-    private readonly TimeProvider _time;
     private readonly int _perMinute;
 
-    public MessageRateLimiter(IOptions<LimitsOptions> limits, RedisConnection redis, TimeProvider time)
+    public MessageRateLimiter(IOptions<LimitsOptions> limits, RedisConnection redis)
     {
         _redis = redis;
-        _time = time;
         var perMinute = _perMinute = limits.Value.MessagesPerMinutePerUser;
         _messages = PartitionedRateLimiter.Create<string, string>(userId => RateLimitPartition.GetTokenBucketLimiter(userId, _ => new TokenBucketRateLimiterOptions
         {
@@ -36,18 +33,7 @@ internal sealed class MessageRateLimiter : IDisposable
     /// <summary>Takes one message permit for the user; false when the user is over the limit.</summary>
     public async ValueTask<bool> TryAcquireAsync(string userId, CancellationToken cancellationToken)
     {
-        if (_redis.IsAvailable)
-        {
-            try
-            {
-                var minute = (_time.GetUtcNow().ToUnixTimeSeconds() / 60).ToString(CultureInfo.InvariantCulture);
-                return await _redis.CountAsync(_redis.Key("rate", "messages", userId, minute), Window).WaitAsync(cancellationToken) <= _perMinute;
-            }
-            catch (Exception ex) when (RedisConnection.IsFailure(ex))
-            {
-                _redis.ReportFailure(ex);
-            }
-        }
+        if (await _redis.CountInWindowAsync(Window, cancellationToken, "rate", "messages", userId) is { } count) return count <= _perMinute;
         using var lease = _messages.AttemptAcquire(userId);
         return lease.IsAcquired;
     }

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Net;
 using Microsoft.Extensions.Options;
 using StackExchange.Redis;
@@ -9,7 +10,7 @@ namespace Apex.Server.Storage;
 /// connection is logged once and reported through <see cref="Lost"/>; every user of Redis then falls back (to <c>NOTIFY</c>, to
 /// per-node limits, to the database's tickets) until <see cref="Restored"/>. The multiplexer keeps reconnecting by itself.
 /// </summary>
-internal sealed partial class RedisConnection(IOptions<RedisOptions> options, ILogger<RedisConnection> logger) : IHostedService, IAsyncDisposable
+internal sealed partial class RedisConnection(IOptions<RedisOptions> options, TimeProvider time, ILogger<RedisConnection> logger) : IHostedService, IAsyncDisposable
 {
     private readonly HashSet<(string EndPoint, ConnectionType Type)> _failed = [];
     private readonly Lock _gate = new();
@@ -38,11 +39,24 @@ internal sealed partial class RedisConnection(IOptions<RedisOptions> options, IL
     public RedisChannel Channel(string name) => RedisChannel.Literal($"{options.Value.Prefix}:{name}");
 
     /// <summary>
-    /// One more in the fixed window that <paramref name="key"/> names (a key per window): the count so far, the key expiring with
-    /// its window. The counters of the cluster-wide rate limits.
+    /// One more in the current fixed window of the counter that <paramref name="parts"/> name (a key per window, expiring with it):
+    /// the cluster's count so far, this one included; null when Redis is not in use or did not answer (the caller counts on this
+    /// node instead). The counters of the cluster-wide rate limits.
     /// </summary>
-    public async Task<long> CountAsync(RedisKey key, TimeSpan window) =>
-        (long)await Database.ScriptEvaluateAsync(CountScript, [key], [(long)window.TotalMilliseconds + 1000]);
+    public async Task<long?> CountInWindowAsync(TimeSpan window, CancellationToken cancellationToken, params string[] parts)
+    {
+        if (!IsAvailable) return null;
+        try
+        {
+            var start = (time.GetUtcNow().ToUnixTimeMilliseconds() / (long)window.TotalMilliseconds).ToString(CultureInfo.InvariantCulture);
+            return (long)await Database.ScriptEvaluateAsync(CountScript, [Key([.. parts, start])], [(long)window.TotalMilliseconds + 1000]).WaitAsync(cancellationToken);
+        }
+        catch (Exception ex) when (IsFailure(ex))
+        {
+            ReportFailure(ex);
+            return null;
+        }
+    }
 
     private const string CountScript = """
         local n = redis.call('INCR', KEYS[1])
