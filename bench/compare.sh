@@ -41,27 +41,22 @@ run() { # name, command...
   fi
 }
 
+# The 10,000-run HTTP + SSE load on one node and its five figures: suite name, key prefix, label, provider.
+sse_suite() {
+  APEX_BENCH_SIZE=1 run "$1" bash bench/run-sse-load.sh "$4" 50 10000 100 || return 1
+  local f="$out/$1.txt"
+  row "$2-runs" "$3 50 users over HTTP + SSE: runs/s" 0 "$(runs_s "$f")"
+  row "$2-first" "$3 same run: first event p99 ms" 1 "$(first_p99 "$f")"
+  row "$2-cpu" "$3 same run: server CPU ms a run" 1 "$(cpu_run "$f")"
+  row "$2-bytes" "$3 same run: bytes stored a run" 1 "$(bytes_run "$f")"
+  row "$2-lost" "$3 same run: lost + duplicated + foreign events" 1 "$(lost "$f")"
+}
+
 status=0
 for suite in "${suites[@]}"; do
   case "$suite" in
-    sse-sqlite)
-      if APEX_BENCH_SIZE=1 run "$suite" bash bench/run-sse-load.sh sqlite 50 10000 100; then
-        f="$out/$suite.txt"
-        row sse-sqlite-runs "SQLite, 50 users over HTTP + SSE: runs/s" 0 "$(runs_s "$f")"
-        row sse-sqlite-first "SQLite, same run: first event p99 ms" 1 "$(first_p99 "$f")"
-        row sse-sqlite-cpu "SQLite, same run: server CPU ms a run" 1 "$(cpu_run "$f")"
-        row sse-sqlite-bytes "SQLite, same run: bytes stored a run" 1 "$(bytes_run "$f")"
-        row sse-sqlite-lost "SQLite, same run: lost + duplicated + foreign events" 1 "$(lost "$f")"
-      else status=1; fi ;;
-    sse-postgres)
-      if APEX_BENCH_SIZE=1 run "$suite" bash bench/run-sse-load.sh postgres 50 10000 100; then
-        f="$out/$suite.txt"
-        row sse-pg-runs "PostgreSQL, 1 node, 50 users: runs/s" 0 "$(runs_s "$f")"
-        row sse-pg-first "PostgreSQL, same run: first event p99 ms" 1 "$(first_p99 "$f")"
-        row sse-pg-cpu "PostgreSQL, same run: server CPU ms a run" 1 "$(cpu_run "$f")"
-        row sse-pg-bytes "PostgreSQL, same run: bytes stored a run" 1 "$(bytes_run "$f")"
-        row sse-pg-lost "PostgreSQL, same run: lost + duplicated + foreign events" 1 "$(lost "$f")"
-      else status=1; fi ;;
+    sse-sqlite) sse_suite "$suite" sse-sqlite "SQLite," sqlite || status=1 ;;
+    sse-postgres) sse_suite "$suite" sse-pg "PostgreSQL, 1 node," postgres || status=1 ;;
     sse-postgres-3)
       if APEX_BENCH_NODES=3 run "$suite" bash bench/run-sse-load.sh postgres 50 3000 100; then
         f="$out/$suite.txt"

@@ -17,21 +17,14 @@ apex_pg_install() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
 }
 
-apex_pg_free_port() {
-  local port
-  # Below the kernel's ephemeral range, so that no client socket of the tests can hold it.
-  for _ in $(seq 1 50); do
-    port=$((15000 + RANDOM % 15000))
-    if ! (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return 0; fi
-  done
-  return 1
-}
+# shellcheck source=ports.sh
+source "$(dirname "${BASH_SOURCE[0]}")/ports.sh"
 
 apex_pg_start() {
   apex_pg_install
   local bin; bin=$(apex_pg_bindir)
   APEX_PG_DIR=$(mktemp -d /tmp/apex-pg.XXXXXX)
-  APEX_PG_PORT=$(apex_pg_free_port)
+  APEX_PG_PORT=$(apex_free_port)
   APEX_PG_RUN=()
   if [ "$(id -u)" -eq 0 ]; then
     # PostgreSQL refuses to run as root.
@@ -50,7 +43,7 @@ apex_pg_start() {
     if [ "$attempt" -eq 5 ]; then
       echo "postgres.sh: PostgreSQL did not start:" >&2; tail -n 20 "$APEX_PG_DIR/log" >&2; rm -rf "$APEX_PG_DIR"; return 1
     fi
-    APEX_PG_PORT=$(apex_pg_free_port)
+    APEX_PG_PORT=$(apex_free_port)
   done
   export APEX_TEST_POSTGRES="Host=127.0.0.1;Port=$APEX_PG_PORT;Username=apex;Database=postgres;Pooling=true;Maximum Pool Size=40"
   echo "postgres.sh: PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$APEX_PG_PORT" >&2

@@ -15,22 +15,15 @@ apex_redis_install() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
 }
 
-apex_redis_free_port() {
-  local port
-  # Below the kernel's ephemeral range, so that no client socket of the tests can hold it.
-  for _ in $(seq 1 50); do
-    port=$((15000 + RANDOM % 15000))
-    if ! (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return 0; fi
-  done
-  return 1
-}
+# shellcheck source=ports.sh
+source "$(dirname "${BASH_SOURCE[0]}")/ports.sh"
 
 apex_redis_start() {
   apex_redis_install
   APEX_REDIS_DIR=$(mktemp -d /tmp/apex-redis.XXXXXX)
   local attempt
   for attempt in 1 2 3 4 5; do
-    APEX_REDIS_PORT=$(apex_redis_free_port)
+    APEX_REDIS_PORT=$(apex_free_port)
     # No snapshots, no append-only file: a throwaway server for tests, never for data anyone keeps.
     redis-server --bind 127.0.0.1 --port "$APEX_REDIS_PORT" --dir "$APEX_REDIS_DIR" --save "" --appendonly no \
       --daemonize yes --pidfile "$APEX_REDIS_DIR/redis.pid" --logfile "$APEX_REDIS_DIR/log" >/dev/null
