@@ -13,13 +13,14 @@ public sealed class McpServerTests(SharedServer shared) : IClassFixture<SharedSe
 {
     private ApexTestServer Server => shared.Server;
 
-    private async Task<McpClient> ConnectAsync(ApexClient user, CancellationToken ct) =>
+    private async Task<McpClient> ConnectAsync(ApexClient user, CancellationToken ct, Steps? steps = null) =>
         await McpClient.CreateAsync(new HttpClientTransport(new HttpClientTransportOptions
         {
             Endpoint = new Uri(Server.BaseAddress, "mcp"),
             TransportMode = HttpTransportMode.StreamableHttp,
             AdditionalHeaders = new Dictionary<string, string> { ["Authorization"] = "Bearer " + user.Tokens!.AccessToken },
-        }), cancellationToken: ct);
+        }), steps is null ? null : new McpClientOptions { Handlers = new McpClientHandlers { NotificationHandlers = [new(NotificationMethods.ProgressNotification, steps.OnNotification)] } },
+            cancellationToken: ct);
 
     [Fact]
     public async Task AnMcpClientListsAndCallsApexsToolsOverItsOwnDataOnly()
@@ -53,8 +54,8 @@ public sealed class McpServerTests(SharedServer shared) : IClassFixture<SharedSe
     {
         var ct = Waits.Timeout();
         using var user = await Server.NewUserAsync();
-        await using var mcp = await ConnectAsync(user, ct);
         var steps = new Steps();
+        await using var mcp = await ConnectAsync(user, ct, steps);
         var result = await mcp.CallToolAsync("ask_apex", new Dictionary<string, object?> { ["question"] = "How do I cut my LLM costs?" },
             steps, cancellationToken: ct);
 
@@ -73,9 +74,11 @@ public sealed class McpServerTests(SharedServer shared) : IClassFixture<SharedSe
     }
 
     /// <summary>
-    /// Records each progress notification as the client receives it. A <see cref="Progress{T}"/> would post it to xunit's
-    /// synchronization context instead; and even reported directly, the client can hand one over after the call's result
-    /// (seen in a CI run): <see cref="Triage"/> completes when triage's step arrives.
+    /// Records each progress notification as the client receives it. Passed to the call, it makes the call carry a progress
+    /// token; but the SDK's client handles each incoming message on its own task, so a notification can be handled after
+    /// the call's result, when the call has already dropped its progress handler (seen in CI: the step never came). The
+    /// session-wide handler (<see cref="OnNotification"/>, registered for the client's lifetime) sees every one, late or not:
+    /// <see cref="Triage"/> completes when triage's step arrives.
     /// </summary>
     private sealed class Steps : IProgress<ProgressNotificationValue>
     {
@@ -83,10 +86,14 @@ public sealed class McpServerTests(SharedServer shared) : IClassFixture<SharedSe
 
         public TaskCompletionSource Triage { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-        public void Report(ProgressNotificationValue value)
+        public void Report(ProgressNotificationValue value) { }
+
+        public ValueTask OnNotification(JsonRpcNotification notification, CancellationToken cancellationToken)
         {
-            lock (_seen) _seen.Add(value.Message ?? "");
-            if (value.Message?.StartsWith("triage", StringComparison.Ordinal) == true) Triage.TrySetResult();
+            var message = notification.Params?["message"]?.GetValue<string>() ?? "";
+            lock (_seen) _seen.Add(message);
+            if (message.StartsWith("triage", StringComparison.Ordinal)) Triage.TrySetResult();
+            return ValueTask.CompletedTask;
         }
 
         public List<string> Seen()
