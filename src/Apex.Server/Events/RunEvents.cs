@@ -14,17 +14,24 @@ namespace Apex.Server.Events;
 /// Answer pieces are coalesced over <paramref name="deltaWindow"/>: the first piece of an answer (or the first after a pause
 /// as long as the window) is queued at once; pieces that follow within the window are joined and queued when it ends, or as
 /// soon as any other event of the run comes, so the order of events never changes. A model streaming hundreds of tokens then
-/// costs a few rows and frames a second, not one per token. <see cref="TimeSpan.Zero"/> queues every piece as it comes.
+/// costs a few rows and frames a second, not one per token. The window grows with the answer: it is a tenth of how long the
+/// answer has been streaming when that is longer, up to ten windows (<see cref="WindowGrowth"/>), so a long answer stays at a
+/// few dozen rows (about 10 in its first second, then about 10 more each time its length multiplies by e) while its text
+/// still arrives at least once a second with the default window. <see cref="TimeSpan.Zero"/> queues every piece as it comes.
 /// </remarks>
 internal sealed class RunEvents(string userId, string threadId, string runId, EventLog log, Action? storageFailed = null, TimeSpan deltaWindow = default,
     TimeProvider? time = null)
 {
     public const string StorageError = "storage_error";
 
+    /// <summary>The delta window is at least a 1/WindowGrowth of the answer's age and at most WindowGrowth windows.</summary>
+    public const int WindowGrowth = 10;
+
     private readonly TimeProvider _time = time ?? TimeProvider.System;
     private (string Agent, string MessageId, System.Text.StringBuilder Text)? _pendingDelta;
     private string? _lastDeltaMessage;
     private long _lastDeltaQueued;
+    private long _answerStarted;
     private ITimer? _deltaTimer;
 
     private readonly Lock _gate = new();
@@ -127,17 +134,27 @@ internal sealed class RunEvents(string userId, string threadId, string runId, Ev
             }
             QueuePendingDelta();
             var now = _time.GetTimestamp();
-            if (_lastDeltaMessage != messageId || _time.GetElapsedTime(_lastDeltaQueued, now) >= deltaWindow)
+            if (_lastDeltaMessage != messageId)
             {
-                // The first piece never waits.
                 _lastDeltaMessage = messageId;
-                _lastDeltaQueued = now;
-                Queue(new MessageDelta(new MessageDeltaData(messageId, delta)), agent, null);
-                return Task.CompletedTask;
+                _answerStarted = now;
             }
-            _pendingDelta = (agent, messageId, new System.Text.StringBuilder(delta));
-            _deltaTimer ??= _time.CreateTimer(static state => ((RunEvents)state!).OnDeltaWindowEnded(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
-            _deltaTimer.Change(deltaWindow - _time.GetElapsedTime(_lastDeltaQueued, now), Timeout.InfiniteTimeSpan);
+            else
+            {
+                var age = _time.GetElapsedTime(_answerStarted, now) / WindowGrowth;
+                var window = age < deltaWindow ? deltaWindow : age > deltaWindow * WindowGrowth ? deltaWindow * WindowGrowth : age;
+                var waited = _time.GetElapsedTime(_lastDeltaQueued, now);
+                if (waited < window)
+                {
+                    _pendingDelta = (agent, messageId, new System.Text.StringBuilder(delta));
+                    _deltaTimer ??= _time.CreateTimer(static state => ((RunEvents)state!).OnDeltaWindowEnded(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+                    _deltaTimer.Change(window - waited, Timeout.InfiniteTimeSpan);
+                    return Task.CompletedTask;
+                }
+            }
+            // The first piece of an answer, or the first after a pause as long as the window, never waits.
+            _lastDeltaQueued = now;
+            Queue(new MessageDelta(new MessageDeltaData(messageId, delta)), agent, null);
         }
         return Task.CompletedTask;
     }

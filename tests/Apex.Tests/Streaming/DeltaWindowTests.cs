@@ -72,4 +72,60 @@ public sealed class DeltaWindowTests : StoreTests<SqliteTestDatabase>
             await log.StopAsync(default);
         }
     }
+
+    [Fact]
+    public async Task TheWindowGrowsWithTheAnswerToATenthOfItsAgeAndAtMostTenWindows()
+    {
+        var ct = Infrastructure.Waits.Timeout();
+        var user = await UserAsync();
+        var thread = await ThreadAsync(user);
+        var run = await SubmitAsync(user, thread);
+        Assert.Equal(run.Id, (await Runs.ClaimNextRunAsync("n1", 5, _now, _now.AddSeconds(15), ct))!.Id);
+        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var meters = new ServiceCollection().AddMetrics().BuildServiceProvider().GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>();
+        var bus = new EventBus(new StoreSignals());
+        var log = new EventLog(Events, bus, _ids, clock, new ApexTelemetry(meters), NullLogger<EventLog>.Instance);
+        await log.StartAsync(ct);
+        using var published = bus.Subscribe(thread);
+        async Task<string> NextAsync() => Assert.IsType<MessageDelta>(await published.Channel.Reader.ReadAsync(ct)).Data.Delta;
+        try
+        {
+            var events = new RunEvents(user, thread, run.Id, log, null, Window, clock);
+            await events.MessageDeltaAsync("reporting", "m1", "a");
+            Assert.Equal("a", await NextAsync());
+
+            // Five seconds into the answer the window is 500 ms: a piece 100 ms after the held one still joins it.
+            clock.Advance(TimeSpan.FromSeconds(5));
+            await events.MessageDeltaAsync("reporting", "m1", "b");
+            Assert.Equal("b", await NextAsync());
+            await events.MessageDeltaAsync("reporting", "m1", "c");
+            clock.Advance(TimeSpan.FromMilliseconds(100));
+            await events.MessageDeltaAsync("reporting", "m1", "d");
+            clock.Advance(TimeSpan.FromMilliseconds(400));
+            Assert.Equal("cd", await NextAsync());
+
+            // A minute in, the window stops growing at ten windows (1 s).
+            clock.Advance(TimeSpan.FromSeconds(60));
+            await events.MessageDeltaAsync("reporting", "m1", "e");
+            Assert.Equal("e", await NextAsync());
+            await events.MessageDeltaAsync("reporting", "m1", "f");
+            clock.Advance(TimeSpan.FromMilliseconds(999));
+            await events.MessageDeltaAsync("reporting", "m1", "g");
+            clock.Advance(TimeSpan.FromMilliseconds(1));
+            Assert.Equal("fg", await NextAsync());
+
+            // A new answer starts again at the base window.
+            await events.MessageDeltaAsync("reporting", "m2", "h");
+            Assert.Equal("h", await NextAsync());
+            await events.MessageDeltaAsync("reporting", "m2", "i");
+            clock.Advance(Window);
+            Assert.Equal("i", await NextAsync());
+            await events.CompletedAsync("m2", 1);
+            Assert.IsType<RunCompleted>(await published.Channel.Reader.ReadAsync(ct));
+        }
+        finally
+        {
+            await log.StopAsync(default);
+        }
+    }
 }
