@@ -46,7 +46,8 @@ internal sealed class LimitsOptions
 
     /// <summary>
     /// Answer pieces (<c>message_delta</c>) that follow each other within this window are joined into one event; the first piece
-    /// of an answer is sent at once. Zero sends every piece as the model streams it.
+    /// of an answer is sent at once. The window grows with the answer to a tenth of its age, at most ten times this setting.
+    /// Zero sends every piece as the model streams it.
     /// </summary>
     public TimeSpan MessageDeltaWindow { get; set; } = TimeSpan.FromMilliseconds(100);
 
