@@ -68,6 +68,8 @@ internal sealed class DoorRuns(RunCoordinator coordinator, ThreadFollower follow
                 yield return evt;
                 if (ended) yield break;
             }
+            // The follower ends quietly when its caller goes; a door's caller still sees the cancellation it asked for.
+            cancellationToken.ThrowIfCancellationRequested();
         }
         finally
         {
