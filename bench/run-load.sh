@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Starts a Release server on a throwaway SQLite file (built-in model) and drives it with the load generator.
 # Usage: bench/run-load.sh [users] [messages] [idle sockets]
+#   APEX_BENCH_IDLE_HOLD=seconds  keep the idle sockets open that long before their RSS is read (default 2), e.g. to take
+#                                 `dotnet-gcdump collect -p <server pid>` of the server with them open
 set -euo pipefail
 cd "$(dirname "$0")/.."
 users=${1:-100}; messages=${2:-5}; idle=${3:-0}

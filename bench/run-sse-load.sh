@@ -5,6 +5,8 @@
 # Environment:
 #   APEX_BENCH_OUT=dir       where the server's (and PostgreSQL's) logs are kept (default: a new /tmp/apex-sse.* dir)
 #   APEX_BENCH_PG_STATS=1    load pg_stat_statements in the cluster and print the statements per run at the end
+#   APEX_BENCH_PG_EXPLAIN=ms (postgres) auto_explain: the plan, timings and buffers of every statement slower than ms
+#                            go to postgres.log in the output dir
 #   APEX_BENCH_SERVER_ENV="K=V K=V"  extra environment for the server (e.g. DOTNET_PerfMapEnabled=1)
 #   APEX_BENCH_HOLD=1        after the load, wait for Enter before stopping (to attach a profiler)
 #   APEX_BENCH_NODES=3       (postgres) start that many identical nodes on one database; users are spread over them
@@ -78,6 +80,12 @@ if [ "$provider" = postgres ]; then
   psql=("${APEX_PG_RUN[@]}" "$(apex_pg_bindir)/psql" -h 127.0.0.1 -p "$APEX_PG_PORT" -U apex -d postgres -qAtX)
   # Lock waits longer than deadlock_timeout (1 s) and every deadlock with both statements go to the cluster's log.
   "${psql[@]}" -c "ALTER SYSTEM SET log_lock_waits = on" >/dev/null
+  if [ -n "${APEX_BENCH_PG_EXPLAIN:-}" ]; then
+    # Loaded in this session first, so that ALTER SYSTEM knows the module's settings; every new session loads it.
+    "${psql[@]}" -c "LOAD 'auto_explain'" -c "ALTER SYSTEM SET session_preload_libraries = 'auto_explain'" \
+      -c "ALTER SYSTEM SET auto_explain.log_min_duration = '${APEX_BENCH_PG_EXPLAIN}ms'" -c "ALTER SYSTEM SET auto_explain.log_analyze = on" \
+      -c "ALTER SYSTEM SET auto_explain.log_buffers = on" >/dev/null
+  fi
   if [ "${APEX_BENCH_PG_STATS:-0}" = 1 ]; then
     "${psql[@]}" -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'" >/dev/null
     "${APEX_PG_RUN[@]}" "$(apex_pg_bindir)/pg_ctl" -D "$APEX_PG_DIR/data" -w restart >/dev/null

@@ -56,9 +56,11 @@ public static class LoadGenerator
         if (options.IdleSockets > 0)
         {
             var sockets = await OpenIdleSocketsAsync(options, ct);
-            await Task.Delay(TimeSpan.FromSeconds(2), ct);
+            // APEX_BENCH_IDLE_HOLD=seconds keeps them open longer before the RSS is read (to take a gcdump of the server).
+            var hold = int.TryParse(Environment.GetEnvironmentVariable("APEX_BENCH_IDLE_HOLD"), CultureInfo.InvariantCulture, out var holdSeconds) ? holdSeconds : 2;
+            progress?.WriteLine($"{sockets.Count} idle sockets open; RSS read in {hold} s");
+            await Task.Delay(TimeSpan.FromSeconds(hold), ct);
             idleRss = Rss(options.ServerPid);
-            progress?.WriteLine($"{sockets.Count} idle sockets open");
             foreach (var socket in sockets) socket.Abort();
             foreach (var socket in sockets) socket.Dispose();
         }
