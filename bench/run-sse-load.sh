@@ -17,6 +17,8 @@
 #   APEX_BENCH_SAMPLE=1      each user loads the sample workload first: the team analyses it and streams its full report
 #                            (with APEX_BENCH_SERVER_ENV="Apex__Llm__BuiltInPieces=tokens Apex__Llm__BuiltInDelay=00:00:00.002":
 #                            ~500 token pieces, 2 ms apart)
+#   APEX_BENCH_SERVER_DLL=path  the server to start instead of the Release build (e.g. a ReadyToRun publish:
+#                            dotnet publish src/Apex.Server -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true -o DIR)
 #   APEX_BENCH_KEEP=1        (sqlite) keep the database file: it is copied to the output dir before clean-up
 #   APEX_BENCH_AGENT=bench/agents/react.json  an agent definition: each user defines it and every message names it (the
 #                            equal-work ReAct agent: one tool call, then a ~40-token streamed answer); default: the shipped team
@@ -116,7 +118,7 @@ for n in $(seq 0 $((nodes - 1))); do
     Apex__Limits__MessagesPerMinutePerUser=100000 \
     Logging__LogLevel__Default=Warning \
     ${APEX_BENCH_SERVER_ENV:-} \
-    dotnet src/Apex.Server/bin/Release/net10.0/Apex.Server.dll --urls "http://127.0.0.1:$((port + n))" >"$log" 2>&1 &
+    dotnet "${APEX_BENCH_SERVER_DLL:-src/Apex.Server/bin/Release/net10.0/Apex.Server.dll}" --urls "http://127.0.0.1:$((port + n))" >"$log" 2>&1 &
   servers+=($!)
   until curl -sf "http://127.0.0.1:$((port + n))/readyz" >/dev/null; do
     kill -0 "${servers[$n]}" 2>/dev/null || { echo "the server exited:" >&2; tail -n 30 "$log" >&2; exit 1; }
