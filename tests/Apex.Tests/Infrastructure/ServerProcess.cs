@@ -1,7 +1,5 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 using Apex.Client;
 
 namespace Apex.Tests.Infrastructure;
@@ -14,13 +12,12 @@ public sealed class ServerProcess : IAsyncDisposable
 {
     private readonly Process _process;
 
-    private ServerProcess(Process process, Uri baseAddress)
+    private ServerProcess(Process process)
     {
         _process = process;
-        BaseAddress = baseAddress;
     }
 
-    public Uri BaseAddress { get; }
+    public Uri BaseAddress { get; private set; } = null!;
 
     public int ProcessId => _process.Id;
 
@@ -32,8 +29,9 @@ public sealed class ServerProcess : IAsyncDisposable
     public static async Task<ServerProcess> StartAsync(string databasePath, Dictionary<string, string>? environment = null, CancellationToken cancellationToken = default,
         string? workingDirectory = null)
     {
-        var port = FreePort();
-        var info = new ProcessStartInfo("dotnet", [BuildOutput.ProjectDll("Apex.Server", "Apex.Server.dll"), "--urls", $"http://127.0.0.1:{port}"])
+        // Port 0, and the port read from the server's own "Now listening on" line: a port picked here and bound later could be
+        // taken in between by another test's server, whose /readyz would then answer for this one.
+        var info = new ProcessStartInfo("dotnet", [BuildOutput.ProjectDll("Apex.Server", "Apex.Server.dll"), "--urls", "http://127.0.0.1:0"])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -42,13 +40,29 @@ public sealed class ServerProcess : IAsyncDisposable
         };
         info.Environment["Apex__Storage__ConnectionString"] = databasePath;
         info.Environment["Logging__LogLevel__Default"] = "Warning";
+        info.Environment["Logging__LogLevel__Microsoft.Hosting.Lifetime"] = "Information";
         foreach (var (key, value) in environment ?? []) info.Environment[key] = value;
         var process = Process.Start(info)!;
-        var server = new ServerProcess(process, new Uri($"http://127.0.0.1:{port}/"));
-        process.OutputDataReceived += (_, e) => { if (e.Data is not null) server.Output.Enqueue(e.Data); };
+        var server = new ServerProcess(process);
+        var listening = new TaskCompletionSource<Uri>(TaskCreationOptions.RunContinuationsAsynchronously);
+        process.OutputDataReceived += (_, e) =>
+        {
+            if (e.Data is null) return;
+            server.Output.Enqueue(e.Data);
+            const string marker = "Now listening on: ";
+            var at = e.Data.IndexOf(marker, StringComparison.Ordinal);
+            if (at >= 0) listening.TrySetResult(new Uri(e.Data[(at + marker.Length)..].Trim() + "/"));
+        };
         process.ErrorDataReceived += (_, e) => { if (e.Data is not null) server.Output.Enqueue(e.Data); };
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
+        while (!listening.Task.IsCompleted)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            if (process.HasExited) throw new InvalidOperationException($"The server exited with {process.ExitCode}: {string.Join("\n", server.Output)}");
+            await Task.WhenAny(listening.Task, Task.Delay(100, cancellationToken));
+        }
+        server.BaseAddress = await listening.Task;
         using var http = new HttpClient { BaseAddress = server.BaseAddress };
         while (true)
         {
@@ -99,12 +113,5 @@ public sealed class ServerProcess : IAsyncDisposable
             await _process.WaitForExitAsync();
         }
         _process.Dispose();
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

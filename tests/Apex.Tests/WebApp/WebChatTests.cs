@@ -59,8 +59,9 @@ public sealed class WebChatTests(WebAppFixture fixture)
         await me.SendAsync("Why is my latency so high?");
         var threadId = await me.ThreadIdAsync();
 
-        // Reload once the answer has begun to stream and the run is still going.
-        await me.Page.WaitForFunctionAsync("() => { const t = document.querySelector('.turn'); return t && t.dataset.status === 'running' && t.querySelector('.markdown').textContent.length > 20; }");
+        // Reload once the answer has begun to stream and the run is still going: at its first piece, which is sent at once
+        // (later pieces are joined over a window that grows with the answer, so waiting for more text could reach the end).
+        await me.Page.WaitForFunctionAsync("() => { const t = document.querySelector('.turn'); return t && t.dataset.status === 'running' && t.querySelector('.markdown').textContent.length > 0; }");
         var reloadedAt = DateTimeOffset.UtcNow;
         await me.Page.ReloadAsync();
         var turn = me.Page.Locator(".turn");
