@@ -19,5 +19,5 @@ server=$!
 trap 'kill $server 2>/dev/null; rm -rf "$dir"' EXIT
 until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; do sleep 0.2; done
 dotnet bench/Apex.Bench/bin/Release/net10.0/Apex.Bench.dll load --url "http://127.0.0.1:$port/" \
-  --users "$users" --messages "$messages" --idle "$idle" --pid "$server" --seconds 600
+  --users "$users" --messages "$messages" --idle "$idle" --idle-hold "${APEX_BENCH_IDLE_HOLD:-2}" --pid "$server" --seconds 600
 echo "server CPU seconds: $(ps -o times= -p $server)"

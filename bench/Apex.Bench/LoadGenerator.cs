@@ -6,7 +6,7 @@ using Apex.Client;
 
 namespace Apex.Bench;
 
-public sealed record LoadOptions(Uri Server, int Users, int MessagesPerUser, TimeSpan TimeLimit, int IdleSockets = 0, int? ServerPid = null);
+public sealed record LoadOptions(Uri Server, int Users, int MessagesPerUser, TimeSpan TimeLimit, int IdleSockets = 0, int? ServerPid = null, int IdleHoldSeconds = 2);
 
 public sealed record Percentiles(double P50, double P95, double P99)
 {
@@ -56,10 +56,9 @@ public static class LoadGenerator
         if (options.IdleSockets > 0)
         {
             var sockets = await OpenIdleSocketsAsync(options, ct);
-            // APEX_BENCH_IDLE_HOLD=seconds keeps them open longer before the RSS is read (to take a gcdump of the server).
-            var hold = int.TryParse(Environment.GetEnvironmentVariable("APEX_BENCH_IDLE_HOLD"), CultureInfo.InvariantCulture, out var holdSeconds) ? holdSeconds : 2;
-            progress?.WriteLine($"{sockets.Count} idle sockets open; RSS read in {hold} s");
-            await Task.Delay(TimeSpan.FromSeconds(hold), ct);
+            // Held open a while before the RSS is read (longer to take a gcdump of the server with them open).
+            progress?.WriteLine($"{sockets.Count} idle sockets open; RSS read in {options.IdleHoldSeconds} s");
+            await Task.Delay(TimeSpan.FromSeconds(options.IdleHoldSeconds), ct);
             idleRss = Rss(options.ServerPid);
             foreach (var socket in sockets) socket.Abort();
             foreach (var socket in sockets) socket.Dispose();

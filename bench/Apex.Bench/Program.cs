@@ -5,7 +5,7 @@ namespace Apex.Bench;
 
 /// <summary>
 /// <c>Apex.Bench micro [BenchmarkDotNet args]</c>: the micro-benchmarks.
-/// <c>Apex.Bench load --url U --users V --messages M [--idle N] [--pid P] [--seconds S]</c>: the load generator.
+/// <c>Apex.Bench load --url U --users V --messages M [--idle N] [--idle-hold SECONDS] [--pid P] [--seconds S]</c>: the load generator.
 /// <c>Apex.Bench upload-load --url U [--uploads N] [--rows R] [--pid P]</c>: parallel large uploads while another user writes.
 /// <c>Apex.Bench sse --url U[,U2,…] --users V --runs R [--warmup W] [--pid P[,P2,…]] [--seconds S] [--agent-file F]</c>: the HTTP + SSE load generator
 /// (several URLs: one cluster; an agent file: each user defines that agent and every message names it).
@@ -45,7 +45,7 @@ internal static class BenchProgram
         if (args.Length > 0 && args[0] == "load")
         {
             var options = new LoadOptions(new Uri(Arg("--url", "http://127.0.0.1:5080/")), Int("--users", 100), Int("--messages", 5),
-                TimeSpan.FromSeconds(Int("--seconds", 300)), Int("--idle", 0), args.Contains("--pid") ? Int("--pid", 0) : null);
+                TimeSpan.FromSeconds(Int("--seconds", 300)), Int("--idle", 0), args.Contains("--pid") ? Int("--pid", 0) : null, Int("--idle-hold", 2));
             var report = await LoadGenerator.RunAsync(options, Console.Out);
             Console.WriteLine(report);
             return report.Lost + report.Duplicated + report.Foreign == 0 && !report.TimedOut ? 0 : 1;
