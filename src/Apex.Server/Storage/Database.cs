@@ -62,25 +62,5 @@ internal abstract class Database : IAsyncDisposable
 
     public virtual bool IsUniqueViolation(Exception exception) => false;
 
-    /// <summary>
-    /// A command for one of the hottest statements, with its parameters declared. Where the provider can, it is
-    /// prepared once and reused for the life of the connection; give it back with <see cref="ReturnCommand"/>.
-    /// </summary>
-    public virtual DbCommand RentCommand(DbConnection connection, DbTransaction? transaction, string sql, params string[] parameters)
-    {
-        var command = connection.CreateCommand();
-        command.CommandText = sql;
-        command.Transaction = transaction;
-        foreach (var name in parameters)
-        {
-            var parameter = command.CreateParameter();
-            parameter.ParameterName = name;
-            command.Parameters.Add(parameter);
-        }
-        return command;
-    }
-
-    public virtual ValueTask ReturnCommand(DbCommand command) => command.DisposeAsync();
-
     public virtual ValueTask DisposeAsync() => ValueTask.CompletedTask;
 }

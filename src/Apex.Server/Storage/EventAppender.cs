@@ -54,9 +54,9 @@ internal sealed class EventAppender(Database db, NodeIdentity node)
 
         var stored = new List<ApexEvent>(events.Count);
         var lastSeq = new List<(string Thread, long Seq)>();
-        // The two hottest statements of the server: rented, so that the provider can keep them prepared.
-        var next = db.RentCommand(c, t, "UPDATE threads SET last_seq = last_seq + 1 WHERE id = @t AND user_id = @u RETURNING last_seq", "@t", "@u");
-        var insert = db.RentCommand(c, t, "INSERT INTO events (thread_id, seq, run_id, event_id, type, agent, at, data) VALUES (@t, @s, @r, @e, @ty, @a, @at, @d)",
+        // The two hottest statements of the server: rented, so that the connection keeps them prepared.
+        var next = c.RentCommand(t, "UPDATE threads SET last_seq = last_seq + 1 WHERE id = @t AND user_id = @u RETURNING last_seq", "@t", "@u");
+        var insert = c.RentCommand(t, "INSERT INTO events (thread_id, seq, run_id, event_id, type, agent, at, data) VALUES (@t, @s, @r, @e, @ty, @a, @at, @d)",
             "@t", "@s", "@r", "@e", "@ty", "@a", "@at", "@d");
         try
         {
@@ -85,8 +85,8 @@ internal sealed class EventAppender(Database db, NodeIdentity node)
         }
         finally
         {
-            await db.ReturnCommand(next);
-            await db.ReturnCommand(insert);
+            await next.ReturnCommandAsync();
+            await insert.ReturnCommandAsync();
         }
         foreach (var (thread, seq) in lastSeq) await db.NotifyAsync(c, t, StoreSignals.EventsChannel, EventsNotice(thread, seq), cancellationToken);
         if (stored.Any(e => e.IsTerminal)) await db.NotifyAsync(c, t, StoreSignals.RunsChannel, node.Id, cancellationToken);

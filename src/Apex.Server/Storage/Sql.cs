@@ -10,46 +10,132 @@ internal static class Sql
         var command = connection.CreateCommand();
         command.CommandText = sql;
         command.Transaction = transaction;
-        foreach (var (name, value) in parameters)
+        foreach (var (name, value) in parameters) command.Parameters.Add(Parameter(command.CreateParameter(), name, value));
+        return command;
+    }
+
+    /// <summary>
+    /// A command for one of the helpers below: from the connection's prepared statements where it keeps them, with these
+    /// parameter values; give it back with <see cref="ReturnCommandAsync"/>.
+    /// </summary>
+    private static DbCommand Rent(DbConnection connection, string sql, DbTransaction? transaction, (string Name, object? Value)[] parameters)
+    {
+        if (connection is not IPreparedStatements prepared) return connection.Command(sql, transaction, parameters);
+        var command = prepared.Rent(sql);
+        command.Transaction = transaction;
+        var same = command.Parameters.Count == parameters.Length;
+        for (var i = 0; same && i < parameters.Length; i++) same = command.Parameters[i].ParameterName == parameters[i].Name;
+        if (same)
+        {
+            for (var i = 0; i < parameters.Length; i++)
+            {
+                var parameter = command.Parameters[i];
+                parameter.ResetDbType();
+                Parameter(parameter, parameters[i].Name, parameters[i].Value);
+            }
+        }
+        else
+        {
+            command.Parameters.Clear();
+            foreach (var (name, value) in parameters) command.Parameters.Add(Parameter(command.CreateParameter(), name, value));
+        }
+        return command;
+    }
+
+    private static DbParameter Parameter(DbParameter parameter, string name, object? value)
+    {
+        parameter.ParameterName = name;
+        parameter.Value = value ?? DBNull.Value;
+        // PostgreSQL cannot infer the type of a bare null (as in "@after IS NULL"); every nullable parameter here is text.
+        if (value is null) parameter.DbType = System.Data.DbType.String;
+        return parameter;
+    }
+
+    /// <summary>
+    /// A command for one of the hottest statements, with its parameters declared (the caller sets their values). Where the
+    /// connection keeps statements prepared (<see cref="IPreparedStatements"/>), it is reused for the life of the connection;
+    /// give it back with <see cref="ReturnCommandAsync"/>.
+    /// </summary>
+    public static DbCommand RentCommand(this DbConnection connection, DbTransaction? transaction, string sql, params string[] parameters)
+    {
+        DbCommand command;
+        if (connection is IPreparedStatements prepared) command = prepared.Rent(sql);
+        else
+        {
+            command = connection.CreateCommand();
+            command.CommandText = sql;
+        }
+        command.Transaction = transaction;
+        if (command.Parameters.Count == parameters.Length) return command;
+        command.Parameters.Clear();
+        foreach (var name in parameters)
         {
             var parameter = command.CreateParameter();
             parameter.ParameterName = name;
-            parameter.Value = value ?? DBNull.Value;
-            // PostgreSQL cannot infer the type of a bare null (as in "@after IS NULL"); every nullable parameter here is text.
-            if (value is null) parameter.DbType = System.Data.DbType.String;
             command.Parameters.Add(parameter);
         }
         return command;
     }
 
+    public static ValueTask ReturnCommandAsync(this DbCommand command) =>
+        command.Connection is IPreparedStatements prepared ? prepared.Return(command) : command.DisposeAsync();
+
     public static async Task<int> ExecuteAsync(this DbConnection connection, string sql, DbTransaction? transaction, CancellationToken cancellationToken, params (string, object?)[] parameters)
     {
-        await using var command = connection.Command(sql, transaction, parameters);
-        return await command.ExecuteNonQueryAsync(cancellationToken);
+        var command = Rent(connection, sql, transaction, parameters);
+        try
+        {
+            return await command.ExecuteNonQueryAsync(cancellationToken);
+        }
+        finally
+        {
+            await command.ReturnCommandAsync();
+        }
     }
 
     public static async Task<List<T>> QueryAsync<T>(this DbConnection connection, string sql, DbTransaction? transaction, Func<DbDataReader, T> map, CancellationToken cancellationToken, params (string, object?)[] parameters)
     {
-        await using var command = connection.Command(sql, transaction, parameters);
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        var rows = new List<T>();
-        while (await reader.ReadAsync(cancellationToken)) rows.Add(map(reader));
-        return rows;
+        var command = Rent(connection, sql, transaction, parameters);
+        try
+        {
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            var rows = new List<T>();
+            while (await reader.ReadAsync(cancellationToken)) rows.Add(map(reader));
+            return rows;
+        }
+        finally
+        {
+            await command.ReturnCommandAsync();
+        }
     }
 
     public static async Task<T?> QuerySingleAsync<T>(this DbConnection connection, string sql, DbTransaction? transaction, Func<DbDataReader, T> map, CancellationToken cancellationToken, params (string, object?)[] parameters)
         where T : class
     {
-        await using var command = connection.Command(sql, transaction, parameters);
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        return await reader.ReadAsync(cancellationToken) ? map(reader) : null;
+        var command = Rent(connection, sql, transaction, parameters);
+        try
+        {
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            return await reader.ReadAsync(cancellationToken) ? map(reader) : null;
+        }
+        finally
+        {
+            await command.ReturnCommandAsync();
+        }
     }
 
     public static async Task<long?> ScalarAsync(this DbConnection connection, string sql, DbTransaction? transaction, CancellationToken cancellationToken, params (string, object?)[] parameters)
     {
-        await using var command = connection.Command(sql, transaction, parameters);
-        var value = await command.ExecuteScalarAsync(cancellationToken);
-        return value is null or DBNull ? null : Convert.ToInt64(value, System.Globalization.CultureInfo.InvariantCulture);
+        var command = Rent(connection, sql, transaction, parameters);
+        try
+        {
+            var value = await command.ExecuteScalarAsync(cancellationToken);
+            return value is null or DBNull ? null : Convert.ToInt64(value, System.Globalization.CultureInfo.InvariantCulture);
+        }
+        finally
+        {
+            await command.ReturnCommandAsync();
+        }
     }
 
     public static long ToUnixMs(this DateTimeOffset value) => value.ToUnixTimeMilliseconds();

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Data.Common;
 using Microsoft.Data.Sqlite;
 
@@ -13,9 +14,14 @@ internal sealed class SqliteDatabase : Database
     private readonly string _path;
     private readonly SemaphoreSlim _writeLock = new(1, 1);
     private readonly SemaphoreSlim _bulkLock = new(1, 1);
-    private SqliteConnection? _writer;
+    private PreparingSqliteConnection? _writer;
     private SqliteCommand? _begin, _commit, _rollback;
-    private readonly Dictionary<string, DbCommand> _prepared = new(StringComparer.Ordinal);
+
+    /// <summary>How many idle readers are kept open with their prepared statements; readers past these are closed when given back.</summary>
+    private const int IdleReaders = 16;
+    private readonly ConcurrentStack<PreparingSqliteConnection> _readers = new();
+    private int _idleReaders;
+    private volatile bool _disposed;
 
     public SqliteDatabase(string? configured)
     {
@@ -81,12 +87,35 @@ internal sealed class SqliteDatabase : Database
         return System.Text.Encoding.UTF8.GetString(buffer.WrittenSpan);
     }
 
-    /// <summary>A pooled connection for reading: in WAL mode readers never wait for the writer.</summary>
+    /// <summary>
+    /// A connection for reading (in WAL mode readers never wait for the writer): an idle one from this database's own pool,
+    /// with the statements it prepared before, or a new one. Disposing it gives it back.
+    /// </summary>
     public override async ValueTask<DbConnection> OpenAsync(CancellationToken cancellationToken)
     {
-        var connection = new SqliteConnection(_connectionString);
+        while (_readers.TryPop(out var idle))
+        {
+            Interlocked.Decrement(ref _idleReaders);
+            if (idle.State == System.Data.ConnectionState.Open) return idle;
+            idle.Retire();
+        }
+        var connection = new PreparingSqliteConnection(_connectionString, Recycle);
         await connection.OpenAsync(cancellationToken);
         return connection;
+    }
+
+    private bool Recycle(PreparingSqliteConnection reader)
+    {
+        if (_disposed) return false;
+        if (Interlocked.Increment(ref _idleReaders) > IdleReaders)
+        {
+            Interlocked.Decrement(ref _idleReaders);
+            return false;
+        }
+        _readers.Push(reader);
+        // Given back while the database was being disposed: closed here, as the disposal may have emptied the pool already.
+        if (_disposed) while (_readers.TryPop(out var idle)) idle.Retire();
+        return true;
     }
 
     public override async Task<T> WriteBulkAsync<T>(Func<DbConnection, DbTransaction?, Task<T>> work, CancellationToken cancellationToken)
@@ -146,21 +175,6 @@ internal sealed class SqliteDatabase : Database
         }
     }
 
-    /// <summary>On the write connection (used by one writer at a time), hot statements stay prepared.</summary>
-    public override DbCommand RentCommand(DbConnection connection, DbTransaction? transaction, string sql, params string[] parameters)
-    {
-        if (!ReferenceEquals(connection, _writer)) return base.RentCommand(connection, transaction, sql, parameters);
-        if (!_prepared.TryGetValue(sql, out var command))
-        {
-            command = base.RentCommand(connection, transaction, sql, parameters);
-            _prepared[sql] = command;
-        }
-        return command;
-    }
-
-    public override ValueTask ReturnCommand(DbCommand command) =>
-        _prepared.ContainsValue(command) ? ValueTask.CompletedTask : base.ReturnCommand(command);
-
     private static SqliteCommand Statement(SqliteConnection connection, string sql)
     {
         var command = connection.CreateCommand();
@@ -171,16 +185,14 @@ internal sealed class SqliteDatabase : Database
     private async Task DisposeWriterAsync()
     {
         foreach (var command in new[] { _begin, _commit, _rollback }) if (command is not null) await command.DisposeAsync();
-        foreach (var command in _prepared.Values) await command.DisposeAsync();
-        _prepared.Clear();
         _begin = _commit = _rollback = null;
         if (_writer is not null) await _writer.DisposeAsync();
         _writer = null;
     }
 
-    private async Task<SqliteConnection> OpenWriterAsync(CancellationToken cancellationToken)
+    private async Task<PreparingSqliteConnection> OpenWriterAsync(CancellationToken cancellationToken)
     {
-        var connection = new SqliteConnection(_connectionString);
+        var connection = new PreparingSqliteConnection(_connectionString, recycle: null);
         await connection.OpenAsync(cancellationToken);
         await using var pragma = connection.CreateCommand();
         // WAL lets readers run beside the writer; synchronous=NORMAL is durable across process crashes in WAL mode
@@ -192,6 +204,8 @@ internal sealed class SqliteDatabase : Database
 
     public override async ValueTask DisposeAsync()
     {
+        _disposed = true;
+        while (_readers.TryPop(out var idle)) idle.Retire();
         await DisposeWriterAsync();
         SqliteConnection.ClearAllPools();
         _writeLock.Dispose();
