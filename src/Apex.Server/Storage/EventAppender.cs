@@ -55,32 +55,33 @@ internal sealed class EventAppender(Database db, NodeIdentity node)
         var stored = new List<ApexEvent>(events.Count);
         var lastSeq = new List<(string Thread, long Seq)>();
         // The two hottest statements of the server: rented, so that the connection keeps them prepared.
-        var next = c.RentCommand(t, "UPDATE threads SET last_seq = last_seq + 1 WHERE id = @t AND user_id = @u RETURNING last_seq", "@t", "@u");
+        var next = c.RentCommand(t, "UPDATE threads SET last_seq = last_seq + @n WHERE id = @t AND user_id = @u RETURNING last_seq", "@n", "@t", "@u");
         var insert = c.RentCommand(t, "INSERT INTO events (thread_id, seq, run_id, event_id, type, agent, at, data) VALUES (@t, @s, @r, @e, @ty, @a, @at, @d)",
             "@t", "@s", "@r", "@e", "@ty", "@a", "@at", "@d");
         try
         {
             foreach (var thread in ByThread(events.Select(e => e.Event).Where(e => !dropped.Contains(e.EventId!))))
             {
-                long? last = null;
+                // The thread row is the per-thread sequence: taking the batch's range of it in the same transaction as the inserts keeps seq gapless.
+                var count = thread.Count();
+                next.Parameters[0].Value = (long)count;
+                next.Parameters[1].Value = thread.Key.Thread;
+                next.Parameters[2].Value = thread.Key.User;
+                var last = await next.ExecuteScalarAsync(cancellationToken);
+                if (last is null or DBNull) continue; // the thread was deleted under a running run: nothing left to append to
+                var seq = Convert.ToInt64(last, System.Globalization.CultureInfo.InvariantCulture) - count;
                 byte[]? threadKey = null;
                 foreach (var evt in thread)
                 {
-                    // The thread row is the per-thread sequence: incrementing it in the same transaction as the insert keeps seq gapless.
-                    next.Parameters[0].Value = evt.ThreadId;
-                    next.Parameters[1].Value = evt.UserId;
-                    var seq = await next.ExecuteScalarAsync(cancellationToken);
-                    if (seq is null or DBNull) break; // the thread was deleted under a running run: nothing left to append to
-                    var stamped = Stamp(evt, Convert.ToInt64(seq, System.Globalization.CultureInfo.InvariantCulture));
+                    var stamped = Stamp(evt, ++seq);
                     object?[] values = [threadKey ??= EventCodec.Id(stamped.ThreadId!), stamped.Seq, EventCodec.IdOrNull(stamped.RunId), EventCodec.Id(stamped.EventId!),
                         EventCodec.TypeCode(stamped.Type), stamped.AgentName, EventCodec.Ticks(stamped.Timestamp), EventCodec.Data(stamped)];
                     for (var i = 0; i < values.Length; i++) insert.Parameters[i].Value = values[i] ?? DBNull.Value;
                     await insert.ExecuteNonQueryAsync(cancellationToken);
                     if (stamped is ToolCompleted tool) await RecordToolUsageAsync(c, t, tool, cancellationToken);
                     stored.Add(stamped);
-                    last = stamped.Seq;
                 }
-                if (last is { } l) lastSeq.Add((thread.Key.Thread, l));
+                lastSeq.Add((thread.Key.Thread, seq));
             }
         }
         finally
