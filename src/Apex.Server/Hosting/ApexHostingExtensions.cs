@@ -135,25 +135,37 @@ internal static partial class ApexHostingExtensions
             .AddJwtBearer();
         services.AddOptions<JwtBearerOptions>(JwtBearerDefaults.AuthenticationScheme).Configure<TokenService>((o, tokens) =>
         {
+            // The token's session must be live; a token that passed everything is remembered (token: its text) until it expires.
+            async Task SessionAsync(ResultContext<JwtBearerOptions> context, System.Security.Claims.ClaimsIdentity identity, string? token)
+            {
+                var (user, failure) = await tokens.CheckSessionAsync(identity, context.HttpContext.RequestAborted);
+                if (user is null)
+                {
+                    context.Fail(failure!);
+                    return;
+                }
+                if (token is not null) tokens.RememberChecked(token, identity);
+                context.Principal = user.ToPrincipal(JwtBearerDefaults.AuthenticationScheme);
+                context.Success();
+            }
+
             o.MapInboundClaims = false;
             o.TokenValidationParameters = tokens.Parameters;
             o.Events = new JwtBearerEvents
             {
                 // Exactly the shape this server issues: no padding, whitespace or other characters a lenient decoder skips.
-                OnMessageReceived = context =>
+                // A token this node checked before (and that has not expired) skips the signature and claims check; its session is still checked.
+                OnMessageReceived = async context =>
                 {
                     var header = context.Request.Headers.Authorization.ToString();
-                    if (header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) && !TokenService.IsCompact(header["Bearer ".Length..]))
-                        context.Fail("malformed token");
-                    return Task.CompletedTask;
+                    if (!header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase)) return;
+                    var token = header["Bearer ".Length..];
+                    if (!TokenService.IsCompact(token)) context.Fail("malformed token");
+                    else if (tokens.TryGetChecked(token, out var identity)) await SessionAsync(context, identity, token: null);
                 },
                 // A signed, unexpired token is not enough: its session must still be live (logout revokes it at once).
-                OnTokenValidated = async context =>
-                {
-                    var (user, failure) = await tokens.CheckSessionAsync((System.Security.Claims.ClaimsIdentity)context.Principal!.Identity!, context.HttpContext.RequestAborted);
-                    if (user is null) context.Fail(failure!);
-                    else context.Principal = user.ToPrincipal(JwtBearerDefaults.AuthenticationScheme);
-                },
+                OnTokenValidated = context => SessionAsync(context, (System.Security.Claims.ClaimsIdentity)context.Principal!.Identity!,
+                    (context.SecurityToken as Microsoft.IdentityModel.JsonWebTokens.JsonWebToken)?.EncodedToken),
             };
         });
         services.AddAuthorizationBuilder().AddPolicy(CurrentUser.AdminPolicy, policy => policy.RequireAssertion(context => CurrentUser.From(context.User)?.IsAdmin == true));

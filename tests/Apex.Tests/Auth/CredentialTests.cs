@@ -207,6 +207,30 @@ public sealed class CredentialExpiryTests
     }
 
     [Fact]
+    public async Task ARememberedTokenIsRefusedOnceItExpires()
+    {
+        var ct = Waits.Timeout();
+        await using var server = await ApexTestServer.StartAsync(new() { ["Apex:Auth:AccessTokenLifetime"] = "00:00:02" });
+        using var client = await server.NewUserAsync();
+        var expires = DateTimeOffset.UtcNow.AddSeconds(client.Tokens!.ExpiresIn);
+        // Accepted while it lives (each use after the first skips the signature check), refused soon after its expiry.
+        while (true)
+        {
+            try
+            {
+                await client.MeAsync(ct);
+            }
+            catch (ApexApiException refused) when (refused.Status == HttpStatusCode.Unauthorized)
+            {
+                break;
+            }
+            Assert.True(DateTimeOffset.UtcNow < expires.AddSeconds(3), "the token was still accepted 3 s after its expiry");
+            await Task.Delay(100, ct);
+        }
+        Assert.True(DateTimeOffset.UtcNow >= expires.AddSeconds(-1), "the token was refused before its expiry");
+    }
+
+    [Fact]
     public async Task AnSseStreamEndsWhenItsTokenExpires()
     {
         var ct = Waits.Timeout();
