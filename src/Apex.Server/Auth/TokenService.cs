@@ -99,7 +99,7 @@ internal sealed class TokenService
     /// server's CPU under load. Only the check of the token's bytes is skipped: the session is still checked on every request.
     /// </summary>
     private readonly ConcurrentDictionary<string, (ClaimsIdentity Identity, DateTimeOffset Expires)> _checked = new(StringComparer.Ordinal);
-    private const int MaxCheckedTokens = 50_000;
+    private const int MaxCheckedTokens = 10_000;
 
     public TokenService(IAccountStore store, SecurityLog security, SessionCache sessions, IdGenerator ids, TimeProvider time, IOptions<AuthOptions> options, SigningKey key,
         RedisConnection redis)

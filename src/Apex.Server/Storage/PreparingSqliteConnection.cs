@@ -28,6 +28,12 @@ internal sealed class PreparingSqliteConnection(string connectionString, Func<Pr
     private readonly Dictionary<string, Entry> _statements = new(StringComparer.Ordinal);
     private Func<PreparingSqliteConnection, bool>? _recycle = recycle;
 
+    /// <summary>Given back and not rented since: a second disposal by the same holder must not give it back twice.</summary>
+    private bool _idle;
+
+    /// <summary>Taken from the pool by a new holder.</summary>
+    public void Rented() => _idle = false;
+
     public DbCommand Rent(string sql)
     {
         if (_statements.TryGetValue(sql, out var kept))
@@ -56,14 +62,21 @@ internal sealed class PreparingSqliteConnection(string connectionString, Func<Pr
     public void Retire()
     {
         _recycle = null;
+        _idle = false;
         Dispose();
     }
 
     protected override void Dispose(bool disposing)
     {
+        if (disposing && _idle) return;
         // Disposing a rented reader gives it back, open, with its statements; one that is broken or still inside a transaction is closed.
         if (disposing && _recycle is { } recycle && State == System.Data.ConnectionState.Open && SQLitePCL.raw.sqlite3_get_autocommit(Handle) != 0
-            && !AnyBusy() && recycle(this)) return;
+            && !AnyBusy())
+        {
+            _idle = true;
+            if (recycle(this)) return;
+            _idle = false;
+        }
         if (disposing)
         {
             foreach (var kept in _statements.Values) kept.Command.Dispose();

@@ -96,7 +96,11 @@ internal sealed class SqliteDatabase : Database
         while (_readers.TryPop(out var idle))
         {
             Interlocked.Decrement(ref _idleReaders);
-            if (idle.State == System.Data.ConnectionState.Open) return idle;
+            if (idle.State == System.Data.ConnectionState.Open)
+            {
+                idle.Rented();
+                return idle;
+            }
             idle.Retire();
         }
         var connection = new PreparingSqliteConnection(_connectionString, Recycle);

@@ -75,8 +75,13 @@ public sealed class PreparedStatementTests : IAsyncLifetime
     {
         var first = await _db.OpenAsync(default);
         await first.DisposeAsync();
+        // Disposed twice by its holder: given back once, so two renters never share it.
+        await first.DisposeAsync();
         var second = await _db.OpenAsync(default);
         Assert.Same(first, second);
+        var other = await _db.OpenAsync(default);
+        Assert.NotSame(second, other);
+        await other.DisposeAsync();
         Assert.Equal(System.Data.ConnectionState.Open, second.State);
 
         await second.ExecuteAsync("BEGIN", null, default);
