@@ -15,48 +15,46 @@ internal static class Sql
     }
 
     /// <summary>
-    /// A command for one of the helpers below: from the connection's prepared statements where it keeps them, with these
-    /// parameter values; give it back with <see cref="ReturnCommandAsync"/>.
-    /// </summary>
-    private static DbCommand Rent(DbConnection connection, string sql, DbTransaction? transaction, (string Name, object? Value)[] parameters)
-    {
-        if (connection is not IPreparedStatements prepared) return connection.Command(sql, transaction, parameters);
-        var command = prepared.Rent(sql);
-        command.Transaction = transaction;
-        var same = command.Parameters.Count == parameters.Length;
-        for (var i = 0; same && i < parameters.Length; i++) same = command.Parameters[i].ParameterName == parameters[i].Name;
-        if (same)
-        {
-            for (var i = 0; i < parameters.Length; i++)
-            {
-                var parameter = command.Parameters[i];
-                parameter.ResetDbType();
-                Parameter(parameter, parameters[i].Name, parameters[i].Value);
-            }
-        }
-        else
-        {
-            command.Parameters.Clear();
-            foreach (var (name, value) in parameters) command.Parameters.Add(Parameter(command.CreateParameter(), name, value));
-        }
-        return command;
-    }
-
-    private static DbParameter Parameter(DbParameter parameter, string name, object? value)
-    {
-        parameter.ParameterName = name;
-        parameter.Value = value ?? DBNull.Value;
-        // PostgreSQL cannot infer the type of a bare null (as in "@after IS NULL"); every nullable parameter here is text.
-        if (value is null) parameter.DbType = System.Data.DbType.String;
-        return parameter;
-    }
-
-    /// <summary>
     /// A command for one of the hottest statements, with its parameters declared (the caller sets their values). Where the
     /// connection keeps statements prepared (<see cref="IPreparedStatements"/>), it is reused for the life of the connection;
     /// give it back with <see cref="ReturnCommandAsync"/>.
     /// </summary>
     public static DbCommand RentCommand(this DbConnection connection, DbTransaction? transaction, string sql, params string[] parameters)
+    {
+        var command = Take(connection, transaction, sql);
+        if (HasParameters(command, parameters.Length, i => parameters[i])) return command;
+        command.Parameters.Clear();
+        foreach (var name in parameters)
+        {
+            var parameter = command.CreateParameter();
+            parameter.ParameterName = name;
+            command.Parameters.Add(parameter);
+        }
+        return command;
+    }
+
+    /// <summary>A command for one of the helpers below, with these parameter values: rented as <see cref="RentCommand"/> is.</summary>
+    private static DbCommand Rent(DbConnection connection, string sql, DbTransaction? transaction, (string Name, object? Value)[] parameters)
+    {
+        var command = Take(connection, transaction, sql);
+        if (HasParameters(command, parameters.Length, i => parameters[i].Name))
+        {
+            for (var i = 0; i < parameters.Length; i++)
+            {
+                var parameter = command.Parameters[i];
+                // A kept parameter must not keep the type an earlier call's null gave it.
+                parameter.ResetDbType();
+                Parameter(parameter, parameters[i].Name, parameters[i].Value);
+            }
+            return command;
+        }
+        command.Parameters.Clear();
+        foreach (var (name, value) in parameters) command.Parameters.Add(Parameter(command.CreateParameter(), name, value));
+        return command;
+    }
+
+    /// <summary>The connection's prepared command for <paramref name="sql"/> where it keeps them, else a new one.</summary>
+    private static DbCommand Take(DbConnection connection, DbTransaction? transaction, string sql)
     {
         DbCommand command;
         if (connection is IPreparedStatements prepared) command = prepared.Rent(sql);
@@ -66,15 +64,24 @@ internal static class Sql
             command.CommandText = sql;
         }
         command.Transaction = transaction;
-        if (command.Parameters.Count == parameters.Length) return command;
-        command.Parameters.Clear();
-        foreach (var name in parameters)
-        {
-            var parameter = command.CreateParameter();
-            parameter.ParameterName = name;
-            command.Parameters.Add(parameter);
-        }
         return command;
+    }
+
+    /// <summary>Whether a (reused) command already declares exactly these parameters, in this order.</summary>
+    private static bool HasParameters(DbCommand command, int count, Func<int, string> name)
+    {
+        if (command.Parameters.Count != count) return false;
+        for (var i = 0; i < count; i++) if (command.Parameters[i].ParameterName != name(i)) return false;
+        return true;
+    }
+
+    private static DbParameter Parameter(DbParameter parameter, string name, object? value)
+    {
+        parameter.ParameterName = name;
+        parameter.Value = value ?? DBNull.Value;
+        // PostgreSQL cannot infer the type of a bare null (as in "@after IS NULL"); every nullable parameter here is text.
+        if (value is null) parameter.DbType = System.Data.DbType.String;
+        return parameter;
     }
 
     public static ValueTask ReturnCommandAsync(this DbCommand command) =>

@@ -15,7 +15,6 @@ internal sealed class SqliteDatabase : Database
     private readonly SemaphoreSlim _writeLock = new(1, 1);
     private readonly SemaphoreSlim _bulkLock = new(1, 1);
     private PreparingSqliteConnection? _writer;
-    private SqliteCommand? _begin, _commit, _rollback;
 
     /// <summary>How many idle readers are kept open with their prepared statements; readers past these are closed when given back.</summary>
     private const int IdleReaders = 16;
@@ -145,21 +144,18 @@ internal sealed class SqliteDatabase : Database
         try
         {
             var connection = _writer ??= await OpenWriterAsync(cancellationToken);
-            // The transaction is begun and ended with three reused statements: SqliteTransaction leaves a finalizable
-            // statement behind per transaction, which at thousands of writes a second kept the finalizer thread busy.
-            _begin ??= Statement(connection, "BEGIN IMMEDIATE");
-            _commit ??= Statement(connection, "COMMIT");
-            _rollback ??= Statement(connection, "ROLLBACK");
-            await _begin.ExecuteNonQueryAsync(cancellationToken);
+            // The transaction is begun and ended with statements the connection keeps prepared: SqliteTransaction leaves a
+            // finalizable statement behind per transaction, which at thousands of writes a second kept the finalizer thread busy.
+            await connection.ExecuteAsync("BEGIN IMMEDIATE", null, cancellationToken);
             try
             {
                 var result = await work(connection, null);
-                await _commit.ExecuteNonQueryAsync(cancellationToken);
+                await connection.ExecuteAsync("COMMIT", null, cancellationToken);
                 return result;
             }
             catch
             {
-                try { await _rollback.ExecuteNonQueryAsync(CancellationToken.None); }
+                try { await connection.ExecuteAsync("ROLLBACK", null, CancellationToken.None); }
                 catch (SqliteException) { /* nothing to roll back: the failure ended the transaction */ }
                 throw;
             }
@@ -179,17 +175,8 @@ internal sealed class SqliteDatabase : Database
         }
     }
 
-    private static SqliteCommand Statement(SqliteConnection connection, string sql)
-    {
-        var command = connection.CreateCommand();
-        command.CommandText = sql;
-        return command;
-    }
-
     private async Task DisposeWriterAsync()
     {
-        foreach (var command in new[] { _begin, _commit, _rollback }) if (command is not null) await command.DisposeAsync();
-        _begin = _commit = _rollback = null;
         if (_writer is not null) await _writer.DisposeAsync();
         _writer = null;
     }

@@ -37,7 +37,7 @@ public sealed class PreparedStatementTests : IAsyncLifetime
         for (var round = 0; round < 3; round++)
         {
             await using var connection = await _db.OpenAsync(default);
-            // A text null first, then a number in the same slot: the kept command must not keep the first call's type.
+            // A null first, then a number in the same slot: the kept command binds this call's values, not an earlier call's.
             Assert.Equal(1, await connection.ScalarAsync(sql, null, default, ("@name", null), ("@id", 0L)));
             Assert.Equal(2, await connection.ScalarAsync(sql, null, default, ("@name", "one"), ("@id", 3L)));
             Assert.Equal(1, await connection.ScalarAsync("SELECT COUNT(*) FROM items WHERE id = @id", null, default, ("@id", 2L)));
