@@ -310,6 +310,9 @@ internal static partial class ApexHostingExtensions
         // The shipped team's file, read and validated now: an invalid one stops the start with its one line, before the host logs anything.
         app.Services.GetRequiredService<AgentRegistry>();
         app.UseWebSockets(new WebSocketOptions { KeepAliveInterval = limits.SocketKeepAliveInterval, KeepAliveTimeout = limits.SocketIdleTimeout });
+        // Routing here, not first: the socket endpoint is short-circuited from here (MapStreamingEndpoints), past what follows,
+        // and still gets the error pages, the headers above and the WebSocket upgrade.
+        app.UseRouting();
         app.UseAuthentication();
         app.UseAuthorization();
         app.UseRateLimiter();

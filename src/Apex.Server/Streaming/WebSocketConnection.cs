@@ -46,9 +46,11 @@ internal sealed partial class WebSocketConnection(WebSocket socket, CurrentUser 
         }
     }
 
-    public async Task RunAsync(CancellationToken cancellationToken)
+    /// <summary>Serves the socket until the client leaves (<paramref name="requestAborted"/>), the server stops or the credential ends.</summary>
+    public async Task RunAsync(CancellationToken requestAborted, CancellationToken stopping)
     {
-        using var lifetime = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        // One source for all three ends: an idle socket holds it (and its registrations) for as long as it is open.
+        using var lifetime = CancellationTokenSource.CreateLinkedTokenSource(requestAborted, stopping);
         _lifetime = lifetime;
         lock (_authGate) _watch = sessions.Watch(User, End);
         var sending = SendLoopAsync(lifetime.Token);
@@ -188,12 +190,16 @@ internal sealed partial class WebSocketConnection(WebSocket socket, CurrentUser 
     {
         try
         {
-            await foreach (var queued in _outbound.Reader.ReadAllAsync(cancellationToken))
+            // WaitToReadAsync and TryRead rather than ReadAllAsync: no enumerator is held for the life of an idle socket.
+            while (await _outbound.Reader.WaitToReadAsync(cancellationToken))
             {
-                // Control frames (greeting, errors, pongs, acknowledgements) are stamped when they are sent; stored events keep their own time.
-                var evt = queued.Timestamp == default ? queued with { Timestamp = time.GetUtcNow() } : queued;
-                var bytes = JsonSerializer.SerializeToUtf8Bytes(evt, ApexJsonContext.Default.ApexEvent);
-                await socket.SendAsync(bytes, WebSocketMessageType.Text, true, cancellationToken);
+                while (_outbound.Reader.TryRead(out var queued))
+                {
+                    // Control frames (greeting, errors, pongs, acknowledgements) are stamped when they are sent; stored events keep their own time.
+                    var evt = queued.Timestamp == default ? queued with { Timestamp = time.GetUtcNow() } : queued;
+                    var bytes = JsonSerializer.SerializeToUtf8Bytes(evt, ApexJsonContext.Default.ApexEvent);
+                    await socket.SendAsync(bytes, WebSocketMessageType.Text, true, cancellationToken);
+                }
             }
             // The queue was closed because the credential ended: the client's answering close frame ends the receive loop.
             if (EndReason is { } reason && socket.State == WebSocketState.Open)
