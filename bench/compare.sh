@@ -23,6 +23,7 @@ first_p99() { sed -n 's/^time to first event.* p99 \([0-9.]*\) ms.*/\1/p' "$1" |
 cpu_run() { sed -n 's/^server CPU .*, \([0-9.]*\) ms per run.*/\1/p' "$1" | head -n 1; }
 bytes_run() { sed -n 's/^in all [0-9]* bytes: \([0-9]*\) bytes .*/\1/p' "$1" | head -n 1; }
 socket_kb() { sed -n 's/.*(\([0-9.]*\) KB\/socket).*/\1/p' "$1" | head -n 1; }
+marginal_kb() { sed -n 's/.*(\([0-9.]*\) KB each, marginal).*/\1/p' "$1" | head -n 1; }
 lost() { sed -n 's/^lost \([0-9]*\), duplicated \([0-9]*\), foreign \([0-9]*\).*/\1 \2 \3/p' "$1" | head -n 1 | awk '{ print $1 + $2 + $3 }'; }
 
 rows=()
@@ -73,6 +74,7 @@ for suite in "${suites[@]}"; do
     idle)
       if run "$suite" bash bench/run-load.sh 20 2 5000; then
         row idle-socket "5,000 idle authenticated sockets: KB each" 1 "$(socket_kb "$out/$suite.txt")"
+        row idle-socket-marginal "the second 2,500 of them alone (a warm server): KB each" 1 "$(marginal_kb "$out/$suite.txt")"
       else status=1; fi ;;
     *) echo "compare: unknown suite '$suite' (sse-sqlite sse-postgres sse-postgres-3 load idle)" >&2; exit 2 ;;
   esac

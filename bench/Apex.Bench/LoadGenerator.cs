@@ -23,15 +23,20 @@ public sealed record Percentiles(double P50, double P95, double P99)
 
 public sealed record LoadReport(int Users, int RunsCompleted, int RunsFailed, double Seconds, double RunsPerSecond, double EventsPerSecond, long Events,
     Percentiles TimeToFirstEventMs, Percentiles TimeToTerminalMs, long Lost, long Duplicated, long Foreign,
-    double? RssAtRestMb, double? RssWithIdleSocketsMb, int IdleSockets, double? IdleKbPerSocket, double? RssPeakUnderLoadMb, bool TimedOut)
+    double? RssAtRestMb, double? RssWithIdleSocketsMb, int IdleSockets, double? IdleKbPerSocket, double? RssPeakUnderLoadMb, bool TimedOut,
+    double? RssWithHalfTheIdleSocketsMb = null, double? IdleMarginalKbPerSocket = null)
 {
-    public override string ToString() => string.Join(Environment.NewLine,
+    public override string ToString() => string.Join(Environment.NewLine, new[]
+    {
         string.Create(CultureInfo.InvariantCulture, $"users {Users}, runs completed {RunsCompleted}, failed {RunsFailed}, in {Seconds:0.00} s{(TimedOut ? " (time limit reached)" : "")}"),
         string.Create(CultureInfo.InvariantCulture, $"runs/s {RunsPerSecond:0.0}, events {Events}, events/s {EventsPerSecond:0}"),
         $"time to first event: {TimeToFirstEventMs}",
         $"time to terminal event: {TimeToTerminalMs}",
         $"lost {Lost}, duplicated {Duplicated}, foreign {Foreign}",
-        string.Create(CultureInfo.InvariantCulture, $"server RSS: at rest {RssAtRestMb:0.0} MB, with {IdleSockets} idle sockets {RssWithIdleSocketsMb:0.0} MB ({IdleKbPerSocket:0.0} KB/socket), peak under load {RssPeakUnderLoadMb:0.0} MB"));
+        string.Create(CultureInfo.InvariantCulture, $"server RSS: at rest {RssAtRestMb:0.0} MB, with {IdleSockets} idle sockets {RssWithIdleSocketsMb:0.0} MB ({IdleKbPerSocket:0.0} KB/socket), peak under load {RssPeakUnderLoadMb:0.0} MB"),
+        IdleMarginalKbPerSocket is null ? "" : string.Create(CultureInfo.InvariantCulture,
+            $"idle sockets on a warm server: the second {IdleSockets - IdleSockets / 2} took RSS from {RssWithHalfTheIdleSocketsMb:0.0} to {RssWithIdleSocketsMb:0.0} MB ({IdleMarginalKbPerSocket:0.0} KB each, marginal)"),
+    }.Where(line => line.Length > 0));
 }
 
 /// <summary>
@@ -52,10 +57,17 @@ public static class LoadGenerator
         var ct = limit.Token;
 
         var rest = Rss(options.ServerPid);
-        double? idleRss = null;
+        double? idleRss = null, halfRss = null;
         if (options.IdleSockets > 0)
         {
-            var sockets = await OpenIdleSocketsAsync(options, ct);
+            // Opened in two halves: from rest, the figure includes what the first sockets cost once (the code of the socket
+            // path compiled, the heap grown); the second half alone is what one more idle socket costs a warm server.
+            var tokens = await RegisterIdleAccountsAsync(options, ct);
+            var half = options.IdleSockets / 2;
+            var sockets = await OpenIdleSocketsAsync(options, tokens, 0, half, ct);
+            await Task.Delay(TimeSpan.FromSeconds(2), ct);
+            halfRss = Rss(options.ServerPid);
+            sockets.AddRange(await OpenIdleSocketsAsync(options, tokens, half, options.IdleSockets - half, ct));
             // Held open a while before the RSS is read (longer to take a gcdump of the server with them open).
             progress?.WriteLine($"{sockets.Count} idle sockets open; RSS read in {options.IdleHoldSeconds} s");
             await Task.Delay(TimeSpan.FromSeconds(options.IdleHoldSeconds), ct);
@@ -148,10 +160,11 @@ public static class LoadGenerator
         return new LoadReport(options.Users, (int)completed, (int)failed, seconds, completed / seconds, events / seconds, events,
             Percentiles.Of([.. firstEvent]), Percentiles.Of([.. terminal]), lost, duplicated, foreign,
             rest, idleRss, options.IdleSockets, idleRss is { } i && rest is { } r ? (i - r) * 1024 / options.IdleSockets : null,
-            options.ServerPid is null ? null : peak, timedOut);
+            options.ServerPid is null ? null : peak, timedOut,
+            halfRss, idleRss is { } all && halfRss is { } h && options.IdleSockets - options.IdleSockets / 2 > 0 ? (all - h) * 1024 / (options.IdleSockets - options.IdleSockets / 2) : null);
     }
 
-    private static async Task<List<ClientWebSocket>> OpenIdleSocketsAsync(LoadOptions options, CancellationToken ct)
+    private static async Task<List<string>> RegisterIdleAccountsAsync(LoadOptions options, CancellationToken ct)
     {
         // One account per 500 sockets: the server must allow that many connections per user (Apex:Limits:MaxConnectionsPerUser).
         var accounts = (options.IdleSockets + 499) / 500;
@@ -161,10 +174,16 @@ public static class LoadGenerator
             using var client = new ApexClient(new HttpClient { BaseAddress = options.Server });
             tokens.Add((await client.RegisterAsync($"idle-{Guid.NewGuid():N}@example.com", Password, ct)).AccessToken);
         }
+        return tokens;
+    }
+
+    /// <summary>Opens sockets <paramref name="from"/> .. <paramref name="from"/> + <paramref name="count"/>, each on account i % accounts.</summary>
+    private static async Task<List<ClientWebSocket>> OpenIdleSocketsAsync(LoadOptions options, List<string> tokens, int from, int count, CancellationToken ct)
+    {
         var uri = new UriBuilder(new Uri(options.Server, "ws")) { Scheme = options.Server.Scheme == "https" ? "wss" : "ws" }.Uri;
         var sockets = new ConcurrentBag<ClientWebSocket>();
         using var gate = new SemaphoreSlim(64);
-        await Task.WhenAll(Enumerable.Range(0, options.IdleSockets).Select(async i =>
+        await Task.WhenAll(Enumerable.Range(from, count).Select(async i =>
         {
             await gate.WaitAsync(ct);
             try

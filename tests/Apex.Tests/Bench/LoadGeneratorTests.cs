@@ -21,5 +21,7 @@ public sealed class LoadGeneratorTests
         Assert.True(report.TimeToTerminalMs.P50 >= report.TimeToFirstEventMs.P50);
         Assert.NotNull(report.RssAtRestMb);
         Assert.NotNull(report.IdleKbPerSocket);
+        Assert.NotNull(report.IdleMarginalKbPerSocket);
+        Assert.NotNull(report.RssWithHalfTheIdleSocketsMb);
     }
 }
