@@ -20,6 +20,20 @@ public sealed class SocketAuthenticationTests(SharedServer shared) : IClassFixtu
     }
 
     [Fact]
+    public async Task APlainRequestToTheSocketIsABadRequestProblemWithTheUsualHeaders()
+    {
+        // The socket endpoint is short-circuited past authentication: it must still get the error pages and the headers
+        // every answer carries, which run before routing.
+        var ct = Waits.Timeout();
+        using var http = new HttpClient { BaseAddress = Server.BaseAddress };
+        using var answer = await http.GetAsync("ws", ct);
+        Assert.Equal(System.Net.HttpStatusCode.BadRequest, answer.StatusCode);
+        Assert.Equal("application/problem+json", answer.Content.Headers.ContentType?.MediaType);
+        Assert.Equal("nosniff", answer.Headers.GetValues("X-Content-Type-Options").Single());
+        Assert.Contains("WebSocket required", await answer.Content.ReadAsStringAsync(ct), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task UnauthenticatedSocketIsClosedWithPolicyViolation()
     {
         var ct = Waits.Timeout();
