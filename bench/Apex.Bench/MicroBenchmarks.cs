@@ -82,6 +82,11 @@ public class ExecutionBenchmarks
     public object CreateContext() =>
         UserExecutionContext.Create(_rig.UserId, _rig.ThreadId, _rig.Run.Id, Tiers.Free, DateTimeOffset.UtcNow);
 
+    private readonly IdGenerator _ids = new(TimeProvider.System);
+
+    [Benchmark(Description = "IdGenerator.NewId (every stored event has one)")]
+    public string NewId() => _ids.NewId();
+
     [Benchmark(Description = "context + engine for a run")]
     public object CreateEngine()
     {

@@ -10,7 +10,15 @@ namespace Apex.Server.Storage;
 /// </summary>
 internal sealed class IdGenerator(TimeProvider time)
 {
+    /// <summary>
+    /// Random bytes for 512 ids, taken from the cryptographic generator at once: one call for each id cost ~1.8 µs (an
+    /// OpenSSL DRBG call with its locks), and every stored event has an id.
+    /// </summary>
+    private const int RandomBytes = 4096;
+
     private readonly Lock _gate = new();
+    private readonly byte[] _random = new byte[RandomBytes];
+    private int _randomAt = RandomBytes;
     private long _lastMs;
     private int _counter;
 
@@ -18,8 +26,16 @@ internal sealed class IdGenerator(TimeProvider time)
     {
         long ms;
         int counter;
+        Span<byte> bytes = stackalloc byte[16];
         lock (_gate)
         {
+            if (_randomAt == RandomBytes)
+            {
+                RandomNumberGenerator.Fill(_random);
+                _randomAt = 0;
+            }
+            _random.AsSpan(_randomAt, 8).CopyTo(bytes[8..]);
+            _randomAt += 8;
             ms = Math.Max(time.GetUtcNow().ToUnixTimeMilliseconds(), _lastMs);
             if (ms == _lastMs)
             {
@@ -33,8 +49,6 @@ internal sealed class IdGenerator(TimeProvider time)
             counter = _counter;
         }
 
-        Span<byte> bytes = stackalloc byte[16];
-        RandomNumberGenerator.Fill(bytes[8..]);
         BinaryPrimitives.WriteInt64BigEndian(bytes, ms << 16);
         bytes[6] = (byte)(0x70 | (counter >> 8));
         bytes[7] = (byte)counter;
