@@ -3,6 +3,8 @@
 # Usage: bench/run-load.sh [users] [messages] [idle sockets]
 #   APEX_BENCH_IDLE_HOLD=seconds  keep the idle sockets open that long before their RSS is read (default 2), e.g. to take
 #                                 `dotnet-gcdump collect -p <server pid>` of the server with them open
+#   APEX_BENCH_SERVER_DLL=path    the server to start instead of this tree's Release build (e.g. an earlier commit's,
+#                                 built in a git worktree, for a before/after pair)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 users=${1:-100}; messages=${2:-5}; idle=${3:-0}
@@ -14,7 +16,7 @@ Apex__Limits__MaxConnectionsPerUser=1000 \
 Apex__Limits__MaxActiveRunsPerUser=8 \
 Apex__Limits__AuthRequestsPerMinutePerAddress=100000 \
 Logging__LogLevel__Default=Warning \
-  dotnet src/Apex.Server/bin/Release/net10.0/Apex.Server.dll --urls "http://127.0.0.1:$port" &
+  dotnet "${APEX_BENCH_SERVER_DLL:-src/Apex.Server/bin/Release/net10.0/Apex.Server.dll}" --urls "http://127.0.0.1:$port" &
 server=$!
 trap 'kill $server 2>/dev/null; rm -rf "$dir"' EXIT
 until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; do sleep 0.2; done
