@@ -62,6 +62,21 @@ for trx in "$results"/*.trx; do
   failed=$((failed + $(value failed) + $(value error) + $(value timeout) + $(value aborted)))
   skipped=$((skipped + $(value notExecuted)))
 done
+# The failed tests by name with the head of their message, just above the summary, where a log's tail shows them.
+if [ "$files" -gt 0 ] && [ "$failed" -gt 0 ]; then
+  python3 - "$results"/*.trx <<'PY' || true
+import sys, xml.etree.ElementTree as ET
+ns = {"t": "http://microsoft.com/schemas/VisualStudio/TeamTest/2010"}
+for path in sys.argv[1:]:
+    for r in ET.parse(path).getroot().iterfind(".//t:UnitTestResult", ns):
+        if r.get("outcome") in ("Passed", "NotExecuted"):
+            continue
+        message = r.findtext(".//t:ErrorInfo/t:Message", default="", namespaces=ns).strip().splitlines()
+        print(f"FAILED {r.get('testName')} ({r.get('duration')})")
+        for line in message[:6]:
+            print(f"    {line[:300]}")
+PY
+fi
 if [ "$files" -eq 0 ]; then
   echo "test.sh: no test results were written (the test run crashed?)" >&2
   failed=$((failed + 1))
