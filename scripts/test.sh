@@ -71,10 +71,11 @@ for path in sys.argv[1:]:
     for r in ET.parse(path).getroot().iterfind(".//t:UnitTestResult", ns):
         if r.get("outcome") in ("Passed", "NotExecuted"):
             continue
-        message = r.findtext(".//t:ErrorInfo/t:Message", default="", namespaces=ns).strip().splitlines()
+        text = r.findtext(".//t:ErrorInfo/t:Message", default="", namespaces=ns)
+        message = [line.strip() for line in text.splitlines() if line.strip()]
         print(f"FAILED {r.get('testName')} ({r.get('duration')})")
         for line in message[:6]:
-            print(f"    {line[:300]}")
+            print(f"    {line[:400]}")
 PY
 fi
 if [ "$files" -eq 0 ]; then
