@@ -16,6 +16,7 @@ internal sealed class ApexTelemetry : IDisposable
     private readonly Counter<long> _events;
     private readonly Counter<long> _toolCalls;
     private readonly Counter<long> _tokens;
+    private readonly Histogram<int> _batches;
 
     public ApexTelemetry(IMeterFactory meters)
     {
@@ -24,6 +25,8 @@ internal sealed class ApexTelemetry : IDisposable
         _events = meter.CreateCounter<long>("apex.events", description: "Events stored.");
         _toolCalls = meter.CreateCounter<long>("apex.tool_calls", description: "Tool calls, by tool and status.");
         _tokens = meter.CreateCounter<long>("apex.tokens", description: "Model tokens, by model and direction (input, output).");
+        _batches = meter.CreateHistogram<int>("apex.event_batch.size", unit: "{event}",
+            description: "Events stored per transaction of the event log: how well concurrent runs' appends are batched.");
     }
 
     public ActivitySource Source { get; } = new(Name);
@@ -31,6 +34,8 @@ internal sealed class ApexTelemetry : IDisposable
     public void RunEnded(string status) => _runs.Add(1, new KeyValuePair<string, object?>("status", status));
 
     public void EventsStored(int count) => _events.Add(count);
+
+    public void BatchStored(int count) => _batches.Record(count);
 
     public void ToolCalled(string tool, string status) =>
         _toolCalls.Add(1, new KeyValuePair<string, object?>("tool", tool), new KeyValuePair<string, object?>("status", status));

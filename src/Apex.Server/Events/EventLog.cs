@@ -82,6 +82,7 @@ internal sealed partial class EventLog(IEventStore store, EventBus bus, IdGenera
         try
         {
             var stored = await store.AppendEventsAsync(batch.ConvertAll(p => p.Append), CancellationToken.None);
+            telemetry.BatchStored(batch.Count);
             var byId = stored.ToDictionary(e => e.EventId!);
             Count(stored);
             foreach (var pending in batch)

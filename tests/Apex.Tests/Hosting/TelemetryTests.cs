@@ -43,6 +43,8 @@ public sealed class TelemetryTests
         Assert.Contains("apex_runs_total{otel_scope_name=\"Apex\",status=\"run_completed\"}", metrics, StringComparison.Ordinal);
         Assert.Contains("apex_tool_calls_total", metrics, StringComparison.Ordinal);
         Assert.Contains("apex_tokens_total", metrics, StringComparison.Ordinal);
+        // The event log's transactions, by how many events each stored.
+        Assert.Contains("apex_event_batch_size_bucket{otel_scope_name=\"Apex\",le=\"", metrics, StringComparison.Ordinal);
     }
 
     [Fact]
