@@ -6,13 +6,12 @@ namespace Apex.Server.Storage;
 
 /// <summary>
 /// The embedded default: one SQLite file in WAL mode. SQLite allows one writer at a time, so
-/// writes queue on a semaphore here instead of spinning on SQLITE_BUSY inside the driver.
+/// writes queue here for one writer connection (and share its transactions) instead of spinning on SQLITE_BUSY inside the driver.
 /// </summary>
 internal sealed class SqliteDatabase : Database
 {
     private readonly string _connectionString;
     private readonly string _path;
-    private readonly SemaphoreSlim _writeLock = new(1, 1);
     private readonly SemaphoreSlim _bulkLock = new(1, 1);
     private PreparingSqliteConnection? _writer;
 
@@ -135,44 +134,196 @@ internal sealed class SqliteDatabase : Database
     }
 
     /// <summary>
-    /// Writes go through one long-lived connection, one at a time: SQLite has a single writer anyway,
-    /// and this saves opening and configuring a connection per transaction.
+    /// Writes go through one long-lived connection, and the writes that queued while one transaction ran share the next
+    /// (a group commit, up to <see cref="MaxGroup"/>): SQLite has a single writer anyway, and a commit writes every page its
+    /// transaction touched to the WAL, so the pages that concurrent writes share (a table's last leaf, the index pages, the
+    /// thread rows) are written once per group, not once per write. Each write runs inside a savepoint of its own: one that
+    /// fails is rolled back alone and only its caller sees the error. A write's caller hears back once the group is committed.
     /// </summary>
+    /// <remarks>
+    /// Where a failure ends the whole transaction (SQLite rolls it back itself on a full disk, an I/O error, an interrupt), or
+    /// the commit fails, each write of the group is run again in a transaction of its own, as PostgreSQL's retries do: a
+    /// write's work is idempotent up to its commit. A write whose caller gave up before its turn is not run.
+    /// </remarks>
     public override async Task<T> WriteAsync<T>(Func<DbConnection, DbTransaction?, Task<T>> work, CancellationToken cancellationToken)
     {
-        await _writeLock.WaitAsync(cancellationToken);
+        cancellationToken.ThrowIfCancellationRequested();
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var write = new PendingWrite<T>(work, cancellationToken);
+        if (!_writes.Writer.TryWrite(write)) throw new ObjectDisposedException(nameof(SqliteDatabase));
+        EnsureWriter();
+        return await write.Completion.Task;
+    }
+
+    /// <summary>How many writes one transaction takes at most; the event log's own batches are one write each.</summary>
+    private const int MaxGroup = 64;
+
+    private readonly System.Threading.Channels.Channel<PendingWrite> _writes =
+        System.Threading.Channels.Channel.CreateUnbounded<PendingWrite>(new System.Threading.Channels.UnboundedChannelOptions { SingleReader = true });
+    private Task? _writing;
+
+    private void EnsureWriter()
+    {
+        if (Volatile.Read(ref _writing) is not null) return;
+        var loop = new Task<Task>(WriteLoopAsync);
+        if (Interlocked.CompareExchange(ref _writing, loop.Unwrap(), null) is null) loop.Start(TaskScheduler.Default);
+    }
+
+    private async Task WriteLoopAsync()
+    {
+        var group = new List<PendingWrite>(MaxGroup);
+        while (await _writes.Reader.WaitToReadAsync(CancellationToken.None))
+        {
+            group.Clear();
+            while (group.Count < MaxGroup && _writes.Reader.TryRead(out var write))
+            {
+                if (write.CancellationToken.IsCancellationRequested) write.Cancel();
+                else group.Add(write);
+            }
+            if (group.Count == 1) await WriteAloneAsync(group[0]);
+            else if (group.Count > 1) await WriteGroupAsync(group);
+        }
+    }
+
+    /// <summary>One write in a transaction of its own.</summary>
+    private async Task WriteAloneAsync(PendingWrite write)
+    {
         try
         {
-            var connection = _writer ??= await OpenWriterAsync(cancellationToken);
+            var connection = _writer ??= await OpenWriterAsync(write.CancellationToken);
             // The transaction is begun and ended with statements the connection keeps prepared: SqliteTransaction leaves a
             // finalizable statement behind per transaction, which at thousands of writes a second kept the finalizer thread busy.
-            await connection.ExecuteAsync("BEGIN IMMEDIATE", null, cancellationToken);
+            await connection.ExecuteAsync("BEGIN IMMEDIATE", null, write.CancellationToken);
             try
             {
-                var result = await work(connection, null);
-                await connection.ExecuteAsync("COMMIT", null, cancellationToken);
-                return result;
+                await write.RunAsync(connection);
+                await connection.ExecuteAsync("COMMIT", null, write.CancellationToken);
             }
             catch
             {
-                try { await connection.ExecuteAsync("ROLLBACK", null, CancellationToken.None); }
-                catch (SqliteException) { /* nothing to roll back: the failure ended the transaction */ }
+                await RollbackAsync(connection);
                 throw;
             }
+            write.Complete();
+        }
+        catch (Exception ex)
+        {
+            write.Fail(ex);
+        }
+        await ReplaceIfBrokenAsync();
+    }
+
+    /// <summary>Several writes in one transaction, each in a savepoint; see <see cref="WriteAsync{T}"/>.</summary>
+    private async Task WriteGroupAsync(List<PendingWrite> group)
+    {
+        var ran = new List<PendingWrite>(group.Count);
+        var again = false;
+        PreparingSqliteConnection? connection = null;
+        try
+        {
+            connection = _writer ??= await OpenWriterAsync(CancellationToken.None);
+            await connection.ExecuteAsync("BEGIN IMMEDIATE", null, CancellationToken.None);
+            foreach (var write in group)
+            {
+                if (write.CancellationToken.IsCancellationRequested)
+                {
+                    write.Cancel();
+                    continue;
+                }
+                await connection.ExecuteAsync("SAVEPOINT apex_write", null, CancellationToken.None);
+                try
+                {
+                    await write.RunAsync(connection);
+                    await connection.ExecuteAsync("RELEASE apex_write", null, CancellationToken.None);
+                    ran.Add(write);
+                }
+                catch (Exception ex) when (InTransaction(connection))
+                {
+                    await connection.ExecuteAsync("ROLLBACK TO apex_write", null, CancellationToken.None);
+                    await connection.ExecuteAsync("RELEASE apex_write", null, CancellationToken.None);
+                    write.Fail(ex);
+                }
+            }
+            await connection.ExecuteAsync("COMMIT", null, CancellationToken.None);
+        }
+        catch (Exception)
+        {
+            // The transaction is gone (or never began): whatever ran in it is undone, so every write not yet answered runs alone.
+            if (connection is not null) await RollbackAsync(connection);
+            again = true;
+        }
+        if (!again)
+        {
+            foreach (var write in ran) write.Complete();
+            return;
+        }
+        await ReplaceIfBrokenAsync();
+        foreach (var write in group)
+        {
+            if (write.Answered) continue;
+            if (write.CancellationToken.IsCancellationRequested) write.Cancel();
+            else await WriteAloneAsync(write);
+        }
+    }
+
+    private static bool InTransaction(PreparingSqliteConnection connection) =>
+        connection.State == System.Data.ConnectionState.Open && SQLitePCL.raw.sqlite3_get_autocommit(connection.Handle) == 0;
+
+    private static async Task RollbackAsync(PreparingSqliteConnection connection)
+    {
+        try
+        {
+            if (InTransaction(connection)) await connection.ExecuteAsync("ROLLBACK", null, CancellationToken.None);
         }
         catch (SqliteException)
         {
-            // A broken connection is replaced on the next write.
-            if (_writer is { } broken && broken.State != System.Data.ConnectionState.Open)
-            {
-                await DisposeWriterAsync();
-            }
-            throw;
+            // nothing to roll back: the failure ended the transaction
         }
-        finally
+    }
+
+    /// <summary>A broken connection is replaced on the next write.</summary>
+    private async Task ReplaceIfBrokenAsync()
+    {
+        if (_writer is { } writer && writer.State != System.Data.ConnectionState.Open) await DisposeWriterAsync();
+    }
+
+    /// <summary>A write waiting for the writer: its work, its caller's token, and how its caller hears back.</summary>
+    private abstract class PendingWrite(CancellationToken cancellationToken)
+    {
+        public CancellationToken CancellationToken { get; } = cancellationToken;
+
+        /// <summary>Its caller has its answer (a result, an error or the cancellation).</summary>
+        public abstract bool Answered { get; }
+
+        public abstract Task RunAsync(DbConnection connection);
+
+        /// <summary>Its transaction committed: the caller gets the result.</summary>
+        public abstract void Complete();
+
+        public abstract void Fail(Exception exception);
+
+        public abstract void Cancel();
+    }
+
+    private sealed class PendingWrite<T>(Func<DbConnection, DbTransaction?, Task<T>> work, CancellationToken cancellationToken) : PendingWrite(cancellationToken)
+    {
+        private T? _result;
+
+        public TaskCompletionSource<T> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public override bool Answered => Completion.Task.IsCompleted;
+
+        public override async Task RunAsync(DbConnection connection) => _result = await work(connection, null);
+
+        public override void Complete() => Completion.TrySetResult(_result!);
+
+        public override void Fail(Exception exception)
         {
-            _writeLock.Release();
+            if (exception is OperationCanceledException && CancellationToken.IsCancellationRequested) Completion.TrySetCanceled(CancellationToken);
+            else Completion.TrySetException(exception);
         }
+
+        public override void Cancel() => Completion.TrySetCanceled(CancellationToken);
     }
 
     private async Task DisposeWriterAsync()
@@ -198,10 +349,13 @@ internal sealed class SqliteDatabase : Database
     public override async ValueTask DisposeAsync()
     {
         _disposed = true;
+        // The writes already queued are written; later ones are refused.
+        _writes.Writer.TryComplete();
+        EnsureWriter();
+        await _writing!;
         while (_readers.TryPop(out var idle)) idle.Retire();
         await DisposeWriterAsync();
         SqliteConnection.ClearAllPools();
-        _writeLock.Dispose();
         _bulkLock.Dispose();
     }
 }
