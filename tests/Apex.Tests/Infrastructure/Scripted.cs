@@ -44,7 +44,7 @@ internal sealed class StubbornTool : IApexTool
 /// The built-in model, scripted for tests: <c>[mcp]</c> makes triage call the everything MCP server's echo tool;
 /// <c>[stubborn]</c> makes triage call the <see cref="StubbornTool"/>; a request containing <c>[slow]</c> makes triage call the
 /// 10-second <see cref="SleepTool"/> first; <c>[stuck]</c> makes triage's model call hang until cancelled;
-/// <c>[stall]</c> makes each agent's first model call take 1.5 s; <c>[badresult]</c> makes triage answer outside its schema.
+/// <c>[stall]</c> makes each agent's first model call take 1.5 s; <c>[pause]</c> makes triage's take 0.4 s; <c>[badresult]</c> makes triage answer outside its schema.
 /// </summary>
 internal sealed class ScriptedChatClient() : DelegatingChatClient(new BuiltInChatClient(TimeSpan.Zero, TimeProvider.System))
 {
@@ -64,6 +64,7 @@ internal sealed class ScriptedChatClient() : DelegatingChatClient(new BuiltInCha
             yield break;
         }
         if (request.Contains("[stall]", StringComparison.Ordinal) && firstTurn) await Task.Delay(TimeSpan.FromSeconds(1.5), cancellationToken);
+        if (isTriage && request.Contains("[pause]", StringComparison.Ordinal) && firstTurn) await Task.Delay(TimeSpan.FromMilliseconds(400), cancellationToken);
         if (isTriage && request.Contains("[stubborn]", StringComparison.Ordinal) && !list.SelectMany(m => m.Contents).OfType<FunctionCallContent>().Any(c => c.Name == "stubborn"))
         {
             yield return new ChatResponseUpdate(ChatRole.Assistant, [new FunctionCallContent("call_stubborn", "stubborn", new Dictionary<string, object?>())]) { FinishReason = ChatFinishReason.ToolCalls };

@@ -61,7 +61,9 @@ public sealed class EdgeCaseTests(ScriptedServer scripted) : IClassFixture<Scrip
         var ct = Waits.Timeout();
         using var client = await server.NewUserAsync();
         using var socket = await client.ConnectAsync(ct);
-        var events = await socket.RunToEndAsync("[slow] triage waits on a 10 s tool", cancellationToken: ct);
+        // Triage thinks 0.4 s before it calls the tool, so its own 1 s limit runs out well before the tool's: with both
+        // started in the same millisecond, either timer could fire first.
+        var events = await socket.RunToEndAsync("[pause][slow] triage waits on a 10 s tool", cancellationToken: ct);
 
         var sleep = Assert.Single(events.OfType<ToolCompleted>(), t => t.Data.Tool == "sleep");
         Assert.Equal("timeout", sleep.Data.Status);
