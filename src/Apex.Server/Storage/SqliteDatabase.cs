@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Data.Common;
+using System.Threading.Channels;
 using Microsoft.Data.Sqlite;
 
 namespace Apex.Server.Storage;
@@ -31,6 +32,8 @@ internal sealed class SqliteDatabase : Database
         builder.DataSource = _path;
         Protect(_path);
         _connectionString = builder.ToString();
+        // The writer loop waits for the first write; it runs in no caller's execution context (no request's trace or log scope).
+        using (ExecutionContext.SuppressFlow()) _writing = Task.Run(WriteLoopAsync);
     }
 
     /// <summary>
@@ -148,26 +151,16 @@ internal sealed class SqliteDatabase : Database
     public override async Task<T> WriteAsync<T>(Func<DbConnection, DbTransaction?, Task<T>> work, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        ObjectDisposedException.ThrowIf(_disposed, this);
         var write = new PendingWrite<T>(work, cancellationToken);
         if (!_writes.Writer.TryWrite(write)) throw new ObjectDisposedException(nameof(SqliteDatabase));
-        EnsureWriter();
         return await write.Completion.Task;
     }
 
     /// <summary>How many writes one transaction takes at most; the event log's own batches are one write each.</summary>
     private const int MaxGroup = 64;
 
-    private readonly System.Threading.Channels.Channel<PendingWrite> _writes =
-        System.Threading.Channels.Channel.CreateUnbounded<PendingWrite>(new System.Threading.Channels.UnboundedChannelOptions { SingleReader = true });
-    private Task? _writing;
-
-    private void EnsureWriter()
-    {
-        if (Volatile.Read(ref _writing) is not null) return;
-        var loop = new Task<Task>(WriteLoopAsync);
-        if (Interlocked.CompareExchange(ref _writing, loop.Unwrap(), null) is null) loop.Start(TaskScheduler.Default);
-    }
+    private readonly Channel<PendingWrite> _writes = Channel.CreateUnbounded<PendingWrite>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly Task _writing;
 
     private async Task WriteLoopAsync()
     {
@@ -351,8 +344,7 @@ internal sealed class SqliteDatabase : Database
         _disposed = true;
         // The writes already queued are written; later ones are refused.
         _writes.Writer.TryComplete();
-        EnsureWriter();
-        await _writing!;
+        await _writing;
         while (_readers.TryPop(out var idle)) idle.Retire();
         await DisposeWriterAsync();
         SqliteConnection.ClearAllPools();
