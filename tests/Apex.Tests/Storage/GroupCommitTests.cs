@@ -9,35 +9,20 @@ namespace Apex.Tests.Storage;
 /// fails is rolled back alone, a write whose caller gave up before its turn is not run, and when the shared transaction
 /// is lost the writes in it run again one by one, each exactly once.
 /// </summary>
-public sealed class GroupCommitTests : IAsyncLifetime
+public sealed class GroupCommitTests() : SqliteDatabaseTests("CREATE TABLE items (id INTEGER PRIMARY KEY)")
 {
-    private readonly string _path = Path.Combine(Path.GetTempPath(), "apex-tests", Guid.NewGuid().ToString("N") + ".db");
-    private SqliteDatabase _db = null!;
-
-    public async Task InitializeAsync()
-    {
-        _db = new SqliteDatabase(_path);
-        await _db.WriteAsync(async (c, t) => await c.ExecuteAsync("CREATE TABLE items (id INTEGER PRIMARY KEY)", t, default), default);
-    }
-
-    public async Task DisposeAsync()
-    {
-        await _db.DisposeAsync();
-        ApexTestServer.DeleteDatabase(_path);
-    }
-
     [Fact]
     public async Task WritesQueuedBehindATransactionShareTheNextAndOneThatFailsIsRolledBackAlone()
     {
         var (blocker, release) = await BlockTheWriterAsync();
         var visibleToReaders = new bool[10];
-        var writes = Enumerable.Range(1, 10).Select(i => _db.WriteAsync(async (c, t) =>
+        var writes = Enumerable.Range(1, 10).Select(i => Db.WriteAsync(async (c, t) =>
         {
             await c.ExecuteAsync("INSERT INTO items (id) VALUES (@id)", t, default, ("@id", (long)i));
             // A reader sees what another write of this transaction did only once the whole group is committed.
             if (i > 1)
             {
-                await using var reader = await _db.OpenAsync(default);
+                await using var reader = await Db.OpenAsync(default);
                 visibleToReaders[i - 1] = await reader.ScalarAsync("SELECT COUNT(*) FROM items WHERE id = 1", null, default) == 1;
             }
             if (i == 4) throw new InvalidOperationException("write 4 fails");
@@ -61,8 +46,8 @@ public sealed class GroupCommitTests : IAsyncLifetime
     {
         var (blocker, release) = await BlockTheWriterAsync();
         using var giveUp = new CancellationTokenSource();
-        var abandoned = _db.WriteAsync(async (c, t) => await c.ExecuteAsync("INSERT INTO items (id) VALUES (1)", t, default), giveUp.Token);
-        var kept = _db.WriteAsync(async (c, t) => await c.ExecuteAsync("INSERT INTO items (id) VALUES (2)", t, default), default);
+        var abandoned = Db.WriteAsync(async (c, t) => await c.ExecuteAsync("INSERT INTO items (id) VALUES (1)", t, default), giveUp.Token);
+        var kept = Db.WriteAsync(async (c, t) => await c.ExecuteAsync("INSERT INTO items (id) VALUES (2)", t, default), default);
         await giveUp.CancelAsync();
         release.SetResult();
         await blocker;
@@ -77,7 +62,7 @@ public sealed class GroupCommitTests : IAsyncLifetime
     {
         var (blocker, release) = await BlockTheWriterAsync();
         var runs = new int[5];
-        var writes = Enumerable.Range(1, 5).Select(i => _db.WriteAsync(async (c, t) =>
+        var writes = Enumerable.Range(1, 5).Select(i => Db.WriteAsync(async (c, t) =>
         {
             Interlocked.Increment(ref runs[i - 1]);
             await c.ExecuteAsync("INSERT INTO items (id) VALUES (@id)", t, default, ("@id", (long)i));
@@ -101,7 +86,7 @@ public sealed class GroupCommitTests : IAsyncLifetime
     {
         var running = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var blocker = _db.WriteAsync(async (c, t) =>
+        var blocker = Db.WriteAsync(async (c, t) =>
         {
             await c.ExecuteAsync("INSERT INTO items (id) VALUES (0)", t, default);
             running.SetResult();
@@ -114,7 +99,7 @@ public sealed class GroupCommitTests : IAsyncLifetime
 
     private async Task<long[]> IdsAsync()
     {
-        await using var reader = await _db.OpenAsync(default);
+        await using var reader = await Db.OpenAsync(default);
         return [.. await reader.QueryAsync("SELECT id FROM items ORDER BY id", null, r => r.GetInt64(0), default)];
     }
 }

@@ -1,5 +1,4 @@
 using Apex.Server.Storage;
-using Apex.Tests.Infrastructure;
 
 namespace Apex.Tests.Storage;
 
@@ -8,35 +7,17 @@ namespace Apex.Tests.Storage;
 /// disposed: a reused statement must bind this call's values (a null after a number, a number after a null), a nested
 /// use of the same SQL must get a command of its own, and a reader left inside a transaction must not be handed out again.
 /// </summary>
-public sealed class PreparedStatementTests : IAsyncLifetime
+public sealed class PreparedStatementTests() : SqliteDatabaseTests(
+    "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)",
+    "INSERT INTO items (id, name) VALUES (1, 'one'), (2, NULL), (3, 'three')")
 {
-    private readonly string _path = Path.Combine(Path.GetTempPath(), "apex-tests", Guid.NewGuid().ToString("N") + ".db");
-    private SqliteDatabase _db = null!;
-
-    public async Task InitializeAsync()
-    {
-        _db = new SqliteDatabase(_path);
-        await _db.WriteAsync(async (c, t) =>
-        {
-            await c.ExecuteAsync("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)", t, default);
-            await c.ExecuteAsync("INSERT INTO items (id, name) VALUES (1, 'one'), (2, NULL), (3, 'three')", t, default);
-            return 0;
-        }, default);
-    }
-
-    public async Task DisposeAsync()
-    {
-        await _db.DisposeAsync();
-        ApexTestServer.DeleteDatabase(_path);
-    }
-
     [Fact]
     public async Task AReusedStatementBindsEachCallsValues()
     {
         const string sql = "SELECT COUNT(*) FROM items WHERE (@name IS NULL AND name IS NULL) OR name = @name OR id = @id";
         for (var round = 0; round < 3; round++)
         {
-            await using var connection = await _db.OpenAsync(default);
+            await using var connection = await Db.OpenAsync(default);
             // A null first, then a number in the same slot: the kept command binds this call's values, not an earlier call's.
             Assert.Equal(1, await connection.ScalarAsync(sql, null, default, ("@name", null), ("@id", 0L)));
             Assert.Equal(2, await connection.ScalarAsync(sql, null, default, ("@name", "one"), ("@id", 3L)));
@@ -53,7 +34,7 @@ public sealed class PreparedStatementTests : IAsyncLifetime
     public async Task TheSameStatementInsideItsOwnReadGetsACommandOfItsOwn()
     {
         const string sql = "SELECT name FROM items WHERE id = @id";
-        await using var connection = await _db.OpenAsync(default);
+        await using var connection = await Db.OpenAsync(default);
         var outer = connection.RentCommand(null, sql, "@id");
         try
         {
@@ -73,20 +54,20 @@ public sealed class PreparedStatementTests : IAsyncLifetime
     [Fact]
     public async Task AReaderIsReusedButNotOneLeftInsideATransaction()
     {
-        var first = await _db.OpenAsync(default);
+        var first = await Db.OpenAsync(default);
         await first.DisposeAsync();
         // Disposed twice by its holder: given back once, so two renters never share it.
         await first.DisposeAsync();
-        var second = await _db.OpenAsync(default);
+        var second = await Db.OpenAsync(default);
         Assert.Same(first, second);
-        var other = await _db.OpenAsync(default);
+        var other = await Db.OpenAsync(default);
         Assert.NotSame(second, other);
         await other.DisposeAsync();
         Assert.Equal(System.Data.ConnectionState.Open, second.State);
 
         await second.ExecuteAsync("BEGIN", null, default);
         await second.DisposeAsync();
-        var third = await _db.OpenAsync(default);
+        var third = await Db.OpenAsync(default);
         Assert.NotSame(second, third);
         Assert.Equal(System.Data.ConnectionState.Closed, second.State);
         // The fresh reader sees committed rows and is not inside the abandoned transaction.

@@ -23,6 +23,30 @@ public sealed class SqliteTestDatabase : ITestDatabase
     }
 }
 
+/// <summary>Tests of <see cref="SqliteDatabase"/> itself: each test gets a new database file with <paramref name="schema"/> in it.</summary>
+public abstract class SqliteDatabaseTests(params string[] schema) : IAsyncLifetime
+{
+    private readonly SqliteTestDatabase _file = new();
+
+    internal SqliteDatabase Db { get; private set; } = null!;
+
+    public async Task InitializeAsync()
+    {
+        Db = (SqliteDatabase)await ((ITestDatabase)_file).CreateAsync();
+        await Db.WriteAsync(async (c, t) =>
+        {
+            foreach (var sql in schema) await c.ExecuteAsync(sql, t, default);
+            return 0;
+        }, default);
+    }
+
+    public async Task DisposeAsync()
+    {
+        await Db.DisposeAsync();
+        await _file.DisposeAsync();
+    }
+}
+
 public sealed class PostgresTestDatabaseForStores : ITestDatabase
 {
     private PostgresTestDatabase _database = null!;
