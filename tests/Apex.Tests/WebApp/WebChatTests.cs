@@ -146,11 +146,25 @@ public sealed class WebChatTests(WebAppFixture fixture)
         var second = await me.Context.NewPageAsync();
         await second.GotoAsync($"/#/t/{threadId}");
         await Expect(second.Locator(".turn")).ToHaveCountAsync(1);
+        // Every status the second tab shows for the new turn, as the page changes: polling the attribute can miss a run
+        // that starts and ends between two polls, a record of the page's own changes cannot.
+        await second.EvaluateAsync("""
+            () => {
+                window.secondTurnStatuses = [];
+                new MutationObserver(() => {
+                    const turn = document.querySelectorAll('.turn')[1];
+                    if (turn && window.secondTurnStatuses.at(-1) !== turn.dataset.status) window.secondTurnStatuses.push(turn.dataset.status);
+                }).observe(document.body, { subtree: true, childList: true, attributes: true, attributeFilter: ['data-status'] });
+            }
+            """);
         await me.SendAsync("second question, from the first tab");
         var followed = second.Locator(".turn").Nth(1);
-        await Expect(followed).ToHaveAttributeAsync("data-status", "running");
         await Expect(followed.Locator(".bubble.user")).ToContainTextAsync("second question, from the first tab");
         await Expect(followed).ToHaveAttributeAsync("data-status", "completed", new() { Timeout = 40_000 });
+        // It was shown running before it was shown completed: followed live, not only loaded at the end.
+        var statuses = await second.EvaluateAsync<string[]>("() => window.secondTurnStatuses");
+        Assert.Contains("running", statuses);
+        Assert.True(Array.IndexOf(statuses, "running") < Array.LastIndexOf(statuses, "completed"), string.Join(" -> ", statuses));
         await Expect(me.Page.Locator(".turn").Nth(1)).ToHaveAttributeAsync("data-status", "completed");
 
         Assert.Equal(await me.Page.Locator(".turn").Nth(1).Locator(".markdown").InnerHTMLAsync(), await followed.Locator(".markdown").InnerHTMLAsync());
